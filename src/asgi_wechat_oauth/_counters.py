@@ -1,0 +1,33 @@
+"""Counters the middleware keeps, readable in code (``middleware.counters``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counters:
+    """What happened to callbacks since start.
+
+    - ``exchanges``: calls to ``sns/oauth2/access_token`` made by this process;
+    - ``deduplicated``: requests that waited for an exchange already in flight;
+    - ``cache_hits``: requests served a result stored by an earlier request;
+    - ``recovered``: 40029/40163 answers replaced by a result another request obtained;
+    - ``errors``: error responses by ``reason``.
+    """
+
+    exchanges: int = 0
+    deduplicated: int = 0
+    cache_hits: int = 0
+    recovered: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "exchanges": self.exchanges,
+            "deduplicated": self.deduplicated,
+            "cache_hits": self.cache_hits,
+            "recovered": self.recovered,
+            "errors": dict(self.errors),
+        }

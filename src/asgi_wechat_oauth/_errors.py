@@ -1,0 +1,128 @@
+"""Errors with a stable, machine-readable ``reason`` and the HTTP status the middleware answers.
+
+Messages never hold the app secret, a code or a token: they are shown to users and logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class WeChatOAuthError(Exception):
+    """Base class. ``reason`` is stable (part of the API); ``message`` is for humans."""
+
+    status_code: ClassVar[int] = 500
+    #: Whether a duplicate arriving later gets this same error from the result cache. True only
+    #: for errors that say the code itself can never be traded (used, invalid, expired).
+    definitive: ClassVar[bool] = False
+
+    def __init__(self, reason: str, message: str, *, errcode: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.errcode = errcode
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, errcode={self.errcode!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "reason": self.reason,
+            "message": self.message,
+            "errcode": self.errcode,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeChatOAuthError:
+        kind = _ERROR_TYPES.get(str(data.get("type")), WeChatOAuthError)
+        errcode = data.get("errcode")
+        return kind(
+            str(data["reason"]),
+            str(data.get("message", "")),
+            errcode=errcode if isinstance(errcode, int) else None,
+        )
+
+
+class InvalidCallbackRequest(WeChatOAuthError):
+    """The callback request itself is unusable (missing or malformed ``code``, bad query)."""
+
+    status_code = 400
+
+
+class MethodNotAllowed(InvalidCallbackRequest):
+    status_code = 405
+
+
+class CodeRejected(WeChatOAuthError):
+    """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
+
+    status_code = 400
+    definitive = True
+
+
+class UpstreamError(WeChatOAuthError):
+    """WeChat was busy, unreachable, or answered something unusable."""
+
+    status_code = 502
+
+
+class UpstreamTimeout(UpstreamError):
+    """WeChat did not answer within ``exchange_timeout``."""
+
+    status_code = 504
+
+
+class ConfigurationError(WeChatOAuthError):
+    """WeChat rejected the app's credentials (40013 invalid appid, 40125 invalid secret, ...)."""
+
+    status_code = 500
+
+
+class ServiceUnavailable(WeChatOAuthError):
+    """The middleware cannot coordinate the exchange right now (overloaded, backend down)."""
+
+    status_code = 503
+
+
+_ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
+    cls.__name__: cls
+    for cls in (
+        WeChatOAuthError,
+        InvalidCallbackRequest,
+        MethodNotAllowed,
+        CodeRejected,
+        UpstreamError,
+        UpstreamTimeout,
+        ConfigurationError,
+        ServiceUnavailable,
+    )
+}
+
+#: errcodes that say this code can never be traded; 40029 and 40163 also mean "already used".
+CODE_USED_ERRCODES = frozenset({40029, 40163})
+_CODE_ERRORS = {
+    40029: ("code_invalid", "The login code is invalid or was already used. Please log in again."),
+    40163: ("code_used", "The login code was already used. Please log in again."),
+    42003: ("code_expired", "The login code has expired. Please log in again."),
+    41008: ("missing_code", "The login code is missing."),
+}
+_CONFIG_ERRCODES = frozenset({40013, 40125, 41002, 41004, 40164, 40002})
+
+
+def error_from_errcode(errcode: int) -> WeChatOAuthError:
+    """Map a WeChat ``errcode`` to the error the middleware answers with."""
+    if errcode in _CODE_ERRORS:
+        reason, message = _CODE_ERRORS[errcode]
+        return CodeRejected(reason, message, errcode=errcode)
+    if errcode in _CONFIG_ERRCODES:
+        return ConfigurationError(
+            "configuration_error",
+            f"WeChat rejected the app's credentials (errcode {errcode}).",
+            errcode=errcode,
+        )
+    if errcode == -1:
+        return UpstreamError("upstream_busy", "WeChat is busy; try again.", errcode=errcode)
+    return UpstreamError(
+        "upstream_error", f"WeChat answered with errcode {errcode}.", errcode=errcode
+    )

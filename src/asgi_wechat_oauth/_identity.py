@@ -1,0 +1,132 @@
+"""The identity the middleware hands to the app: frozen, typed, and safe to print."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user's profile from ``sns/userinfo``.
+
+    Since 2021-10-20 WeChat returns ``sex`` as 0 and ``province``, ``city`` and ``country`` empty;
+    the fields stay for compatibility. Nicknames may hold any Unicode, emoji included.
+    """
+
+    openid: str
+    nickname: str = ""
+    sex: int = 0
+    province: str = ""
+    city: str = ""
+    country: str = ""
+    headimgurl: str = ""
+    privilege: tuple[str, ...] = ()
+    unionid: str | None = None
+
+    @classmethod
+    def from_wechat(cls, data: dict[str, Any]) -> UserInfo:
+        """Build from WeChat's JSON, tolerating missing or oddly typed optional fields."""
+        privilege = data.get("privilege") or ()
+        return cls(
+            openid=str(data["openid"]),
+            nickname=str(data.get("nickname") or ""),
+            sex=_as_int(data.get("sex")),
+            province=str(data.get("province") or ""),
+            city=str(data.get("city") or ""),
+            country=str(data.get("country") or ""),
+            headimgurl=str(data.get("headimgurl") or ""),
+            privilege=tuple(str(p) for p in privilege) if isinstance(privilege, list) else (),
+            unionid=str(data["unionid"]) if data.get("unionid") else None,
+        )
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """The answer of ``sns/oauth2/access_token`` (and ``sns/oauth2/refresh_token``).
+
+    ``repr`` leaves the tokens out so that logging the object leaks nothing.
+    """
+
+    openid: str
+    scope: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int = 7200
+    unionid: str | None = None
+    is_snapshotuser: bool = False
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The granted scopes (WeChat separates several with commas)."""
+        return frozenset(s for s in self.scope.split(",") if s)
+
+    @classmethod
+    def from_wechat(cls, data: dict[str, Any]) -> AccessToken:
+        return cls(
+            openid=str(data["openid"]),
+            scope=str(data.get("scope") or ""),
+            access_token=str(data["access_token"]),
+            refresh_token=str(data.get("refresh_token") or ""),
+            expires_in=_as_int(data.get("expires_in"), 7200),
+            unionid=str(data["unionid"]) if data.get("unionid") else None,
+            is_snapshotuser=_as_int(data.get("is_snapshotuser")) == 1,
+        )
+
+
+@dataclass(frozen=True)
+class WeChatIdentity:
+    """Who completed the login, as put in ``scope["wechat"]``.
+
+    ``unionid`` comes from the token answer or, failing that, from the user info. When
+    ``is_snapshotuser`` is true the openid and profile are virtual (WeChat's snapshot-page mode):
+    do not treat such an identity as a real user. ``state`` is the ``state`` of the request being
+    served (a duplicate callback gets its own). ``repr`` leaves the tokens out.
+    """
+
+    openid: str
+    scope: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int = 7200
+    unionid: str | None = None
+    is_snapshotuser: bool = False
+    userinfo: UserInfo | None = None
+    state: str | None = None
+
+    @classmethod
+    def from_token(cls, token: AccessToken, userinfo: UserInfo | None = None) -> WeChatIdentity:
+        unionid = token.unionid or (userinfo.unionid if userinfo else None)
+        return cls(
+            openid=token.openid,
+            scope=token.scope,
+            access_token=token.access_token,
+            refresh_token=token.refresh_token,
+            expires_in=token.expires_in,
+            unionid=unionid,
+            is_snapshotuser=token.is_snapshotuser,
+            userinfo=userinfo,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tokens included: store it only where tokens may live)."""
+        data = asdict(self)
+        if self.userinfo is not None:
+            data["userinfo"]["privilege"] = list(self.userinfo.privilege)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeChatIdentity:
+        """The inverse of :meth:`to_dict`."""
+        info = data.get("userinfo")
+        userinfo = None
+        if info is not None:
+            userinfo = UserInfo(**{**info, "privilege": tuple(info.get("privilege") or ())})
+        return cls(**{**data, "userinfo": userinfo})
+
+
+def _as_int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,185 @@
+"""The ASGI middleware: intercept the callback, trade its code once, hand on the identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+import httpx
+
+from ._callback import parse_callback_query
+from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
+from ._counters import Counters
+from ._errors import MethodNotAllowed, UpstreamError, WeChatOAuthError
+from ._identity import AccessToken, WeChatIdentity
+from ._singleflight import SingleFlight
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from .backends import Backend, MemoryBackend
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+#: Scopes whose grant lets the app read ``sns/userinfo``.
+USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
+
+OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
+
+
+class WeChatOAuthMiddleware:
+    """Trade each WeChat OAuth code once, however many callbacks carry it.
+
+    Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
+    is put in ``scope["wechat"]`` before the app is called; concurrent and late duplicates of
+    the same code share that one exchange. Everything else passes through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        appid: str,
+        secret: str,
+        callback_path: str = "/wechat/callback",
+        backend: Backend | None = None,
+        api_base_url: str = DEFAULT_API_BASE_URL,
+        fetch_userinfo: bool | None = None,
+        result_ttl: float = 120.0,
+        exchange_timeout: float = 10.0,
+        http_client: httpx.AsyncClient | None = None,
+        on_error: OnError | None = None,
+    ) -> None:
+        if not appid:
+            raise ValueError("appid is required")
+        if not secret:
+            raise ValueError("secret is required")
+        if not callback_path.startswith("/"):
+            raise ValueError("callback_path must start with '/'")
+        if result_ttl < 0:
+            raise ValueError("result_ttl must not be negative")
+        if exchange_timeout <= 0:
+            raise ValueError("exchange_timeout must be positive")
+        self.app = app
+        self.appid = appid
+        self.callback_path = callback_path
+        self.fetch_userinfo = fetch_userinfo
+        self.on_error = on_error
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.counters = Counters()
+        self.client = WeChatOAuthClient(
+            appid,
+            secret,
+            api_base_url=api_base_url,
+            http_client=http_client,
+            timeout=exchange_timeout,
+        )
+        self._flight = SingleFlight(
+            self.backend,
+            exchange_timeout=exchange_timeout,
+            result_ttl=result_ttl,
+            counters=self.counters,
+        )
+        self._key_prefix = f"{appid}:".encode()
+
+    def __repr__(self) -> str:
+        return (
+            f"WeChatOAuthMiddleware(appid={self.appid!r}, callback_path={self.callback_path!r}, "
+            f"backend={self.backend!r})"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._is_callback(scope):
+            await self._callback(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _is_callback(self, scope: Scope) -> bool:
+        # Servers differ on whether ``path`` includes ``root_path``; accept both spellings.
+        path: str = scope["path"]
+        if path == self.callback_path:
+            return True
+        root_path: str = scope.get("root_path", "")
+        return bool(root_path) and path == root_path + self.callback_path
+
+    async def aclose(self) -> None:
+        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
+        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
+        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
+        await self.client.aclose()
+        await self.backend.aclose()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        return send_wrapper
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed(
+                    "method_not_allowed", "The WeChat callback accepts GET only."
+                )
+            params = parse_callback_query(scope["query_string"])
+            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            outcome = await self._flight.run(key, lambda: self._trade(params.code))
+        except WeChatOAuthError as exc:
+            outcome = exc
+        if isinstance(outcome, WeChatOAuthError):
+            self.counters.errors[outcome.reason] += 1
+            await self._respond_error(scope, receive, send, outcome)
+            return
+        scope["wechat"] = replace(outcome, state=params.state)
+        await self.app(scope, receive, send)
+
+    async def _trade(self, code: str) -> WeChatIdentity:
+        try:
+            token = await self.client.exchange_code(code)
+        except UpstreamError as exc:
+            if exc.errcode != -1:
+                raise
+            token = await self.client.exchange_code(code)  # -1 "busy": one retry, then give up
+        userinfo = None
+        if self._wants_userinfo(token):
+            try:
+                userinfo = await self.client.get_userinfo(token.access_token, token.openid)
+            except UpstreamError as exc:
+                # The code is spent: failing the login now would lose it for good. The app gets
+                # the tokens and can fetch the profile later with WeChatOAuthClient.get_userinfo.
+                logger.warning(
+                    "wechat_oauth.userinfo_unavailable reason=%s errcode=%s",
+                    exc.reason,
+                    exc.errcode,
+                )
+        return WeChatIdentity.from_token(token, userinfo)
+
+    def _wants_userinfo(self, token: AccessToken) -> bool:
+        if self.fetch_userinfo is not None:
+            return self.fetch_userinfo
+        return bool(token.scopes & USERINFO_SCOPES)
+
+    async def _respond_error(
+        self, scope: Scope, receive: Receive, send: Send, error: WeChatOAuthError
+    ) -> None:
+        if self.on_error is not None:
+            replacement = self.on_error(scope, error)
+            if replacement is not None:
+                await replacement(scope, receive, send)
+                return
+        body = json.dumps({"error": error.reason, "message": error.message}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if isinstance(error, MethodNotAllowed):
+            headers.append((b"allow", b"GET, HEAD"))
+        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+        if scope["method"] == "HEAD":
+            body = b""
+        await send({"type": "http.response.body", "body": body})

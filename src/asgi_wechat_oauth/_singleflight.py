@@ -1,0 +1,134 @@
+"""One exchange per code: the loop every callback request runs over a backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import anyio
+
+from ._counters import Counters
+from ._detached import DetachedRunner
+from ._errors import (
+    CODE_USED_ERRCODES,
+    CodeRejected,
+    ConfigurationError,
+    UpstreamError,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
+from ._identity import WeChatIdentity
+from .backends import Backend, Outcome
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+#: Extra seconds a waiter allows beyond the leader's own bound before it gives up.
+_WAIT_GRACE = 1.0
+
+
+class SingleFlight:
+    """Claims a key, and either serves the stored outcome, leads the exchange, or waits for it.
+
+    The leader's exchange runs detached from its request (see :mod:`._detached`), so a client
+    that aborts the first callback does not abort the exchange its duplicate is waiting for.
+    Outcomes are stored for ``result_ttl`` when they are final for the code: an identity, or an
+    error saying the code can never be traded. Transient errors reach the waiters of that flight
+    and are not stored, so the next request tries again.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        exchange_timeout: float,
+        result_ttl: float,
+        counters: Counters,
+    ) -> None:
+        self.backend = backend
+        self.exchange_timeout = exchange_timeout
+        self.result_ttl = result_ttl
+        self.counters = counters
+        self.runner = DetachedRunner()
+
+    async def run(self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]) -> Outcome:
+        """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
+        deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
+        deadline += _WAIT_GRACE
+        while True:
+            claim = await self.backend.claim(key)
+            if claim.outcome is not None:
+                self.counters.cache_hits += 1
+                logger.debug("wechat_oauth.cache_hit code_hash=%s", _short(key))
+                return claim.outcome
+            if claim.lease is not None:
+                return await self.runner.run(partial(self._lead, key, claim.lease, exchange))
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return UpstreamTimeout(
+                    "upstream_timeout", "The login is taking too long; please try again."
+                )
+            outcome = await self.backend.wait(key, timeout=remaining)
+            if outcome is not None:
+                self.counters.deduplicated += 1
+                logger.debug("wechat_oauth.deduplicated code_hash=%s", _short(key))
+                return outcome
+
+    async def _lead(
+        self, key: str, lease: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+    ) -> Outcome:
+        started = anyio.current_time()
+        outcome: Outcome
+        with anyio.move_on_after(self.exchange_timeout) as timer:
+            try:
+                outcome = await exchange()
+            except WeChatOAuthError as exc:
+                outcome = exc
+            except Exception as exc:  # the flight must end with an outcome, whatever happens
+                logger.error(
+                    "wechat_oauth.exchange_crashed code_hash=%s error=%s",
+                    _short(key),
+                    type(exc).__name__,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
+                outcome = UpstreamError(
+                    "upstream_unavailable", "The login could not be completed; please try again."
+                )
+        if timer.cancelled_caught:
+            outcome = UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+        self.counters.exchanges += 1
+        result = "ok" if isinstance(outcome, WeChatIdentity) else outcome.reason
+
+        if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
+            recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
+            if recovered is not None:
+                self.counters.recovered += 1
+                logger.debug("wechat_oauth.recovered code_hash=%s", _short(key))
+                outcome, result = recovered, "recovered"
+
+        final = isinstance(outcome, WeChatIdentity) or outcome.definitive
+        await self.backend.complete(key, lease, outcome, ttl=self.result_ttl if final else 0.0)
+        if isinstance(outcome, ConfigurationError):
+            level = logging.ERROR  # loud: every login fails until appid/secret are fixed
+        elif result in ("ok", "recovered"):
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        logger.log(
+            level,
+            "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f",
+            _short(key),
+            result,
+            (anyio.current_time() - started) * 1000,
+            extra={
+                "wechat_code_hash": _short(key),
+                "wechat_outcome": result,
+                "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
+            },
+        )
+        return outcome
+
+
+def _short(key: str) -> str:
+    """The part of a code's hash that logs show: enough to correlate, useless to an attacker."""
+    return key[:16]

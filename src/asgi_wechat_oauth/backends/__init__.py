@@ -1,0 +1,6 @@
+"""Backends coordinate who trades a code and where the result waits for duplicates."""
+
+from ._base import Backend, Claim, Outcome
+from .memory import MemoryBackend
+
+__all__ = ["Backend", "Claim", "MemoryBackend", "Outcome"]

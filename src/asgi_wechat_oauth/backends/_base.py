@@ -1,0 +1,65 @@
+"""The backend contract: claim a code, complete it, wait for it.
+
+One callback request runs: ``claim`` → (stored outcome: serve it) | (lease: trade the code, then
+``complete``) | (neither: ``wait``, and claim again if the wait ends without an outcome). The
+single-flight loop lives in the middleware; a backend only stores and signals, so the memory and
+Redis backends are two implementations of the same four calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .._errors import WeChatOAuthError
+from .._identity import WeChatIdentity
+
+#: What an exchange ends with: the identity, or the error every request for that code gets.
+Outcome = WeChatIdentity | WeChatOAuthError
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to :meth:`Backend.claim`.
+
+    Exactly one of three cases: ``outcome`` is set (a stored result: serve it); ``lease`` is set
+    (this request leads: trade the code, then call :meth:`Backend.complete` with the lease);
+    neither is set (another request leads: :meth:`Backend.wait`).
+    """
+
+    outcome: Outcome | None = None
+    lease: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where flights and results live. ``key`` is a hash of appid and code, never the code."""
+
+    #: Seconds a lease outlives a leader that stopped answering (0 where leaders cannot vanish
+    #: without their process). Waiters give up after ``exchange_timeout + lease_ttl``.
+    lease_ttl: float
+
+    async def claim(self, key: str) -> Claim:
+        """Return the stored outcome, or take the lease, or neither (someone else leads)."""
+        ...
+
+    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+        """Publish ``outcome`` to the waiters, store it for ``ttl`` seconds (0: do not store),
+        and release the lease if ``lease`` still holds it. Must not raise for a lost lease."""
+        ...
+
+    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
+        """Wait up to ``timeout`` seconds for the outcome of the flight on ``key``.
+
+        ``None`` means the flight ended (or its lease expired) without an outcome for this
+        waiter: claim again."""
+        ...
+
+    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
+        """WeChat said the code was used: return a result someone else obtained for ``key``,
+        waiting up to ``timeout`` for one still in flight elsewhere; ``None`` if there is none."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and tasks. The middleware calls it on lifespan shutdown."""
+        ...

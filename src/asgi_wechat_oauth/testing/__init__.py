@@ -1,0 +1,16 @@
+"""Test helpers, public: a WeChat OAuth emulator and the WeChat browser's double callback.
+
+Use the emulator in your own tests through ``httpx.ASGITransport``::
+
+    emulator = WeChatEmulator()
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator))
+    app = WeChatOAuthMiddleware(my_app, appid=emulator.appid, secret=emulator.secret,
+                                api_base_url="http://wechat.test", http_client=http)
+
+or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
+"""
+
+from ._browser import double_callback
+from ._emulator import EmulatedUser, Fault, WeChatEmulator
+
+__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "double_callback"]

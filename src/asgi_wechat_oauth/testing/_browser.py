@@ -1,0 +1,32 @@
+"""The WeChat in-app browser's duplicate callback, reproduced."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+
+
+async def double_callback(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    abort_after: float = 0.005,
+    gap: float = 0.019,
+) -> httpx.Response:
+    """Send callback #1 and abort it after ``abort_after`` seconds, send callback #2 with the
+    same URL ``gap`` seconds after #1 started, and return #2's response: the page the user sees.
+
+    Over a real connection the abort closes the socket; through ``httpx.ASGITransport`` it
+    cancels the app's task, which is harsher. If #1 finishes before ``abort_after`` it simply
+    completes, as it would in the browser.
+    """
+
+    async def first() -> None:
+        with anyio.move_on_after(abort_after):
+            await client.get(url)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await anyio.sleep(gap)
+        second = await client.get(url)
+    return second

@@ -1,0 +1,333 @@
+"""An ASGI app that answers like WeChat's web OAuth endpoints, with inspectable state.
+
+Close enough to WeChat to catch the bug this project fixes: codes are one-time (the second
+exchange gets 40163, later ones 40029), expire (42003), and belong to one appid; credentials are
+checked (40013, 40125); ``sns/userinfo`` refuses ``snsapi_base`` tokens (48001). JSON comes back
+as ``text/plain``, as WeChat often sends it. Latency and faults can be injected, and every
+exchange is counted per code.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import secrets
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route, Router
+
+from .._types import Receive, Scope, Send
+
+AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
+QRCONNECT_SCOPES = frozenset({"snsapi_login"})
+
+
+class Fault(str, enum.Enum):
+    """Faults the emulator can inject into its next answers of an endpoint."""
+
+    BUSY = "busy"  #: errcode -1, before the code is used
+    HTTP_500 = "http_500"  #: HTTP 500, before the code is used
+    HTTP_502 = "http_502"  #: HTTP 502, before the code is used
+    MALFORMED_JSON = "malformed_json"  #: the code is used, the answer is not JSON
+    TRUNCATED = "truncated"  #: the code is used, the body stops halfway, the connection drops
+    DROP = "drop"  #: the code is used, the connection drops after the status line
+
+
+_BEFORE_USE = frozenset({Fault.BUSY, Fault.HTTP_500, Fault.HTTP_502})
+
+
+class EmulatedConnectionDrop(ConnectionResetError):
+    """Raised by the emulator to cut a connection (a real server then closes the socket)."""
+
+
+@dataclass
+class EmulatedUser:
+    """The user the emulator logs in. ``snapshot=True`` answers ``is_snapshotuser: 1``."""
+
+    openid: str = "oEmulatedOpenId0000000000001"
+    nickname: str = "微信用户 🐼"
+    headimgurl: str = "https://thirdwx.qlogo.cn/mmopen/emulated/132"
+    unionid: str | None = None
+    snapshot: bool = False
+
+
+@dataclass
+class _Code:
+    user: EmulatedUser
+    scope: str
+    appid: str
+    expires_at: float
+    uses: int = 0
+
+
+@dataclass
+class _Token:
+    user: EmulatedUser
+    scope: str
+    expires_at: float
+
+
+@dataclass
+class WeChatEmulator:
+    """WeChat's OAuth endpoints as an ASGI app.
+
+    Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
+    ``sns/userinfo``, ``sns/oauth2/refresh_token`` and ``sns/auth``. ``latency`` (seconds) delays
+    every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
+    first of two racing exchanges wins.
+    """
+
+    appid: str = "wxemulated0000001"
+    secret: str = "emulated-app-secret-0123456789ab"  # noqa: S105 - a test credential
+    user: EmulatedUser = field(default_factory=EmulatedUser)
+    latency: float = 0.0
+    code_ttl: float = 300.0
+    qr_code_ttl: float = 600.0
+    #: Calls to ``sns/oauth2/access_token`` per code, whatever they answered.
+    exchanges: Counter[str] = field(default_factory=Counter)
+    #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``).
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._codes: dict[str, _Code] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._refresh_tokens: dict[str, _Token] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._router = Router(
+            routes=[
+                Route("/connect/oauth2/authorize", self._authorize),
+                Route("/connect/qrconnect", self._qrconnect),
+                Route("/sns/oauth2/access_token", self._access_token),
+                Route("/sns/userinfo", self._userinfo),
+                Route("/sns/oauth2/refresh_token", self._refresh_token),
+                Route("/sns/auth", self._auth),
+            ]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._router(scope, receive, send)
+
+    # --- for tests ---------------------------------------------------------------------------
+
+    def issue_code(self, scope: str = "snsapi_base", user: EmulatedUser | None = None) -> str:
+        """Issue a fresh code, as the authorize page does after consent."""
+        ttl = self.qr_code_ttl if scope in QRCONNECT_SCOPES else self.code_ttl
+        code = secrets.token_hex(16)
+        self._codes[code] = _Code(user or self.user, scope, self.appid, time.monotonic() + ttl)
+        return code
+
+    def exchange_count(self, code: str) -> int:
+        """How many times ``code`` was presented to ``sns/oauth2/access_token``."""
+        return self.exchanges[code]
+
+    @property
+    def total_exchanges(self) -> int:
+        return sum(self.exchanges.values())
+
+    def inject_fault(
+        self, fault: Fault | str, *, count: int = 1, endpoint: str = "access_token"
+    ) -> None:
+        """Answer the next ``count`` calls to ``endpoint`` with ``fault``."""
+        self._faults.setdefault(endpoint, deque()).extend([Fault(fault)] * count)
+
+    def expire_code(self, code: str) -> None:
+        """Make ``code`` expired, as if its 5 minutes had passed."""
+        self._codes[code].expires_at = 0.0
+
+    def reset(self) -> None:
+        """Forget codes, tokens, counts and pending faults."""
+        self._codes.clear()
+        self._tokens.clear()
+        self._refresh_tokens.clear()
+        self._faults.clear()
+        self.exchanges.clear()
+        self.calls.clear()
+
+    # --- authorize pages ---------------------------------------------------------------------
+
+    async def _authorize(self, request: Request) -> Response:
+        return self._consent(request, AUTHORIZE_SCOPES)
+
+    async def _qrconnect(self, request: Request) -> Response:
+        return self._consent(request, QRCONNECT_SCOPES)
+
+    def _consent(self, request: Request, scopes: frozenset[str]) -> Response:
+        params = request.query_params
+        if params.get("appid") != self.appid:
+            return PlainTextResponse("appid invalid (emulator)", status_code=400)
+        if params.get("response_type") != "code" or params.get("scope") not in scopes:
+            return PlainTextResponse("scope or response_type invalid (emulator)", status_code=400)
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri.startswith(("http://", "https://")):
+            return PlainTextResponse("redirect_uri invalid (emulator)", status_code=400)
+        code = self.issue_code(params["scope"])
+        query = {"code": code, "state": params.get("state", "")}
+        separator = "&" if "?" in redirect_uri else "?"
+        return RedirectResponse(redirect_uri + separator + urlencode(query), status_code=302)
+
+    # --- sns API -----------------------------------------------------------------------------
+
+    async def _access_token(self, request: Request) -> Response:
+        params = request.query_params
+        code = params.get("code", "")
+        self.calls["access_token"] += 1
+        if code:
+            self.exchanges[code] += 1
+        fault = self._next_fault("access_token")
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        answer = self._trade(params, code)
+        return await self._answer(answer, fault)
+
+    def _trade(self, params: Any, code: str) -> dict[str, Any]:
+        if params.get("appid") != self.appid:
+            return _error(40013, "invalid appid")
+        if params.get("secret") != self.secret:
+            return _error(40125, "invalid appsecret")
+        if params.get("grant_type") != "authorization_code":
+            return _error(40002, "invalid grant_type")
+        if not code:
+            return _error(41008, "missing code")
+        issued = self._codes.get(code)
+        if issued is None or issued.appid != self.appid:
+            return _error(40029, "invalid code")
+        issued.uses += 1
+        if issued.uses > 1:
+            # WeChat answers a reused code with 40163 and later with 40029: treat both alike.
+            return (
+                _error(40163, "code been used")
+                if issued.uses == 2
+                else _error(40029, "invalid code")
+            )
+        if time.monotonic() > issued.expires_at:
+            return _error(42003, "code expired")
+        return self._grant(issued.user, issued.scope)
+
+    def _grant(
+        self, user: EmulatedUser, scope: str, refresh_token: str | None = None
+    ) -> dict[str, Any]:
+        access_token = "ACCESS_" + secrets.token_urlsafe(24)
+        refresh_token = refresh_token or "REFRESH_" + secrets.token_urlsafe(24)
+        token = _Token(user, scope, time.monotonic() + 7200)
+        self._tokens[access_token] = token
+        self._refresh_tokens[refresh_token] = token
+        answer: dict[str, Any] = {
+            "access_token": access_token,
+            "expires_in": 7200,
+            "refresh_token": refresh_token,
+            "openid": user.openid,
+            "scope": scope,
+        }
+        if user.snapshot:
+            answer["is_snapshotuser"] = 1
+        if user.unionid and scope != "snsapi_base":
+            answer["unionid"] = user.unionid
+        return answer
+
+    async def _userinfo(self, request: Request) -> Response:
+        self.calls["userinfo"] += 1
+        fault = self._next_fault("userinfo")
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        token = self._tokens.get(request.query_params.get("access_token", ""))
+        answer: dict[str, Any]
+        if token is None or time.monotonic() > token.expires_at:
+            answer = _error(40001, "invalid credential, access_token is invalid or not latest")
+        elif request.query_params.get("openid") != token.user.openid:
+            answer = _error(40003, "invalid openid")
+        elif token.scope == "snsapi_base":
+            answer = _error(48001, "api unauthorized")
+        else:
+            user = token.user
+            answer = {
+                "openid": user.openid,
+                "nickname": user.nickname,
+                "sex": 0,
+                "province": "",
+                "city": "",
+                "country": "",
+                "headimgurl": user.headimgurl,
+                "privilege": [],
+            }
+            if user.unionid:
+                answer["unionid"] = user.unionid
+        return await self._answer(answer, fault)
+
+    async def _refresh_token(self, request: Request) -> Response:
+        self.calls["refresh_token"] += 1
+        fault = self._next_fault("refresh_token")
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        params = request.query_params
+        refresh_token = params.get("refresh_token", "")
+        token = self._refresh_tokens.get(refresh_token)
+        if params.get("appid") != self.appid:
+            answer = _error(40013, "invalid appid")
+        elif params.get("grant_type") != "refresh_token" or token is None:
+            answer = _error(40030, "invalid refresh_token")
+        else:
+            answer = self._grant(token.user, token.scope, refresh_token)
+        return await self._answer(answer, fault)
+
+    async def _auth(self, request: Request) -> Response:
+        self.calls["auth"] += 1
+        fault = self._next_fault("auth")
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        token = self._tokens.get(request.query_params.get("access_token", ""))
+        if token is None or time.monotonic() > token.expires_at:
+            answer = _error(40001, "invalid credential")
+        elif request.query_params.get("openid") != token.user.openid:
+            answer = _error(40003, "invalid openid")
+        else:
+            answer = {"errcode": 0, "errmsg": "ok"}
+        return await self._answer(answer, fault)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def _next_fault(self, endpoint: str) -> Fault | None:
+        queue = self._faults.get(endpoint)
+        return queue.popleft() if queue else None
+
+    async def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
+        await anyio.sleep(self.latency)
+        body = json.dumps(answer, ensure_ascii=False).encode()
+        if fault is Fault.MALFORMED_JSON:
+            return PlainTextResponse("<html>502 Bad Gateway</html>")
+        if fault in (Fault.TRUNCATED, Fault.DROP):
+            return _BrokenResponse(body, truncate=fault is Fault.TRUNCATED)
+        return Response(body, media_type="text/plain")
+
+    async def _answer_fault(self, fault: Fault) -> Response:
+        await anyio.sleep(self.latency)
+        if fault is Fault.BUSY:
+            return Response(json.dumps(_error(-1, "system error")), media_type="text/plain")
+        return PlainTextResponse(
+            "upstream error", status_code=500 if fault is Fault.HTTP_500 else 502
+        )
+
+
+class _BrokenResponse(Response):
+    """Starts a response and then cuts the connection, halfway through the body or before it."""
+
+    def __init__(self, body: bytes, *, truncate: bool) -> None:
+        super().__init__(body, media_type="text/plain")
+        self._truncate = truncate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if self._truncate:
+            half = self.body[: len(self.body) // 2]
+            await send({"type": "http.response.body", "body": half, "more_body": True})
+        raise EmulatedConnectionDrop("connection dropped by the WeChat emulator")
+
+
+def _error(errcode: int, errmsg: str) -> dict[str, Any]:
+    return {"errcode": errcode, "errmsg": f"{errmsg}, rid: {secrets.token_hex(4)}"}
