@@ -65,6 +65,10 @@ class MemoryBackend:
         """Results held for late duplicates (expired ones may linger until the next write)."""
         return len(self._results)
 
+    def has_flight(self, key: str) -> bool:
+        """Whether ``key`` is being traded in this process right now."""
+        return key in self._flights
+
     async def claim(self, key: str) -> Claim:
         stored = self._results.get(key)
         if stored is not None:

@@ -1,0 +1,390 @@
+"""Single flight across workers and hosts, on ``redis.asyncio`` (asyncio only).
+
+Each code has three keys sharing a hash tag, so the scripts also run on Redis Cluster:
+``{prefix}:{hash}:lease`` (who trades it), ``{prefix}:{hash}:result`` (the outcome, for
+``result_ttl``) and ``{prefix}:{hash}:leaders`` (how many leases were granted and may still
+produce a result). One pub/sub subscription per process wakes local waiters; nobody polls.
+
+Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 3 (CLAIM, CHECK after subscribing,
+GET after the wake-up), a late duplicate 1 (CLAIM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
+    ) from exc
+
+from .._errors import CodeRejected, ServiceUnavailable
+from ._base import Claim, Outcome
+from ._codec import dump_outcome, load_outcome
+from .memory import MemoryBackend
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+# KEYS: lease, result, leaders. ARGV: token, lease ms, leaders ms.
+# -> {1, stored outcome} | {2} lease taken | {3} someone else leads
+_CLAIM = """
+local stored = redis.call('GET', KEYS[2])
+if stored then return {1, stored} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('INCR', KEYS[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  return {2}
+end
+return {3}
+"""
+
+# KEYS: lease, result, leaders. -> {1, stored outcome} | {0, lease pttl, leaders}
+_CHECK = """
+local stored = redis.call('GET', KEYS[2])
+if stored then return {1, stored} end
+return {0, redis.call('PTTL', KEYS[1]), tonumber(redis.call('GET', KEYS[3]) or '0')}
+"""
+
+# KEYS: lease, result, leaders. ARGV: token, outcome to store or '', result ms, channel, message.
+# A success replaces a stored error (a leader that lost its lease may finish after another one
+# stored 40163); otherwise the first stored outcome stays. The lease is released only by its
+# owner. An attempt that stores nothing leaves no result to wait for, so it leaves the count.
+_COMPLETE = """
+if ARGV[2] ~= '' then
+  local current = redis.call('GET', KEYS[2])
+  if (not current) or (string.sub(ARGV[2], 1, 1) == '1' and string.sub(current, 1, 1) ~= '1') then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  end
+else
+  if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+_LOCAL = "local:"
+#: How long the leaders count lives: longer than any code (QR login codes live 10 minutes).
+_LEADERS_TTL_MS = 15 * 60 * 1000
+
+
+class _Unavailable(Exception):
+    """Redis did not answer; the caller falls back or fails as configured."""
+
+
+@dataclass
+class _Slot:
+    """Local waiters of one key, woken together by one published message."""
+
+    event: anyio.Event = field(default_factory=anyio.Event)
+    payload: bytes | None = None
+    refs: int = 0
+
+
+class RedisBackend:
+    """Dedupe exchanges across processes with Redis (or Valkey).
+
+    ``url_or_client``: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+    ``redis.asyncio.Redis`` client you own (Sentinel-managed clients included; the backend then
+    neither configures nor closes it). ``lock_ttl``: how long a lease outlives a leader that
+    died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
+    while Redis is down (logged once as a warning) and returns to Redis by itself;
+    ``"fail"`` answers 503 ``backend_unavailable``. ``operation_timeout`` bounds every Redis
+    call; after a failure Redis is retried every ``retry_interval`` seconds.
+
+    Results (tokens included) live under the result key for the middleware's ``result_ttl``;
+    keys hold the code's hash, never the code.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | aioredis.Redis,
+        *,
+        prefix: str = "wechat-oauth",
+        lock_ttl: float = 15.0,
+        on_unavailable: Literal["local", "fail"] = "local",
+        operation_timeout: float = 2.0,
+        retry_interval: float = 2.0,
+    ) -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        if lock_ttl <= 0:
+            raise ValueError("lock_ttl must be positive")
+        if on_unavailable not in ("local", "fail"):
+            raise ValueError("on_unavailable must be 'local' or 'fail'")
+        if operation_timeout <= 0 or retry_interval < 0:
+            raise ValueError("operation_timeout must be positive, retry_interval not negative")
+        if isinstance(url_or_client, str):
+            self._client: aioredis.Redis = aioredis.from_url(
+                url_or_client,
+                socket_timeout=operation_timeout,
+                socket_connect_timeout=operation_timeout,
+            )
+            self._owns_client = True
+        else:
+            self._client = url_or_client
+            self._owns_client = False
+        self.prefix = prefix
+        self.lease_ttl = lock_ttl
+        self.on_unavailable = on_unavailable
+        self.operation_timeout = operation_timeout
+        self.retry_interval = retry_interval
+        #: Redis calls made (scripts and GETs), for round-trip accounting.
+        self.round_trips = 0
+        self._channel = f"{prefix}:done"
+        self._claim = self._client.register_script(_CLAIM)
+        self._check = self._client.register_script(_CHECK)
+        self._complete = self._client.register_script(_COMPLETE)
+        self._local = MemoryBackend()
+        self._waiting: dict[str, _Slot] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: anyio.Event | None = None
+        self._down_until = 0.0
+        self._down = False
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(prefix={self.prefix!r}, lock_ttl={self.lease_ttl!r})"
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is considered down (the fallback, or 503s, are in use)."""
+        return not self._down
+
+    # --- the backend protocol -----------------------------------------------------------------
+
+    async def claim(self, key: str) -> Claim:
+        _require_asyncio()
+        if self._skip_redis():
+            return await self._claim_locally(key)
+        token = secrets.token_hex(16)
+        try:
+            answer = await self._call(
+                self._claim(
+                    keys=self._keys(key),
+                    args=[token, _ms(self.lease_ttl), _LEADERS_TTL_MS],
+                )
+            )
+        except _Unavailable:
+            return await self._claim_locally(key)
+        if answer[0] == 1:
+            return Claim(outcome=load_outcome(answer[1]))
+        if answer[0] == 2:
+            return Claim(lease=token)
+        return Claim()
+
+    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+        if lease.startswith(_LOCAL):
+            await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
+            return
+        data = dump_outcome(outcome)
+        stored = data if ttl > 0 else b""
+        message = key.encode() + b"\n" + (b"" if stored else data)
+        try:
+            await self._call(
+                self._complete(
+                    keys=self._keys(key),
+                    args=[lease, stored, max(_ms(ttl), 1), self._channel, message],
+                )
+            )
+        except _Unavailable:
+            # Waiters in this process still get the outcome; others take over when the lease
+            # expires (and see the code as used: the cost of losing Redis mid-exchange).
+            self._deliver(message)
+
+    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
+        if self._local.has_flight(key):
+            return await self._local.wait(key, timeout=timeout)
+        if self._skip_redis():
+            return None  # claim again: the fallback takes over
+        slot = self._register(key)
+        try:
+            await self._subscribe()
+            answer = await self._call(self._check(keys=self._keys(key)))
+            if answer[0] == 1:
+                return load_outcome(answer[1])
+            lease_left = answer[1] / 1000
+            if lease_left < 0:
+                return None  # no lease and no result: claim again
+            with anyio.move_on_after(min(timeout, lease_left + 0.05)):
+                await slot.event.wait()
+            return await self._read_delivery(key, slot)
+        except _Unavailable:
+            return None
+        finally:
+            self._unregister(key, slot)
+
+    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
+        if self._skip_redis():
+            return await self._local.recover(key, timeout=timeout)
+        slot = self._register(key)
+        try:
+            await self._subscribe()
+            answer = await self._call(self._check(keys=self._keys(key)))
+            if answer[0] == 1:
+                return load_outcome(answer[1])
+            if answer[2] <= 1:
+                return None  # nobody else ever traded it: a genuinely used or invalid code
+            with anyio.move_on_after(timeout):
+                await slot.event.wait()
+            outcome = await self._read_delivery(key, slot)
+            return outcome if outcome is not None and not _is_code_error(outcome) else None
+        except _Unavailable:
+            return None
+        finally:
+            self._unregister(key, slot)
+
+    async def aclose(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        if self._owns_client:
+            await self._client.aclose()
+        await self._local.aclose()
+
+    # --- Redis calls and the fallback ---------------------------------------------------------
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self.prefix}:{{{key}}}"
+        return [f"{base}:lease", f"{base}:result", f"{base}:leaders"]
+
+    async def _call(self, command: Any) -> Any:
+        self.round_trips += 1
+        try:
+            with anyio.fail_after(self.operation_timeout):
+                answer = await command
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._mark_down(exc)
+            raise _Unavailable from None
+        self._mark_up()
+        return answer
+
+    def _skip_redis(self) -> bool:
+        if self._down and time.monotonic() < self._down_until:
+            if self.on_unavailable == "fail":
+                raise ServiceUnavailable(
+                    "backend_unavailable", "The login service is unavailable; try again soon."
+                )
+            return True
+        return False
+
+    async def _claim_locally(self, key: str) -> Claim:
+        if self.on_unavailable == "fail":
+            raise ServiceUnavailable(
+                "backend_unavailable", "The login service is unavailable; try again soon."
+            )
+        claim = await self._local.claim(key)
+        return Claim(outcome=claim.outcome, lease=_LOCAL + claim.lease) if claim.lease else claim
+
+    def _mark_down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_interval
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "wechat_oauth.redis_unavailable error=%s fallback=%s",
+                type(exc).__name__,
+                self.on_unavailable,
+            )
+
+    def _mark_up(self) -> None:
+        if self._down:
+            self._down = False
+            logger.warning("wechat_oauth.redis_recovered")
+
+    # --- waking local waiters -----------------------------------------------------------------
+
+    def _register(self, key: str) -> _Slot:
+        slot = self._waiting.get(key)
+        if slot is None:
+            slot = self._waiting[key] = _Slot()
+        slot.refs += 1
+        return slot
+
+    def _unregister(self, key: str, slot: _Slot) -> None:
+        slot.refs -= 1
+        if slot.refs <= 0 and self._waiting.get(key) is slot:
+            del self._waiting[key]
+
+    def _deliver(self, message: bytes) -> None:
+        key, _, payload = message.partition(b"\n")
+        slot = self._waiting.pop(key.decode(), None)
+        if slot is not None:
+            slot.payload = payload
+            slot.event.set()
+
+    def _wake_all(self) -> None:
+        """After losing the subscription, every waiter re-checks instead of missing a message."""
+        slots, self._waiting = self._waiting, {}
+        for slot in slots.values():
+            slot.event.set()
+
+    async def _read_delivery(self, key: str, slot: _Slot) -> Outcome | None:
+        if not slot.event.is_set() or slot.payload is None:
+            return None  # lease expired, or woken to re-check: claim again
+        if slot.payload:
+            return load_outcome(slot.payload)  # an outcome that was not stored
+        stored = await self._call(self._client.get(self._keys(key)[1]))
+        return load_outcome(stored) if stored is not None else None
+
+    async def _subscribe(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._subscribed = anyio.Event()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        assert self._subscribed is not None
+        try:
+            with anyio.fail_after(self.operation_timeout):
+                await self._subscribed.wait()
+        except TimeoutError as exc:
+            self._mark_down(exc)
+            raise _Unavailable from None
+
+    async def _listen(self) -> None:
+        """One subscription per process; it re-subscribes after errors, waking all waiters."""
+        backoff = 0.05
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        backoff = 0.05
+                        assert self._subscribed is not None
+                        self._subscribed.set()
+                    elif message["type"] == "message":
+                        self._deliver(message["data"])
+            except (RedisError, OSError) as exc:
+                logger.debug("wechat_oauth.redis_subscription_lost error=%s", type(exc).__name__)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._subscribed = anyio.Event()
+            self._wake_all()
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, max(self.retry_interval, 0.05))
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _is_code_error(outcome: Outcome) -> bool:
+    return isinstance(outcome, CodeRejected)
+
+
+def _require_asyncio() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "RedisBackend runs on asyncio only (redis.asyncio); use MemoryBackend under trio"
+        ) from None
