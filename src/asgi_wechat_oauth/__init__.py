@@ -10,6 +10,7 @@ from ._counters import Counters
 from ._errors import (
     CodeRejected,
     ConfigurationError,
+    ExchangeLost,
     InvalidCallbackRequest,
     MethodNotAllowed,
     ServiceUnavailable,
@@ -30,6 +31,7 @@ __all__ = [
     "CodeRejected",
     "ConfigurationError",
     "Counters",
+    "ExchangeLost",
     "InvalidCallbackRequest",
     "MemoryBackend",
     "MethodNotAllowed",

@@ -73,6 +73,14 @@ class UpstreamTimeout(UpstreamError):
     status_code = 504
 
 
+class ExchangeLost(UpstreamError):
+    """Another worker traded the code and died before sharing the result: the code is spent.
+
+    Stored like a code error, so that retries of the same code get this answer at once."""
+
+    definitive = True
+
+
 class ConfigurationError(WeChatOAuthError):
     """WeChat rejected the app's credentials (40013 invalid appid, 40125 invalid secret, ...)."""
 
@@ -94,6 +102,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,
+        ExchangeLost,
         ConfigurationError,
         ServiceUnavailable,
     )

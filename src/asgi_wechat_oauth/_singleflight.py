@@ -101,10 +101,12 @@ class SingleFlight:
 
         if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
             recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
-            if recovered is not None:
+            if isinstance(recovered, WeChatIdentity):
                 self.counters.recovered += 1
                 logger.debug("wechat_oauth.recovered code_hash=%s", _short(key))
                 outcome, result = recovered, "recovered"
+            elif recovered is not None:
+                outcome, result = recovered, recovered.reason
 
         final = isinstance(outcome, WeChatIdentity) or outcome.definitive
         await self.backend.complete(key, lease, outcome, ttl=self.result_ttl if final else 0.0)

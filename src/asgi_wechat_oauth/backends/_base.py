@@ -57,7 +57,9 @@ class Backend(Protocol):
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
         """WeChat said the code was used: return a result someone else obtained for ``key``,
-        waiting up to ``timeout`` for one still in flight elsewhere; ``None`` if there is none."""
+        waiting up to ``timeout`` for one still in flight elsewhere; ``None`` if nobody else
+        traded it (the code really was used or invalid). An error outcome may explain a loss
+        (:class:`~asgi_wechat_oauth.ExchangeLost`: the other holder died mid-exchange)."""
         ...
 
     async def aclose(self) -> None:

@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
     ) from exc
 
-from .._errors import CodeRejected, ServiceUnavailable
+from .._errors import CodeRejected, ExchangeLost, ServiceUnavailable
 from ._base import Claim, Outcome
 from ._codec import dump_outcome, load_outcome
 from .memory import MemoryBackend
@@ -139,7 +139,7 @@ class RedisBackend:
         self.on_unavailable = on_unavailable
         self.operation_timeout = operation_timeout
         self.retry_interval = retry_interval
-        #: Redis calls made (scripts and GETs), for round-trip accounting.
+        #: Redis calls answered (scripts and GETs), for round-trip accounting.
         self.round_trips = 0
         self._channel = f"{prefix}:done"
         self._claim = self._client.register_script(_CLAIM)
@@ -237,7 +237,12 @@ class RedisBackend:
             with anyio.move_on_after(timeout):
                 await slot.event.wait()
             outcome = await self._read_delivery(key, slot)
-            return outcome if outcome is not None and not _is_code_error(outcome) else None
+            if outcome is not None and not _is_code_error(outcome):
+                return outcome
+            # Another leader traded the code and never shared a result: it died mid-exchange.
+            return ExchangeLost(
+                "exchange_lost", "The login was interrupted on the server; please log in again."
+            )
         except _Unavailable:
             return None
         finally:
@@ -259,13 +264,13 @@ class RedisBackend:
         return [f"{base}:lease", f"{base}:result", f"{base}:leaders"]
 
     async def _call(self, command: Any) -> Any:
-        self.round_trips += 1
         try:
             with anyio.fail_after(self.operation_timeout):
                 answer = await command
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
             raise _Unavailable from None
+        self.round_trips += 1
         self._mark_up()
         return answer
 

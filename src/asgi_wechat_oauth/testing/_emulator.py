@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 
 from .._types import Receive, Scope, Send
@@ -108,6 +108,9 @@ class WeChatEmulator:
                 Route("/sns/userinfo", self._userinfo),
                 Route("/sns/oauth2/refresh_token", self._refresh_token),
                 Route("/sns/auth", self._auth),
+                Route("/_emulator/stats", self._stats),
+                Route("/_emulator/settings", self._settings, methods=["POST"]),
+                Route("/_emulator/reset", self._reset, methods=["POST"]),
             ]
         )
 
@@ -149,6 +152,39 @@ class WeChatEmulator:
         self._faults.clear()
         self.exchanges.clear()
         self.calls.clear()
+
+    # --- control surface, for tests that run the emulator in another process ----------------
+
+    async def _stats(self, request: Request) -> Response:
+        """``GET /_emulator/stats``: exchanges per code, calls per endpoint."""
+        return JSONResponse(
+            {
+                "exchanges": dict(self.exchanges),
+                "calls": dict(self.calls),
+                "total_exchanges": self.total_exchanges,
+            }
+        )
+
+    async def _settings(self, request: Request) -> Response:
+        """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=access_token``."""
+        params = request.query_params
+        try:
+            if "latency" in params:
+                self.latency = max(0.0, float(params["latency"]))
+            if "fault" in params:
+                self.inject_fault(
+                    params["fault"],
+                    count=int(params.get("count", "1")),
+                    endpoint=params.get("endpoint", "access_token"),
+                )
+        except ValueError:
+            return PlainTextResponse("bad settings", status_code=400)
+        return JSONResponse({"latency": self.latency})
+
+    async def _reset(self, request: Request) -> Response:
+        """``POST /_emulator/reset``: forget codes, tokens, counts and faults."""
+        self.reset()
+        return JSONResponse({"ok": True})
 
     # --- authorize pages ---------------------------------------------------------------------
 

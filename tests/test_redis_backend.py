@@ -1,0 +1,426 @@
+"""RedisBackend against a real redis-server started for the session (asyncio only:
+redis.asyncio does not run on trio, and the backend says so)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from _servers import RedisServer, free_port
+from asgi_wechat_oauth import (
+    UpstreamError,
+    WeChatIdentity,
+    WeChatOAuthClient,
+    WeChatOAuthMiddleware,
+)
+from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.testing import WeChatEmulator
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+API = "http://wechat.test"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def backends(redis_server: RedisServer, prefix: str) -> AsyncIterator[list[RedisBackend]]:
+    """Four backends on separate connections: four 'workers' sharing one Redis."""
+    made = [RedisBackend(redis_server.url, prefix=prefix) for _ in range(4)]
+    yield made
+    for backend in made:
+        await backend.aclose()
+
+
+@pytest.fixture
+def emulator() -> WeChatEmulator:
+    return WeChatEmulator(latency=0.05)
+
+
+@pytest.fixture
+async def upstream(emulator: WeChatEmulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=emulator), base_url=API
+    ) as client:
+        yield client
+
+
+async def _identity_page(request: Request) -> JSONResponse:
+    me: WeChatIdentity = request.scope["wechat"]
+    return JSONResponse({"openid": me.openid})
+
+
+@pytest.fixture
+async def workers(
+    emulator: WeChatEmulator, upstream: httpx.AsyncClient
+) -> AsyncIterator[Callable[..., tuple[WeChatOAuthMiddleware, httpx.AsyncClient]]]:
+    """Builds a middleware over a given backend and an httpx client that calls it."""
+    made: list[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]] = []
+    app = Starlette(routes=[Route("/wechat/callback", _identity_page)])
+
+    def make(
+        backend: RedisBackend, **kwargs: object
+    ) -> tuple[WeChatOAuthMiddleware, httpx.AsyncClient]:
+        middleware = WeChatOAuthMiddleware(
+            app,
+            appid=emulator.appid,
+            secret=emulator.secret,
+            api_base_url=API,
+            http_client=upstream,
+            backend=backend,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=middleware), base_url="http://app.test"
+        )
+        made.append((middleware, client))
+        return middleware, client
+
+    yield make
+    for middleware, client in made:
+        await client.aclose()
+        await middleware.aclose()
+
+
+def key_for(emulator: WeChatEmulator, code: str) -> str:
+    return hashlib.sha256(f"{emulator.appid}:{code}".encode()).hexdigest()
+
+
+async def _get_all(clients: list[httpx.AsyncClient], url: str, n: int) -> list[httpx.Response]:
+    responses: list[httpx.Response] = []
+
+    async def one(i: int) -> None:
+        responses.append(await clients[i % len(clients)].get(url))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    return responses
+
+
+# --- one exchange per code across "workers" -----------------------------------------------------
+
+
+async def test_two_workers_racing_share_one_exchange(backends, workers, emulator) -> None:
+    clients = [workers(backends[0])[1], workers(backends[1])[1]]
+    code = emulator.issue_code()
+    responses = await _get_all(clients, f"/wechat/callback?code={code}", 2)
+    assert [r.status_code for r in responses] == [200, 200]
+    assert emulator.exchange_count(code) == 1
+
+
+async def test_hundred_callers_over_four_workers_share_one_exchange(
+    backends, workers, emulator
+) -> None:
+    pairs = [workers(b) for b in backends]
+    code = emulator.issue_code("snsapi_userinfo")
+    responses = await _get_all([c for _, c in pairs], f"/wechat/callback?code={code}", 100)
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["openid"] for r in responses} == {emulator.user.openid}
+    assert emulator.exchange_count(code) == 1
+    assert emulator.calls["userinfo"] == 1
+    assert sum(m.counters.exchanges for m, _ in pairs) == 1
+    # Leader 2 round trips, each waiter 3, each late duplicate 1.
+    assert sum(b.round_trips for b in backends) <= 2 + 99 * 3
+
+
+async def test_round_trips_per_role(backends, emulator) -> None:
+    leader, waiter, late = backends[:3]
+    identity = WeChatIdentity(openid="o1", scope="snsapi_base", access_token="A", refresh_token="R")
+    key = key_for(emulator, emulator.issue_code())
+    claim = await leader.claim(key)
+    assert claim.lease is not None
+    assert (await waiter.claim(key)).lease is None
+
+    async with anyio.create_task_group() as tg:
+        results: list[object] = []
+
+        async def wait() -> None:
+            results.append(await waiter.wait(key, timeout=5))
+
+        tg.start_soon(wait)
+        with anyio.fail_after(5):
+            while waiter.round_trips < 2:  # claimed, subscribed and checked: now waiting
+                await anyio.sleep(0.001)
+        await leader.complete(key, claim.lease, identity, ttl=60)
+    assert results == [identity]
+    assert (await late.claim(key)).outcome == identity
+    assert (leader.round_trips, waiter.round_trips, late.round_trips) == (2, 3, 1)
+
+
+async def test_result_published_before_the_waiter_subscribed_is_not_missed(
+    backends, emulator
+) -> None:
+    leader, waiter = backends[:2]
+    identity = WeChatIdentity(openid="o2", scope="snsapi_base", access_token="A", refresh_token="R")
+    key = key_for(emulator, emulator.issue_code())
+    claim = await leader.claim(key)
+    assert claim.lease is not None
+    assert (await waiter.claim(key)) == type(claim)()  # someone else leads
+    await leader.complete(key, claim.lease, identity, ttl=60)  # published to nobody
+    with anyio.fail_after(5):
+        assert await waiter.wait(key, timeout=30) == identity
+
+
+async def test_transient_error_reaches_waiters_and_is_not_stored(backends, emulator) -> None:
+    leader, waiter = backends[:2]
+    error = UpstreamError("upstream_unavailable", "WeChat answered HTTP 502.")
+    key = key_for(emulator, emulator.issue_code())
+    claim = await leader.claim(key)
+    assert claim.lease is not None
+    assert (await waiter.claim(key)).lease is None
+    results: list[object] = []
+    async with anyio.create_task_group() as tg:
+
+        async def wait() -> None:
+            results.append(await waiter.wait(key, timeout=5))
+
+        tg.start_soon(wait)
+        with anyio.fail_after(5):
+            while waiter.round_trips < 2:  # claimed and checked: now waiting
+                await anyio.sleep(0.001)
+        await leader.complete(key, claim.lease, error, ttl=0)
+    [got] = results
+    assert isinstance(got, UpstreamError) and got.reason == "upstream_unavailable"
+    assert (await waiter.claim(key)).lease is not None  # nothing stored: the next one retries
+
+
+async def test_lease_is_released_only_by_its_owner(backends, emulator) -> None:
+    a, b = backends[:2]
+    key = key_for(emulator, emulator.issue_code())
+    claim = await a.claim(key)
+    assert claim.lease is not None
+    error = UpstreamError("upstream_unavailable", "x")
+    await b.complete(key, "not-the-lease", error, ttl=0)
+    assert (await b.claim(key)).lease is None  # still held by a
+    await a.complete(key, claim.lease, error, ttl=0)
+    assert (await b.claim(key)).lease is not None
+
+
+# --- leases that expire ---
+
+
+async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
+    redis_server, prefix, emulator, upstream, workers
+) -> None:
+    dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
+    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
+    try:
+        code = emulator.issue_code()
+        assert (await dead.claim(key_for(emulator, code))).lease is not None  # then it "dies"
+        _, client = workers(alive, exchange_timeout=2.0)
+        with anyio.fail_after(0.3 + 2.0 + 5):
+            response = await client.get(f"/wechat/callback?code={code}")
+        # The dead leader never reached WeChat: the waiter takes over and trades the code.
+        assert response.status_code == 200
+        assert emulator.exchange_count(code) == 1
+    finally:
+        await dead.aclose()
+        await alive.aclose()
+
+
+async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_bound(
+    redis_server, prefix, emulator, upstream, workers
+) -> None:
+    lock_ttl, exchange_timeout = 0.3, 0.5
+    dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
+    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
+    try:
+        code = emulator.issue_code()
+        assert (await dead.claim(key_for(emulator, code))).lease is not None
+        # The dead leader's exchange reached WeChat before it died: the code is spent.
+        async with WeChatOAuthClient(emulator.appid, emulator.secret, api_base_url=API,
+                                     http_client=upstream) as client:  # fmt: skip
+            await client.exchange_code(code)
+        _, app = workers(alive, exchange_timeout=exchange_timeout)
+        with anyio.fail_after(lock_ttl + exchange_timeout + 5):
+            response = await app.get(f"/wechat/callback?code={code}")
+        assert response.status_code == 502
+        assert response.json()["error"] == "exchange_lost"
+        # Stored: a retry of the same code gets the answer without calling WeChat again.
+        before = emulator.exchange_count(code)
+        again = await app.get(f"/wechat/callback?code={code}")
+        assert again.json()["error"] == "exchange_lost"
+        assert emulator.exchange_count(code) == before
+    finally:
+        await dead.aclose()
+        await alive.aclose()
+
+
+async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
+    redis_server, prefix, emulator, workers
+) -> None:
+    # Worker A's lease expires while its exchange is still running (slow WeChat); worker B
+    # takes over, gets 40163, and must wait for A's identity instead of failing.
+    emulator.latency = 0.6
+    a = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
+    b = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
+    try:
+        _, client_a = workers(a, exchange_timeout=3.0)
+        middleware_b, client_b = workers(b, exchange_timeout=3.0)
+        code = emulator.issue_code()
+        results: dict[str, httpx.Response] = {}
+        async with anyio.create_task_group() as tg:
+
+            async def get(name: str, client: httpx.AsyncClient) -> None:
+                results[name] = await client.get(f"/wechat/callback?code={code}")
+
+            tg.start_soon(get, "a", client_a)
+            with anyio.fail_after(5):
+                while emulator.exchange_count(code) < 1:
+                    await anyio.sleep(0.005)
+            await anyio.sleep(0.3)  # past A's lease
+            tg.start_soon(get, "b", client_b)
+        assert results["a"].status_code == 200
+        assert results["b"].status_code == 200
+        assert results["b"].json()["openid"] == emulator.user.openid
+        assert middleware_b.counters.recovered == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+# --- Redis unavailable ---------------------------------------------------------------------------
+
+
+async def test_unreachable_redis_falls_back_to_local_dedupe(workers, emulator, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
+    backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5)
+    middleware, client = workers(backend)
+    code = emulator.issue_code()
+    with anyio.fail_after(10):
+        responses = await _get_all([client], f"/wechat/callback?code={code}", 10)
+    assert {r.status_code for r in responses} == {200}
+    assert emulator.exchange_count(code) == 1
+    assert not backend.available
+    warnings = [r for r in caplog.records if "redis_unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_unreachable_redis_with_fail_answers_503(workers, emulator) -> None:
+    backend = RedisBackend(
+        f"redis://127.0.0.1:{free_port()}/0", on_unavailable="fail", operation_timeout=0.5
+    )
+    _, client = workers(backend)
+    code = emulator.issue_code()
+    with anyio.fail_after(10):
+        first = await client.get(f"/wechat/callback?code={code}")
+        second = await client.get(f"/wechat/callback?code={code}")
+    for response in (first, second):
+        assert response.status_code == 503
+        assert response.json()["error"] == "backend_unavailable"
+    assert emulator.total_exchanges == 0
+
+
+async def test_redis_stopped_and_restarted_mid_run(workers, emulator, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
+    server = RedisServer()
+    server.start()
+    backend = RedisBackend(server.url, operation_timeout=0.5, retry_interval=0.2)
+    _, client = workers(backend)
+    try:
+        assert (
+            await client.get(f"/wechat/callback?code={emulator.issue_code()}")
+        ).status_code == 200
+        assert backend.available and backend.round_trips >= 2
+
+        server.stop()
+        with anyio.fail_after(10):
+            code = emulator.issue_code()
+            responses = await _get_all([client], f"/wechat/callback?code={code}", 5)
+        assert {r.status_code for r in responses} == {200}  # local dedupe
+        assert emulator.exchange_count(code) == 1
+        assert not backend.available
+
+        server.start()  # same port
+        await anyio.sleep(0.3)  # past retry_interval
+        trips = backend.round_trips
+        with anyio.fail_after(10):
+            code = emulator.issue_code()
+            responses = await _get_all([client], f"/wechat/callback?code={code}", 5)
+        assert {r.status_code for r in responses} == {200}
+        assert emulator.exchange_count(code) == 1
+        assert backend.available and backend.round_trips > trips
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("redis_unavailable" in m for m in messages)
+        assert any("redis_recovered" in m for m in messages)
+    finally:
+        server.stop()
+
+
+# --- what Redis holds ---
+
+
+async def test_keys_hold_hashes_and_values_hold_tokens_only_for_result_ttl(
+    redis_server, prefix, backends, workers, emulator
+) -> None:
+    _, client = workers(backends[0], result_ttl=30)
+    code = emulator.issue_code("snsapi_userinfo")
+    response = await client.get(f"/wechat/callback?code={code}")
+    assert response.status_code == 200
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        keys = [k.decode() async for k in raw.scan_iter(f"{prefix}:*")]
+        assert keys and all(code not in k for k in keys)
+        assert all(key_for(emulator, code) in k for k in keys)
+        [result_key] = [k for k in keys if k.endswith(":result")]
+        assert 0 < await raw.pttl(result_key) <= 30_000
+        for k in keys:
+            value = await raw.get(k)
+            assert code.encode() not in value and emulator.secret.encode() not in value
+            if not k.endswith(":result"):
+                assert b"ACCESS_" not in value and b"REFRESH_" not in value
+    finally:
+        await raw.aclose()
+
+
+async def test_accepts_a_client_and_leaves_it_open(redis_server, prefix) -> None:
+    client = aioredis.from_url(redis_server.url)
+    backend = RedisBackend(client, prefix=prefix)
+    await backend.claim("k" * 64)
+    await backend.aclose()
+    assert await client.ping()  # still usable: the caller owns it
+    await client.aclose()
+
+
+def test_constructor_rejects_bad_options() -> None:
+    for kwargs in ({"prefix": ""}, {"lock_ttl": 0}, {"on_unavailable": "ignore"}):
+        with pytest.raises(ValueError):
+            RedisBackend("redis://127.0.0.1:1/0", **kwargs)  # type: ignore[arg-type]
+
+
+def test_says_clearly_that_it_needs_asyncio() -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="asyncio only"):
+            await backend.claim("k")
+
+    anyio.run(main, backend="trio")
