@@ -1,0 +1,135 @@
+"""``python -m asgi_wechat_oauth``: the demo, and the WeChat emulator as a server.
+
+Both need uvicorn, an optional dependency (``pip install 'asgi-wechat-oauth[demo]'``); it is
+checked before anything imports it so that a missing install gets a clear message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from .testing import WeChatEmulator
+
+UVICORN_MISSING = (
+    "This command needs uvicorn, which is not installed.\n"
+    "Install it with: pip install 'asgi-wechat-oauth[demo]'"
+)
+
+
+def uvicorn_available() -> bool:
+    return importlib.util.find_spec("uvicorn") is not None
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m asgi_wechat_oauth",
+        description="Show the WeChat duplicate-callback problem, or run the WeChat emulator.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="log in many times like the WeChat browser, with a naive handler and the middleware",
+        description=(
+            "Start the WeChat emulator and a small app on loopback ports, log in --logins times "
+            "the way the WeChat in-app browser does (the callback sent twice with one code), "
+            "first against a naive handler and then through the middleware, and compare. "
+            "Exits 0 when the middleware showed no errors and traded each code once."
+        ),
+    )
+    demo.add_argument("--logins", type=positive_int, default=100, help="logins per mode (100)")
+    demo.add_argument(
+        "--latency", type=seconds, default=0.08, help="WeChat's answer time, seconds (0.08)"
+    )
+    demo.add_argument(
+        "--gap", type=seconds, default=0.019, help="seconds between the two callbacks (0.019)"
+    )
+    demo.add_argument(
+        "--concurrency", type=positive_int, default=20, help="logins in progress at once (20)"
+    )
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve the WeChat OAuth emulator",
+        description=(
+            "Serve WeChat's web OAuth endpoints (connect/oauth2/authorize, sns/oauth2/access_token,"
+            " sns/userinfo, ...) for local development. Point the middleware's api_base_url at it."
+        ),
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
+    emulator.add_argument("--port", type=port, default=8900, help="port (8900)")
+    emulator.add_argument(
+        "--latency", type=seconds, default=0.0, help="delay of every sns/* answer, seconds (0)"
+    )
+    emulator.add_argument("--appid", default=WeChatEmulator.appid, help="the appid it accepts")
+    emulator.add_argument("--secret", default=WeChatEmulator.secret, help="the secret it accepts")
+    return parser
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ._demo import DemoConfig, main
+
+    config = DemoConfig(
+        logins=args.logins, latency=args.latency, gap=args.gap, concurrency=args.concurrency
+    )
+    return main(config, progress=sys.stderr)
+
+
+def run_emulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    emulator = WeChatEmulator(appid=args.appid, secret=args.secret, latency=args.latency)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    base_url = f"http://{host}:{args.port}"
+    print(
+        "WeChat OAuth emulator (for tests and local development only)\n"
+        f"  api_base_url: {base_url}\n"
+        f"  appid:        {emulator.appid}\n"
+        f"  secret:       {emulator.secret}\n"
+        f"  authorize:    {base_url}/connect/oauth2/authorize?appid={emulator.appid}"
+        "&redirect_uri=...&response_type=code&scope=snsapi_base&state=...\n"
+        "Use these as WeChatOAuthMiddleware(app, appid=..., secret=..., api_base_url=...).",
+        flush=True,
+    )
+    # No access log: request lines carry codes and the secret, even the emulator's.
+    uvicorn.run(emulator, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not uvicorn_available():
+        print(UVICORN_MISSING, file=sys.stderr)
+        return 2
+    try:
+        return run_demo(args) if args.command == "demo" else run_emulator(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
