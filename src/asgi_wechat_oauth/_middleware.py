@@ -8,13 +8,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
+import anyio
 import httpx
 
 from ._callback import parse_callback_query
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._counters import Counters
-from ._errors import MethodNotAllowed, UpstreamError, WeChatOAuthError
-from ._identity import AccessToken, WeChatIdentity
+from ._errors import MethodNotAllowed, UpstreamError, UpstreamTimeout, WeChatOAuthError
+from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._singleflight import SingleFlight
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .backends import Backend, MemoryBackend
@@ -64,6 +65,7 @@ class WeChatOAuthMiddleware:
         self.appid = appid
         self.callback_path = callback_path
         self.fetch_userinfo = fetch_userinfo
+        self.exchange_timeout = exchange_timeout
         self.on_error = on_error
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.counters = Counters()
@@ -138,25 +140,33 @@ class WeChatOAuthMiddleware:
         await self.app(scope, receive, send)
 
     async def _trade(self, code: str) -> WeChatIdentity:
-        try:
-            token = await self.client.exchange_code(code)
-        except UpstreamError as exc:
-            if exc.errcode != -1:
-                raise
-            token = await self.client.exchange_code(code)  # -1 "busy": one retry, then give up
+        deadline = anyio.current_time() + self.exchange_timeout
+        token: AccessToken | None = None
+        with anyio.move_on_after(self.exchange_timeout):
+            try:
+                token = await self.client.exchange_code(code)
+            except UpstreamError as exc:
+                if exc.errcode != -1:
+                    raise
+                token = await self.client.exchange_code(code)  # -1 "busy": one retry, then fail
+        if token is None:
+            raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         userinfo = None
         if self._wants_userinfo(token):
-            try:
-                userinfo = await self.client.get_userinfo(token.access_token, token.openid)
-            except UpstreamError as exc:
-                # The code is spent: failing the login now would lose it for good. The app gets
-                # the tokens and can fetch the profile later with WeChatOAuthClient.get_userinfo.
-                logger.warning(
-                    "wechat_oauth.userinfo_unavailable reason=%s errcode=%s",
-                    exc.reason,
-                    exc.errcode,
-                )
+            userinfo = await self._fetch_userinfo(token, deadline)
         return WeChatIdentity.from_token(token, userinfo)
+
+    async def _fetch_userinfo(self, token: AccessToken, deadline: float) -> UserInfo | None:
+        """The profile, or None: the code is spent by now, so failing the login would lose it
+        for good. The app gets the tokens and can fetch the profile later."""
+        reason, errcode = "upstream_timeout", None
+        with anyio.move_on_after(deadline - anyio.current_time()):
+            try:
+                return await self.client.get_userinfo(token.access_token, token.openid)
+            except UpstreamError as exc:
+                reason, errcode = exc.reason, exc.errcode
+        logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
+        return None
 
     def _wants_userinfo(self, token: AccessToken) -> bool:
         if self.fetch_userinfo is not None:

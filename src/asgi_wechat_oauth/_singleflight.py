@@ -23,8 +23,9 @@ from .backends import Backend, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
-#: Extra seconds a waiter allows beyond the leader's own bound before it gives up.
-_WAIT_GRACE = 1.0
+#: The exchange bounds itself by ``exchange_timeout``; this backstop, a little later, ends an
+#: exchange that does not, and waiters allow the same again beyond the leader's bound.
+_GRACE = 1.0
 
 
 class SingleFlight:
@@ -54,7 +55,7 @@ class SingleFlight:
     async def run(self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
         deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
-        deadline += _WAIT_GRACE
+        deadline += 2 * _GRACE
         while True:
             claim = await self.backend.claim(key)
             if claim.outcome is not None:
@@ -79,7 +80,7 @@ class SingleFlight:
     ) -> Outcome:
         started = anyio.current_time()
         outcome: Outcome
-        with anyio.move_on_after(self.exchange_timeout) as timer:
+        with anyio.move_on_after(self.exchange_timeout + _GRACE) as timer:
             try:
                 outcome = await exchange()
             except WeChatOAuthError as exc:
