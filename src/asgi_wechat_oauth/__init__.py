@@ -5,6 +5,7 @@ first exchange can succeed. The middleware makes every duplicate wait for, or re
 exchange, and puts the resulting :class:`WeChatIdentity` in ``scope["wechat"]``.
 """
 
+from ._authorize import authorize_url
 from ._client import WeChatOAuthClient
 from ._counters import Counters
 from ._errors import (
@@ -14,6 +15,7 @@ from ._errors import (
     InvalidCallbackRequest,
     MethodNotAllowed,
     ServiceUnavailable,
+    StateRejected,
     UpstreamError,
     UpstreamTimeout,
     WeChatOAuthError,
@@ -37,6 +39,7 @@ __all__ = [
     "MethodNotAllowed",
     "Outcome",
     "ServiceUnavailable",
+    "StateRejected",
     "UpstreamError",
     "UpstreamTimeout",
     "UserInfo",
@@ -44,4 +47,5 @@ __all__ = [
     "WeChatOAuthClient",
     "WeChatOAuthError",
     "WeChatOAuthMiddleware",
+    "authorize_url",
 ]

@@ -54,6 +54,13 @@ class MethodNotAllowed(InvalidCallbackRequest):
     status_code = 405
 
 
+class StateRejected(WeChatOAuthError):
+    """The callback's state is forged, expired, from another browser, or not the state of the
+    request that traded this code (a replayed code). Answered before any exchange."""
+
+    status_code = 403
+
+
 class CodeRejected(WeChatOAuthError):
     """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
 
@@ -99,6 +106,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         WeChatOAuthError,
         InvalidCallbackRequest,
         MethodNotAllowed,
+        StateRejected,
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,

@@ -80,8 +80,10 @@ class WeChatIdentity:
 
     ``unionid`` comes from the token answer or, failing that, from the user info. When
     ``is_snapshotuser`` is true the openid and profile are virtual (WeChat's snapshot-page mode):
-    do not treat such an identity as a real user. ``state`` is the ``state`` of the request being
-    served (a duplicate callback gets its own). ``repr`` leaves the tokens out.
+    do not treat such an identity as a real user. ``state`` is the callback's ``state`` (every
+    request served this identity carries the same one). ``next`` is the path the login endpoint
+    was asked to return to, taken from the verified state, or None. ``repr`` leaves the tokens
+    out.
     """
 
     openid: str
@@ -93,9 +95,17 @@ class WeChatIdentity:
     is_snapshotuser: bool = False
     userinfo: UserInfo | None = None
     state: str | None = None
+    next: str | None = None
 
     @classmethod
-    def from_token(cls, token: AccessToken, userinfo: UserInfo | None = None) -> WeChatIdentity:
+    def from_token(
+        cls,
+        token: AccessToken,
+        userinfo: UserInfo | None = None,
+        *,
+        state: str | None = None,
+        next: str | None = None,
+    ) -> WeChatIdentity:
         unionid = token.unionid or (userinfo.unionid if userinfo else None)
         return cls(
             openid=token.openid,
@@ -106,6 +116,8 @@ class WeChatIdentity:
             unionid=unionid,
             is_snapshotuser=token.is_snapshotuser,
             userinfo=userinfo,
+            state=state,
+            next=next,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,17 +6,26 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from functools import partial
 
 import anyio
 import httpx
 
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
 from ._callback import parse_callback_query
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._counters import Counters
-from ._errors import MethodNotAllowed, UpstreamError, UpstreamTimeout, WeChatOAuthError
+from ._errors import (
+    MethodNotAllowed,
+    StateRejected,
+    UpstreamError,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._login import LoginEndpoint, read_cookie
 from ._singleflight import SingleFlight
+from ._state import StateSigner, derive_state_secret
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .backends import Backend, MemoryBackend
 
@@ -33,7 +42,9 @@ class WeChatOAuthMiddleware:
 
     Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
     is put in ``scope["wechat"]`` before the app is called; concurrent and late duplicates of
-    the same code share that one exchange. Everything else passes through untouched.
+    the same code share that one exchange. With ``login_path`` set, a GET there redirects to
+    WeChat's consent page with a signed state bound to the browser by a cookie, and callbacks
+    are verified against it. Everything else passes through untouched.
     """
 
     def __init__(
@@ -50,6 +61,16 @@ class WeChatOAuthMiddleware:
         exchange_timeout: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
         on_error: OnError | None = None,
+        login_path: str | None = None,
+        redirect_uri: str | None = None,
+        default_scope: str = "snsapi_base",
+        trust_forwarded: bool = False,
+        state_secret: str | bytes | None = None,
+        verify_state: bool | None = None,
+        state_max_age: float = 600.0,
+        authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
+        nonce_cookie: str = "wechat_oauth_nonce",
+        connect_redirect: bool = True,
     ) -> None:
         if not appid:
             raise ValueError("appid is required")
@@ -61,6 +82,22 @@ class WeChatOAuthMiddleware:
             raise ValueError("result_ttl must not be negative")
         if exchange_timeout <= 0:
             raise ValueError("exchange_timeout must be positive")
+        if login_path is not None and (
+            not login_path.startswith("/") or login_path == callback_path
+        ):
+            raise ValueError("login_path must start with '/' and differ from callback_path")
+        if verify_state is None:
+            verify_state = login_path is not None
+        if verify_state and login_path is None:
+            raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
+        if default_scope not in SCOPES:
+            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
+        if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
+            raise ValueError("redirect_uri must be an absolute http(s) URL")
+        if state_max_age <= 0:
+            raise ValueError("state_max_age must be positive")
+        if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
+            raise ValueError("nonce_cookie must be a plain ASCII name")
         self.app = app
         self.appid = appid
         self.callback_path = callback_path
@@ -83,6 +120,25 @@ class WeChatOAuthMiddleware:
             counters=self.counters,
         )
         self._key_prefix = f"{appid}:".encode()
+        self.login_path = login_path
+        self.verify_state = verify_state
+        self.nonce_cookie = nonce_cookie
+        if isinstance(state_secret, str):
+            state_secret = state_secret.encode()
+        self._signer = StateSigner(
+            state_secret or derive_state_secret(secret), max_age=state_max_age
+        )
+        self._login = LoginEndpoint(
+            appid=appid,
+            signer=self._signer,
+            callback_path=callback_path,
+            redirect_uri=redirect_uri,
+            default_scope=default_scope,
+            trust_forwarded=trust_forwarded,
+            authorize_base_url=authorize_base_url,
+            cookie_name=nonce_cookie,
+            connect_redirect=connect_redirect,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -91,20 +147,14 @@ class WeChatOAuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._is_callback(scope):
+        if scope["type"] == "http" and _matches(scope, self.callback_path):
             await self._callback(scope, receive, send)
+        elif scope["type"] == "http" and self.login_path and _matches(scope, self.login_path):
+            await self._redirect_to_wechat(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
         else:
             await self.app(scope, receive, send)
-
-    def _is_callback(self, scope: Scope) -> bool:
-        # Servers differ on whether ``path`` includes ``root_path``; accept both spellings.
-        path: str = scope["path"]
-        if path == self.callback_path:
-            return True
-        root_path: str = scope.get("root_path", "")
-        return bool(root_path) and path == root_path + self.callback_path
 
     async def aclose(self) -> None:
         """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
@@ -128,18 +178,42 @@ class WeChatOAuthMiddleware:
                     "method_not_allowed", "The WeChat callback accepts GET only."
                 )
             params = parse_callback_query(scope["query_string"])
+            next_path = None
+            if self.verify_state:
+                nonce = read_cookie(scope, self.nonce_cookie)
+                next_path = self._signer.verify(params.state, nonce).next
             key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
-            outcome = await self._flight.run(key, lambda: self._trade(params.code))
+            outcome = await self._flight.run(
+                key, partial(self._trade, params.code, params.state, next_path)
+            )
+            if isinstance(outcome, WeChatIdentity) and outcome.state != params.state:
+                # The identity belongs to the request that traded the code; a request with
+                # another state carries a replayed or leaked code and gets nothing.
+                outcome = StateRejected(
+                    "state_mismatch", "This login link was already used; please log in again."
+                )
         except WeChatOAuthError as exc:
             outcome = exc
         if isinstance(outcome, WeChatOAuthError):
             self.counters.errors[outcome.reason] += 1
             await self._respond_error(scope, receive, send, outcome)
             return
-        scope["wechat"] = replace(outcome, state=params.state)
+        scope["wechat"] = outcome
         await self.app(scope, receive, send)
 
-    async def _trade(self, code: str) -> WeChatIdentity:
+    async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise MethodNotAllowed("method_not_allowed", "The login page accepts GET only.")
+            headers = self._login.redirect_headers(scope)
+        except WeChatOAuthError as exc:
+            self.counters.errors[exc.reason] += 1
+            await self._respond_error(scope, receive, send, exc)
+            return
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
         token: AccessToken | None = None
         with anyio.move_on_after(self.exchange_timeout):
@@ -154,7 +228,7 @@ class WeChatOAuthMiddleware:
         userinfo = None
         if self._wants_userinfo(token):
             userinfo = await self._fetch_userinfo(token, deadline)
-        return WeChatIdentity.from_token(token, userinfo)
+        return WeChatIdentity.from_token(token, userinfo, state=state, next=next_path)
 
     async def _fetch_userinfo(self, token: AccessToken, deadline: float) -> UserInfo | None:
         """The profile, or None: the code is spent by now, so failing the login would lose it
@@ -193,3 +267,12 @@ class WeChatOAuthMiddleware:
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
+
+
+def _matches(scope: Scope, path: str) -> bool:
+    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
+    includes ``root_path``, so both spellings match."""
+    if scope["path"] == path:
+        return True
+    root_path: str = scope.get("root_path", "")
+    return bool(root_path) and scope["path"] == root_path + path
