@@ -424,3 +424,40 @@ def test_says_clearly_that_it_needs_asyncio() -> None:
             await backend.claim("k")
 
     anyio.run(main, backend="trio")
+
+
+async def test_encrypted_results_hold_no_token_in_clear_and_are_shared(
+    redis_server, prefix, workers, emulator
+) -> None:
+    key = bytes(range(32))
+    a = RedisBackend(redis_server.url, prefix=prefix, encryption_key=key)
+    b = RedisBackend(redis_server.url, prefix=prefix, encryption_key=key)
+    stranger = RedisBackend(redis_server.url, prefix=prefix, encryption_key=b"k" * 32)
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        _, client_a = workers(a)
+        _, client_b = workers(b)
+        _, client_stranger = workers(stranger)
+        code = emulator.issue_code("snsapi_userinfo")
+        first = await client_a.get(f"/wechat/callback?code={code}")
+        late = await client_b.get(f"/wechat/callback?code={code}")  # another worker, same key
+        assert first.status_code == late.status_code == 200
+        assert late.json() == first.json()
+        assert emulator.exchange_count(code) == 1
+        [result_key] = [k async for k in raw.scan_iter(f"{prefix}:*:result")]
+        value = await raw.get(result_key)
+        for secret in (b"ACCESS_", b"REFRESH_", emulator.user.openid.encode(), b"nickname"):
+            assert secret not in value
+        # A worker with another key cannot read it: a clear 503, not someone's identity.
+        wrong = await client_stranger.get(f"/wechat/callback?code={code}")
+        assert wrong.status_code == 503
+        assert wrong.json()["error"] == "backend_unavailable"
+    finally:
+        await raw.aclose()
+        for backend in (a, b, stranger):
+            await backend.aclose()
+
+
+def test_encryption_key_must_be_an_aes_key() -> None:
+    with pytest.raises(ValueError):
+        RedisBackend("redis://127.0.0.1:1/0", encryption_key=b"short")

@@ -1,26 +1,80 @@
 """Outcomes as bytes, for backends that store them outside the process.
 
 The first byte says what follows (``1`` identity, ``0`` error) so that a store can prefer a
-success over an error without parsing JSON (the Redis scripts do exactly that).
+success over an error without parsing JSON (the Redis scripts do exactly that). With a
+:class:`ResultCipher` the JSON after that byte is sealed with AES-GCM, bound to the key it is
+stored under, so tokens never sit in the store in clear.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from typing import Protocol
 
 from .._errors import WeChatOAuthError
 from .._identity import WeChatIdentity
 from ._base import Outcome
 
+_SEALED = b"E"
 
-def dump_outcome(outcome: Outcome) -> bytes:
+
+class _AEAD(Protocol):
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+class ResultCipher:
+    """AES-GCM with a 16, 24 or 32-byte key (``cryptography`` does the cryptography)."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError:  # pragma: no cover - exercised only without the extra
+            raise ImportError(
+                "encryption_key needs cryptography: pip install 'asgi-wechat-oauth[encryption]'"
+            ) from None
+        if len(key) not in (16, 24, 32):
+            raise ValueError("encryption_key must be 16, 24 or 32 bytes")
+        self._aead: _AEAD = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "ResultCipher(AES-GCM)"
+
+    def seal(self, data: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, data, context)
+
+    def open(self, data: bytes, context: bytes) -> bytes:
+        return self._aead.decrypt(data[:12], data[12:], context)
+
+
+def dump_outcome(
+    outcome: Outcome, *, cipher: ResultCipher | None = None, context: bytes = b""
+) -> bytes:
     if isinstance(outcome, WeChatIdentity):
-        return b"1" + json.dumps(outcome.to_dict(), ensure_ascii=False).encode()
-    return b"0" + json.dumps(outcome.to_dict()).encode()
+        marker, payload = b"1", json.dumps(outcome.to_dict(), ensure_ascii=False).encode()
+    else:
+        marker, payload = b"0", json.dumps(outcome.to_dict()).encode()
+    if cipher is not None:
+        return marker + _SEALED + cipher.seal(payload, context)
+    return marker + payload
 
 
-def load_outcome(data: bytes) -> Outcome:
-    payload = json.loads(data[1:])
-    if data[:1] == b"1":
-        return WeChatIdentity.from_dict(payload)
-    return WeChatOAuthError.from_dict(payload)
+def load_outcome(
+    data: bytes, *, cipher: ResultCipher | None = None, context: bytes = b""
+) -> Outcome:
+    """The inverse of :func:`dump_outcome`. Raises ``ValueError`` for what it cannot read
+    (a sealed value without the cipher, or sealed with another key)."""
+    marker, payload = data[:1], data[1:]
+    if payload[:1] == _SEALED:
+        if cipher is None:
+            raise ValueError("the stored outcome is encrypted and no encryption_key is set")
+        try:
+            payload = cipher.open(payload[1:], context)
+        except Exception:
+            raise ValueError("the stored outcome does not decrypt with this key") from None
+    document = json.loads(payload)
+    if marker == b"1":
+        return WeChatIdentity.from_dict(document)
+    return WeChatOAuthError.from_dict(document)

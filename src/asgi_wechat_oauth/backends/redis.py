@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from .._errors import CodeRejected, ExchangeLost, ServiceUnavailable
 from ._base import Claim, Outcome
-from ._codec import dump_outcome, load_outcome
+from ._codec import ResultCipher, dump_outcome, load_outcome
 from .memory import MemoryBackend
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -103,7 +103,8 @@ class RedisBackend:
     call; after a failure Redis is retried every ``retry_interval`` seconds.
 
     Results (tokens included) live under the result key for the middleware's ``result_ttl``;
-    keys hold the code's hash, never the code.
+    keys hold the code's hash, never the code. ``encryption_key`` (16, 24 or 32 bytes, the same
+    on every worker; extra ``encryption``) seals them with AES-GCM bound to their key.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class RedisBackend:
         on_unavailable: Literal["local", "fail"] = "local",
         operation_timeout: float = 2.0,
         retry_interval: float = 2.0,
+        encryption_key: bytes | None = None,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
@@ -145,6 +147,7 @@ class RedisBackend:
         self._claim = self._client.register_script(_CLAIM)
         self._check = self._client.register_script(_CHECK)
         self._complete = self._client.register_script(_COMPLETE)
+        self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -177,7 +180,7 @@ class RedisBackend:
         except _Unavailable:
             return await self._claim_locally(key)
         if answer[0] == 1:
-            return Claim(outcome=load_outcome(answer[1]))
+            return Claim(outcome=self._load(key, answer[1]))
         if answer[0] == 2:
             return Claim(lease=token)
         return Claim()
@@ -186,7 +189,7 @@ class RedisBackend:
         if lease.startswith(_LOCAL):
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
             return
-        data = dump_outcome(outcome)
+        data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         stored = data if ttl > 0 else b""
         message = key.encode() + b"\n" + (b"" if stored else data)
         try:
@@ -211,7 +214,7 @@ class RedisBackend:
             await self._subscribe()
             answer = await self._call(self._check(keys=self._keys(key)))
             if answer[0] == 1:
-                return load_outcome(answer[1])
+                return self._load(key, answer[1])
             lease_left = answer[1] / 1000
             if lease_left < 0:
                 return None  # no lease and no result: claim again
@@ -231,7 +234,7 @@ class RedisBackend:
             await self._subscribe()
             answer = await self._call(self._check(keys=self._keys(key)))
             if answer[0] == 1:
-                return load_outcome(answer[1])
+                return self._load(key, answer[1])
             if answer[2] <= 1:
                 return None  # nobody else ever traded it: a genuinely used or invalid code
             with anyio.move_on_after(timeout):
@@ -258,6 +261,16 @@ class RedisBackend:
         await self._local.aclose()
 
     # --- Redis calls and the fallback ---------------------------------------------------------
+
+    def _load(self, key: str, data: bytes) -> Outcome:
+        try:
+            return load_outcome(data, cipher=self._cipher, context=key.encode())
+        except ValueError as exc:
+            # Another key (a rotation), or a value from a foreign writer: unusable, and loud.
+            logger.error("wechat_oauth.redis_result_unreadable error=%s", exc)
+            raise ServiceUnavailable(
+                "backend_unavailable", "The login service is unavailable; try again soon."
+            ) from None
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}:{{{key}}}"
@@ -337,9 +350,9 @@ class RedisBackend:
         if not slot.event.is_set() or slot.payload is None:
             return None  # lease expired, or woken to re-check: claim again
         if slot.payload:
-            return load_outcome(slot.payload)  # an outcome that was not stored
+            return self._load(key, slot.payload)  # an outcome that was not stored
         stored = await self._call(self._client.get(self._keys(key)[1]))
-        return load_outcome(stored) if stored is not None else None
+        return self._load(key, stored) if stored is not None else None
 
     async def _subscribe(self) -> None:
         if self._listener is None or self._listener.done():
