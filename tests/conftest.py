@@ -1,0 +1,169 @@
+"""Shared fixtures: the WeChat emulator, an upstream client to it, a downstream Starlette app,
+and ``make_app`` to put the middleware in front of that app.
+
+Every async test runs on asyncio and on trio (the ``anyio_backend`` fixture below; test modules
+set ``pytestmark = pytest.mark.anyio``). Backends are injected with ``make_app(backend=...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.testing import WeChatEmulator
+from support import APP_URL, CALLBACK, WECHAT_URL, Gate
+
+MakeApp = Callable[..., Awaitable[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]]]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def emulator() -> WeChatEmulator:
+    return WeChatEmulator()
+
+
+@pytest.fixture
+async def upstream(emulator: WeChatEmulator) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client whose requests reach the emulator (as WeChat's API) in-process."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=emulator), base_url=WECHAT_URL
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def gate(emulator: WeChatEmulator) -> Gate:
+    """Holds ``sns/oauth2/access_token`` calls made through ``gated_upstream`` until opened."""
+    return Gate(emulator)
+
+
+@pytest.fixture
+async def gated_upstream(gate: Gate) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gate), base_url=WECHAT_URL
+    ) as client:
+        yield client
+
+
+async def _identity_json(request: Request) -> JSONResponse:
+    me = request.scope["wechat"]
+    return JSONResponse(
+        {
+            "openid": me.openid,
+            "unionid": me.unionid,
+            "scope": me.scope,
+            "state": me.state,
+            "is_snapshotuser": me.is_snapshotuser,
+            "next": me.next,
+            "nickname": me.userinfo.nickname if me.userinfo is not None else None,
+        }
+    )
+
+
+async def _other(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"downstream saw wechat={'wechat' in request.scope}")
+
+
+@pytest.fixture
+def downstream() -> Starlette:
+    """The app behind the middleware: its callback route answers the identity as JSON."""
+    return Starlette(routes=[Route(CALLBACK, _identity_json), Route("/other", _other)])
+
+
+@pytest.fixture
+async def make_app(
+    emulator: WeChatEmulator,
+    upstream: httpx.AsyncClient,
+    downstream: Starlette,
+    gate: Gate,
+) -> AsyncIterator[MakeApp]:
+    """``await make_app(**middleware_kwargs)`` → ``(middleware, client)``.
+
+    Defaults: the emulator's credentials, ``api_base_url="http://wechat.test"``,
+    ``http_client=upstream``, the ``downstream`` app; any of them can be overridden
+    (``app=``, ``backend=``, ``http_client=gated_upstream``, ...). Middlewares are closed with
+    ``aclose()`` and clients closed at teardown.
+    """
+    created: list[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]] = []
+
+    async def factory(**kwargs: Any) -> tuple[WeChatOAuthMiddleware, httpx.AsyncClient]:
+        app = kwargs.pop("app", downstream)
+        options: dict[str, Any] = {
+            "appid": emulator.appid,
+            "secret": emulator.secret,
+            "api_base_url": WECHAT_URL,
+            "http_client": upstream,
+        }
+        options.update(kwargs)
+        middleware = WeChatOAuthMiddleware(app, **options)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url=APP_URL)
+        created.append((middleware, client))
+        return middleware, client
+
+    yield factory
+    gate.open()  # never leave an exchange parked at the gate while closing
+    for middleware, client in reversed(created):
+        await client.aclose()
+        await middleware.aclose()
+
+
+@pytest.fixture
+async def browser_factory(
+    emulator: WeChatEmulator,
+) -> AsyncIterator[Callable[[WeChatOAuthMiddleware], httpx.AsyncClient]]:
+    """``browser_factory(middleware)`` → a browser: one cookie jar, ``app.test`` served by the
+    middleware and ``wechat.test`` by the emulator, so following redirects walks
+    login → consent → callback as a real browser does."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(middleware: WeChatOAuthMiddleware) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            mounts={
+                APP_URL: httpx.ASGITransport(app=middleware),
+                WECHAT_URL: httpx.ASGITransport(app=emulator),
+            },
+            base_url=APP_URL,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
+Consent = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def consent() -> Consent:
+    """``await consent(browser, next_path=None, scope=None, login="/wechat/login")``: walk the
+    login endpoint and WeChat's consent page; return the callback URL, not yet requested."""
+
+    async def walk(
+        browser: httpx.AsyncClient,
+        *,
+        next_path: str | None = None,
+        scope: str | None = None,
+        login: str = "/wechat/login",
+    ) -> str:
+        params = {k: v for k, v in {"next": next_path, "scope": scope}.items() if v}
+        to_wechat = await browser.get(login, params=params)
+        assert to_wechat.status_code == 302, to_wechat.text
+        to_callback = await browser.get(to_wechat.headers["location"].split("#")[0])
+        assert to_callback.status_code == 302, to_callback.text
+        return str(to_callback.headers["location"])
+
+    return walk
