@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
@@ -38,39 +37,6 @@ def downstream() -> Starlette:
 async def login_app(make_app):
     """The middleware with ``login_path`` set and WeChat's consent page at the emulator."""
     return await make_app(login_path=LOGIN, authorize_base_url=WECHAT_URL)
-
-
-@pytest.fixture
-async def browser_factory(
-    emulator,
-) -> AsyncIterator[Callable[[WeChatOAuthMiddleware], httpx.AsyncClient]]:
-    """A browser: one cookie jar, app.test served by the middleware and wechat.test by the
-    emulator, so following redirects walks login → consent → callback like a real one."""
-    made: list[httpx.AsyncClient] = []
-
-    def make(middleware: WeChatOAuthMiddleware) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
-            mounts={
-                APP_URL: httpx.ASGITransport(app=middleware),
-                WECHAT_URL: httpx.ASGITransport(app=emulator),
-            },
-            base_url=APP_URL,
-        )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.aclose()
-
-
-async def _consent(browser: httpx.AsyncClient, login: str = LOGIN) -> str:
-    """Walk login → WeChat's consent page; return the callback URL (not yet requested)."""
-    to_wechat = await browser.get(login)
-    assert to_wechat.status_code == 302
-    to_callback = await browser.get(to_wechat.headers["location"].split("#")[0])
-    assert to_callback.status_code == 302
-    return to_callback.headers["location"]
 
 
 # --- the redirect ------------------------------------------------------------------------------
@@ -245,11 +211,11 @@ async def test_full_flow_through_consent_ends_at_the_handler(login_app, browser_
 
 
 async def test_double_callback_with_verified_state_is_one_exchange_two_successes(
-    login_app, browser_factory, emulator
+    consent, login_app, browser_factory, emulator
 ):
     middleware, _ = login_app
     browser = browser_factory(middleware)
-    callback = await _consent(browser)
+    callback = await consent(browser)
     responses: list[httpx.Response] = []
 
     async def hit() -> None:
@@ -270,10 +236,12 @@ def _callback_parts(callback: str) -> tuple[str, str]:
     return params["code"], params["state"]
 
 
-async def test_forged_state_is_403_and_the_code_is_not_traded(login_app, browser_factory, emulator):
+async def test_forged_state_is_403_and_the_code_is_not_traded(
+    consent, login_app, browser_factory, emulator
+):
     middleware, _ = login_app
     browser = browser_factory(middleware)
-    code, state = _callback_parts(await _consent(browser))
+    code, state = _callback_parts(await consent(browser))
     forged = state[:-1] + ("A" if state[-1] != "A" else "B")
     response = await browser.get(CALLBACK, params={"code": code, "state": forged})
     assert response.status_code == 403
@@ -281,46 +249,46 @@ async def test_forged_state_is_403_and_the_code_is_not_traded(login_app, browser
     assert emulator.exchange_count(code) == 0
 
 
-async def test_expired_state_is_403(login_app, browser_factory, emulator, make_app):
+async def test_expired_state_is_403(consent, login_app, browser_factory, emulator, make_app):
     middleware, _ = login_app
     browser = browser_factory(middleware)
-    code, _ = _callback_parts(await _consent(browser))
+    code, _ = _callback_parts(await consent(browser))
     nonce = browser.cookies["wechat_oauth_nonce"]
     # A state signed with the app's key and the browser's nonce, issued 11 minutes ago.
     signer = StateSigner(derive_state_secret(emulator.secret), max_age=600)
-    body = struct.pack(">BI8s", 1, int(time.time()) - 660, _nonce_hash(nonce))
+    body = struct.pack(">BIBB8s", 1, int(time.time()) - 660, 0, 0, _nonce_hash(nonce))
     old_state = _b62encode(body + signer._mac(body))
     response = await browser.get(CALLBACK, params={"code": code, "state": old_state})
     assert response.status_code == 403 and response.json()["error"] == "invalid_state"
     assert emulator.exchange_count(code) == 0
 
 
-async def test_state_from_another_browser_is_403(login_app, browser_factory, emulator):
+async def test_state_from_another_browser_is_403(consent, login_app, browser_factory, emulator):
     middleware, _ = login_app
     victim, attacker = browser_factory(middleware), browser_factory(middleware)
-    await _consent(attacker)  # the attacker has a nonce cookie of their own
-    callback = await _consent(victim)
+    await consent(attacker)  # the attacker has a nonce cookie of their own
+    callback = await consent(victim)
     response = await attacker.get(callback)  # login CSRF / a leaked link
     assert response.status_code == 403 and response.json()["error"] == "invalid_state"
     assert emulator.total_exchanges == 0
     assert (await victim.get(callback)).status_code == 200
 
 
-async def test_missing_cookie_is_403(login_app, browser_factory, emulator):
+async def test_missing_cookie_is_403(consent, login_app, browser_factory, emulator):
     middleware, client = login_app
     browser = browser_factory(middleware)
-    callback = await _consent(browser)
+    callback = await consent(browser)
     response = await client.get(callback)  # no cookie jar entry for the nonce
     assert response.status_code == 403 and response.json()["error"] == "invalid_state"
     assert emulator.total_exchanges == 0
 
 
 async def test_replayed_code_without_the_cookie_gets_403_and_the_victim_keeps_the_identity(
-    login_app, browser_factory, emulator
+    consent, login_app, browser_factory, emulator
 ):
     middleware, client = login_app
     victim = browser_factory(middleware)
-    callback = await _consent(victim)
+    callback = await consent(victim)
     first = await victim.get(callback)
     assert first.status_code == 200
     replay = await client.get(callback)  # same code and state, no nonce cookie
@@ -360,12 +328,12 @@ def test_constructor_rejects_inconsistent_login_options(downstream):
             WeChatOAuthMiddleware(downstream, **base, **options)
 
 
-async def test_state_secret_option_signs_states(make_app, browser_factory, emulator):
+async def test_state_secret_option_signs_states(consent, make_app, browser_factory, emulator):
     middleware, _ = await make_app(
         login_path=LOGIN, authorize_base_url=WECHAT_URL, state_secret="x" * 32
     )
     browser = browser_factory(middleware)
-    callback = await _consent(browser)
+    callback = await consent(browser)
     _, state = _callback_parts(callback)
     StateSigner(b"x" * 32, max_age=600).verify(
         unquote(state), browser.cookies["wechat_oauth_nonce"]

@@ -14,6 +14,7 @@ class Counters:
     - ``deduplicated``: requests that waited for an exchange already in flight;
     - ``cache_hits``: requests served a result stored by an earlier request;
     - ``recovered``: 40029/40163 answers replaced by a result another request obtained;
+    - ``reauthorized``: callbacks with an unusable code sent through login again;
     - ``errors``: error responses by ``reason``.
     """
 
@@ -21,6 +22,7 @@ class Counters:
     deduplicated: int = 0
     cache_hits: int = 0
     recovered: int = 0
+    reauthorized: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -29,5 +31,6 @@ class Counters:
             "deduplicated": self.deduplicated,
             "cache_hits": self.cache_hits,
             "recovered": self.recovered,
+            "reauthorized": self.reauthorized,
             "errors": dict(self.errors),
         }

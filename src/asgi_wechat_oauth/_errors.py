@@ -61,6 +61,12 @@ class StateRejected(WeChatOAuthError):
     status_code = 403
 
 
+class SnapshotUserRejected(WeChatOAuthError):
+    """``snapshot_users="reject"`` and WeChat opened the page in snapshot mode (virtual openid)."""
+
+    status_code = 403
+
+
 class CodeRejected(WeChatOAuthError):
     """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
 
@@ -107,6 +113,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         InvalidCallbackRequest,
         MethodNotAllowed,
         StateRejected,
+        SnapshotUserRejected,
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,

@@ -87,7 +87,8 @@ class LoginEndpoint:
             )
         next_path = validate_next(params["next"]) if params.get("next") else None
         redirect_uri = self.redirect_uri or self._own_callback_url(scope)
-        state, nonce = self.signer.issue(next_path)
+        retried = params.get("retry") == "1"
+        state, nonce = self.signer.issue(next_path, scope=wechat_scope, retried=retried)
         location = authorize_url(
             self.appid,
             redirect_uri,

@@ -7,6 +7,8 @@ import json
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Literal
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -16,7 +18,11 @@ from ._callback import parse_callback_query
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._counters import Counters
 from ._errors import (
+    CodeRejected,
+    ConfigurationError,
+    InvalidCallbackRequest,
     MethodNotAllowed,
+    SnapshotUserRejected,
     StateRejected,
     UpstreamError,
     UpstreamTimeout,
@@ -25,9 +31,9 @@ from ._errors import (
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie
 from ._singleflight import SingleFlight
-from ._state import StateSigner, derive_state_secret
+from ._state import StateSigner, VerifiedState, derive_state_secret
 from ._types import ASGIApp, Message, Receive, Scope, Send
-from .backends import Backend, MemoryBackend
+from .backends import Backend, MemoryBackend, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -71,6 +77,9 @@ class WeChatOAuthMiddleware:
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
+        on_invalid_code: Literal["reauthorize", "error"] | None = None,
+        snapshot_users: Literal["allow", "reject"] = "allow",
+        counters: Counters | None = None,
     ) -> None:
         if not appid:
             raise ValueError("appid is required")
@@ -98,6 +107,14 @@ class WeChatOAuthMiddleware:
             raise ValueError("state_max_age must be positive")
         if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
             raise ValueError("nonce_cookie must be a plain ASCII name")
+        if on_invalid_code is None:
+            on_invalid_code = "reauthorize" if login_path is not None else "error"
+        if on_invalid_code not in ("reauthorize", "error"):
+            raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
+        if on_invalid_code == "reauthorize" and login_path is None:
+            raise ValueError("on_invalid_code='reauthorize' needs login_path")
+        if snapshot_users not in ("allow", "reject"):
+            raise ValueError("snapshot_users must be 'allow' or 'reject'")
         self.app = app
         self.appid = appid
         self.callback_path = callback_path
@@ -105,7 +122,7 @@ class WeChatOAuthMiddleware:
         self.exchange_timeout = exchange_timeout
         self.on_error = on_error
         self.backend: Backend = backend if backend is not None else MemoryBackend()
-        self.counters = Counters()
+        self.counters = counters if counters is not None else Counters()
         self.client = WeChatOAuthClient(
             appid,
             secret,
@@ -121,6 +138,8 @@ class WeChatOAuthMiddleware:
         )
         self._key_prefix = f"{appid}:".encode()
         self.login_path = login_path
+        self.on_invalid_code = on_invalid_code
+        self.snapshot_users = snapshot_users
         self.verify_state = verify_state
         self.nonce_cookie = nonce_cookie
         if isinstance(state_secret, str):
@@ -172,34 +191,98 @@ class WeChatOAuthMiddleware:
         return send_wrapper
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        verified: VerifiedState | None = None
+        key = None
+        outcome: Outcome
         try:
             if scope["method"] not in ("GET", "HEAD"):
                 raise MethodNotAllowed(
                     "method_not_allowed", "The WeChat callback accepts GET only."
                 )
             params = parse_callback_query(scope["query_string"])
-            next_path = None
             if self.verify_state:
                 nonce = read_cookie(scope, self.nonce_cookie)
-                next_path = self._signer.verify(params.state, nonce).next
+                verified = self._signer.verify(params.state, nonce)
             key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            next_path = verified.next if verified is not None else None
             outcome = await self._flight.run(
                 key, partial(self._trade, params.code, params.state, next_path)
             )
-            if isinstance(outcome, WeChatIdentity) and outcome.state != params.state:
-                # The identity belongs to the request that traded the code; a request with
-                # another state carries a replayed or leaked code and gets nothing.
-                outcome = StateRejected(
-                    "state_mismatch", "This login link was already used; please log in again."
-                )
+            if isinstance(outcome, WeChatIdentity):
+                self._admit(outcome, params.state)
         except WeChatOAuthError as exc:
             outcome = exc
-        if isinstance(outcome, WeChatOAuthError):
+        if isinstance(outcome, WeChatIdentity):
+            scope["wechat"] = outcome
+            await self.app(scope, receive, send)
+        elif isinstance(outcome, CodeRejected) and self._reauthorizes(verified):
+            assert verified is not None
+            self.counters.reauthorized += 1
+            logger.debug(
+                "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, _short(key)
+            )
+            await self._send_redirect(send, self._login_again_url(scope, verified))
+        else:
             self.counters.errors[outcome.reason] += 1
+            logger.log(
+                self._failure_level(scope, outcome),
+                "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
+                outcome.reason,
+                outcome.status_code,
+                _short(key),
+            )
             await self._respond_error(scope, receive, send, outcome)
-            return
-        scope["wechat"] = outcome
-        await self.app(scope, receive, send)
+
+    def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
+        """Refuse an identity this request may not have (raises a 403 error)."""
+        if identity.state != state:
+            # The identity belongs to the request that traded the code; a request with another
+            # state carries a replayed or leaked code and gets nothing.
+            raise StateRejected(
+                "state_mismatch", "This login link was already used; please log in again."
+            )
+        if identity.is_snapshotuser and self.snapshot_users == "reject":
+            raise SnapshotUserRejected(
+                "snapshot_user",
+                "This page is open in WeChat's snapshot mode. Tap the button at the bottom to "
+                "use the full service, then log in again.",
+            )
+
+    def _reauthorizes(self, verified: VerifiedState | None) -> bool:
+        """Send the browser through login again, once: only with a verified state (it carries
+        ``next`` and the scope) that did not itself come from a re-authorization."""
+        return (
+            self.on_invalid_code == "reauthorize" and verified is not None and not verified.retried
+        )
+
+    def _login_again_url(self, scope: Scope, verified: VerifiedState) -> str:
+        query = {"scope": verified.scope, "retry": "1"}
+        if verified.next:
+            query["next"] = verified.next
+        return f"{scope.get('root_path', '')}{self.login_path}?{urlencode(query)}"
+
+    def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
+        """Only failures a user sees log at WARNING; the rest is expected noise."""
+        if isinstance(error, (UpstreamError, ConfigurationError)):
+            return logging.DEBUG  # the exchange's own record already said it, once
+        if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected)):
+            return logging.INFO  # bad or refused input, not a failure of ours
+        if (
+            isinstance(error, StateRejected)
+            and error.reason == "invalid_state"
+            and read_cookie(scope, self.nonce_cookie) is None
+        ):
+            return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
+        return logging.WARNING
+
+    async def _send_redirect(self, send: Send, location: str) -> None:
+        headers = [
+            (b"location", location.encode()),
+            (b"cache-control", b"no-store"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -208,6 +291,7 @@ class WeChatOAuthMiddleware:
             headers = self._login.redirect_headers(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
+            logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
             await self._respond_error(scope, receive, send, exc)
             return
         await send({"type": "http.response.start", "status": 302, "headers": headers})
@@ -267,6 +351,11 @@ class WeChatOAuthMiddleware:
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
+
+
+def _short(key: str | None) -> str | None:
+    """The part of a code's hash that logs show: enough to correlate, useless to an attacker."""
+    return key[:16] if key else None
 
 
 def _matches(scope: Scope, path: str) -> bool:

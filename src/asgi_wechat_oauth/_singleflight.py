@@ -113,10 +113,12 @@ class SingleFlight:
         await self.backend.complete(key, lease, outcome, ttl=self.result_ttl if final else 0.0)
         if isinstance(outcome, ConfigurationError):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed
-        elif result in ("ok", "recovered"):
-            level = logging.INFO
+        elif isinstance(outcome, UpstreamError):
+            level = logging.WARNING  # WeChat or the network failed the users of this flight
+        elif result == "recovered":
+            level = logging.DEBUG  # expected: the duplicate the middleware exists for
         else:
-            level = logging.WARNING
+            level = logging.INFO  # a login, or a code WeChat refused (the user's side)
         logger.log(
             level,
             "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f",

@@ -1,7 +1,8 @@
 """Signed ``state``: login CSRF protection bound to the browser by a nonce cookie.
 
-The state carries when it was issued, the ``next`` path, and a hash of a random nonce that the
-login endpoint also sets as an HttpOnly cookie; it is HMAC-signed. Only the browser that started
+The state carries when it was issued, the scope asked for, whether it comes from an automatic
+re-authorization, the ``next`` path, and a hash of a random nonce that the login endpoint also
+sets as an HttpOnly cookie; it is HMAC-signed. Only the browser that started
 the login holds the nonce, so a callback carrying someone else's code and state (login CSRF, a
 leaked or replayed link) fails verification before the code is traded. It is encoded in
 ``[A-Za-z0-9]`` (base62), the alphabet WeChat passes through untouched, in at most 128 bytes.
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from ._errors import InvalidCallbackRequest, StateRejected
 
 _VERSION = 1
-_HEADER = struct.Struct(">BI8s")  # version, issued at (unix seconds), nonce hash
+#: version, issued at (unix seconds), scope, flags, nonce hash
+_HEADER = struct.Struct(">BIBB8s")
+_SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login")
+_RETRIED = 1
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -32,6 +36,9 @@ MAX_NEXT_BYTES = 95 - 1 - _HEADER.size - _MAC_SIZE
 class VerifiedState:
     issued_at: int
     next: str | None
+    scope: str
+    #: The login was started by an automatic re-authorization: do not start another.
+    retried: bool
 
 
 def derive_state_secret(app_secret: str) -> bytes:
@@ -51,7 +58,9 @@ class StateSigner:
     def __repr__(self) -> str:
         return f"StateSigner(max_age={self.max_age!r})"
 
-    def issue(self, next_path: str | None) -> tuple[str, str]:
+    def issue(
+        self, next_path: str | None, *, scope: str = "snsapi_base", retried: bool = False
+    ) -> tuple[str, str]:
         """Return ``(state, nonce)``; the nonce goes into the cookie."""
         nonce = secrets.token_hex(16)
         next_bytes = (next_path or "").encode()
@@ -59,7 +68,14 @@ class StateSigner:
             raise InvalidCallbackRequest(
                 "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
             )
-        body = _HEADER.pack(_VERSION, int(time.time()), _nonce_hash(nonce)) + next_bytes
+        header = _HEADER.pack(
+            _VERSION,
+            int(time.time()),
+            _SCOPES.index(scope),
+            _RETRIED if retried else 0,
+            _nonce_hash(nonce),
+        )
+        body = header + next_bytes
         return _b62encode(body + self._mac(body)), nonce
 
     def verify(self, state: str | None, nonce: str | None) -> VerifiedState:
@@ -75,9 +91,9 @@ class StateSigner:
             raise StateRejected(
                 "invalid_state", "The login state is not valid; please log in again."
             )
-        version, issued_at, nonce_hash = _HEADER.unpack_from(body)
+        version, issued_at, scope, flags, nonce_hash = _HEADER.unpack_from(body)
         age = time.time() - issued_at
-        if version != _VERSION or not -60 <= age <= self.max_age:
+        if version != _VERSION or scope >= len(_SCOPES) or not -60 <= age <= self.max_age:
             raise StateRejected("invalid_state", "The login has expired; please log in again.")
         if not nonce or not hmac.compare_digest(nonce_hash, _nonce_hash(nonce)):
             raise StateRejected(
@@ -86,7 +102,12 @@ class StateSigner:
                 "please log in again.",
             )
         next_path = body[_HEADER.size :].decode("utf-8", "replace") or None
-        return VerifiedState(issued_at=issued_at, next=next_path)
+        return VerifiedState(
+            issued_at=issued_at,
+            next=next_path,
+            scope=_SCOPES[scope],
+            retried=bool(flags & _RETRIED),
+        )
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:_MAC_SIZE]
