@@ -1,41 +1,89 @@
 """A Starlette app logging users in with WeChat, configured from the environment.
 
-    WECHAT_APPID=wx... WECHAT_SECRET=... uvicorn examples.starlette_app:app --workers 4
+    WECHAT_APPID=wx... WECHAT_SECRET=... WECHAT_LOGIN_PATH=/wechat/login \\
+    WECHAT_SESSION_SECRET=... uvicorn examples.starlette_app:app --workers 4
 
-``WECHAT_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) switches to the Redis backend, which
-several workers need; ``WECHAT_API_BASE_URL`` points the middleware at an emulator
-(``python -m asgi_wechat_oauth emulator``) instead of api.weixin.qq.com.
+Environment:
+
+- ``WECHAT_APPID``, ``WECHAT_SECRET``: the app's credentials (defaults: the emulator's).
+- ``WECHAT_API_BASE_URL``, ``WECHAT_AUTHORIZE_BASE_URL``: WeChat's API and consent pages; point
+  both at an emulator (``python -m asgi_wechat_oauth emulator``) to run without WeChat.
+- ``WECHAT_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) switches to the Redis backend, which
+  several workers need; ``WECHAT_REDIS_PREFIX`` and ``WECHAT_LOCK_TTL`` tune it.
+- ``WECHAT_EXCHANGE_TIMEOUT``: seconds one exchange may take (10).
+- ``WECHAT_LOGIN_PATH`` (e.g. ``/wechat/login``) turns on the login flow: the home page links
+  there, the middleware signs the state and checks it against the browser's cookie, and the
+  callback stores the user in the session and redirects to ``next``. Without it the callback
+  answers the identity as JSON (with the worker's pid), for clients that build the authorize
+  URL themselves, such as the multi-worker tests.
+- ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with
+  several workers or restarts; the default, random per process, forgets sessions.
+
+``GET /metrics`` serves the middleware's counters to Prometheus when ``prometheus_client`` is
+installed (``pip install 'asgi-wechat-oauth[prometheus]'``).
 """
 
 from __future__ import annotations
 
+import html
 import os
+import secrets
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthMiddleware
 from asgi_wechat_oauth.backends import Backend
 
+LOGIN_LINK = "{login_path}?scope=snsapi_userinfo&next=/"
 
-async def callback(request: Request) -> JSONResponse:
+
+async def callback(request: Request) -> Response:
     me: WeChatIdentity = request.scope["wechat"]
-    # A real app would store me.openid in its session and redirect (303) to a clean URL, so that
-    # the code leaves the browser's history.
-    return JSONResponse(
-        {
-            "openid": me.openid,
-            "unionid": me.unionid,
-            "nickname": me.userinfo.nickname if me.userinfo else None,
-            "pid": os.getpid(),
-        }
+    nickname = me.userinfo.nickname if me.userinfo else None
+    if request.app.state.login_path is None:
+        return JSONResponse(
+            {"openid": me.openid, "unionid": me.unionid, "nickname": nickname, "pid": os.getpid()}
+        )
+    # The session cookie is signed, not encrypted: keep the tokens out of it (store them on the
+    # server if you need them later, e.g. to refresh with WeChatOAuthClient).
+    request.session["wechat"] = {"openid": me.openid, "nickname": nickname}
+    # 303 to a clean URL: the code leaves the address bar and the history.
+    return RedirectResponse(me.next or "/", status_code=303)
+
+
+async def home(request: Request) -> HTMLResponse:
+    user = request.session.get("wechat")
+    login_path = request.app.state.login_path
+    if user:
+        name = html.escape(user["nickname"] or user["openid"])
+        body = (
+            f"<h1>Hello, {name}</h1><p>openid: <code>{html.escape(user['openid'])}</code></p>"
+            '<form method="post" action="/logout"><button>Log out</button></form>'
+        )
+    elif login_path:
+        link = html.escape(LOGIN_LINK.format(login_path=login_path))
+        body = f'<h1>Welcome</h1><p><a id="login" href="{link}">Log in with WeChat</a></p>'
+    else:
+        body = "<h1>Welcome</h1><p>The login flow is off (set WECHAT_LOGIN_PATH).</p>"
+    return HTMLResponse(f'<!doctype html><meta charset="utf-8"><title>Home</title>{body}')
+
+
+async def logout(request: Request) -> RedirectResponse:
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
+
+
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(
+        generate_latest(request.app.state.metrics), headers={"content-type": CONTENT_TYPE_LATEST}
     )
-
-
-async def home(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
 
 
 def _backend() -> Backend | None:
@@ -51,12 +99,55 @@ def _backend() -> Backend | None:
     )
 
 
-app = Starlette(routes=[Route("/", home), Route("/wechat/callback", callback)])
-app.add_middleware(
-    WeChatOAuthMiddleware,
-    appid=os.environ.get("WECHAT_APPID", "wxemulated0000001"),
-    secret=os.environ.get("WECHAT_SECRET", "emulated-app-secret-0123456789ab"),
-    api_base_url=os.environ.get("WECHAT_API_BASE_URL", "https://api.weixin.qq.com"),
-    exchange_timeout=float(os.environ.get("WECHAT_EXCHANGE_TIMEOUT", "10")),
-    backend=_backend(),
-)
+def options_from_env() -> dict[str, Any]:
+    """The middleware's options, from the environment variables above."""
+    options: dict[str, Any] = {
+        "appid": os.environ.get("WECHAT_APPID", "wxemulated0000001"),
+        "secret": os.environ.get("WECHAT_SECRET", "emulated-app-secret-0123456789ab"),
+        "api_base_url": os.environ.get("WECHAT_API_BASE_URL", "https://api.weixin.qq.com"),
+        "authorize_base_url": os.environ.get(
+            "WECHAT_AUTHORIZE_BASE_URL", "https://open.weixin.qq.com"
+        ),
+        "exchange_timeout": float(os.environ.get("WECHAT_EXCHANGE_TIMEOUT", "10")),
+        "backend": _backend(),
+    }
+    if os.environ.get("WECHAT_LOGIN_PATH"):
+        options["login_path"] = os.environ["WECHAT_LOGIN_PATH"]
+    return options
+
+
+def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> Starlette:
+    """The app; ``wechat_options`` override the middleware options read from the environment
+    (tests pass ``http_client=`` and the emulator's URLs)."""
+    options = {**options_from_env(), **wechat_options}
+    routes = [
+        Route("/", home),
+        Route("/wechat/callback", callback),
+        Route("/logout", logout, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.login_path = options.get("login_path")
+    app.add_middleware(WeChatOAuthMiddleware, **options)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret
+        or os.environ.get("WECHAT_SESSION_SECRET")
+        or secrets.token_urlsafe(32),
+        same_site="lax",  # the callback is a top-level navigation from WeChat: Lax sends it
+        https_only=False,  # True in production (https only), so the cookie never goes in clear
+    )
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        return app
+    from asgi_wechat_oauth.prometheus import WeChatOAuthCollector
+
+    # A registry of the app's own, so that building a second app (tests) never collides with
+    # names in prometheus_client's global REGISTRY.
+    app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(WeChatOAuthCollector(app))
+    app.router.routes.append(Route("/metrics", metrics))
+    return app
+
+
+app = create_app()

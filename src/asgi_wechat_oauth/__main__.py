@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--appid", default=WeChatEmulator.appid, help="the appid it accepts")
     emulator.add_argument("--secret", default=WeChatEmulator.secret, help="the secret it accepts")
+    emulator.add_argument(
+        "--double-navigation",
+        action="store_true",
+        help="make the consent page send the callback twice, as the WeChat browser does",
+    )
     return parser
 
 
@@ -102,7 +107,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_emulator(args: argparse.Namespace) -> int:
     import uvicorn
 
-    emulator = WeChatEmulator(appid=args.appid, secret=args.secret, latency=args.latency)
+    emulator = WeChatEmulator(
+        appid=args.appid,
+        secret=args.secret,
+        latency=args.latency,
+        double_navigation=args.double_navigation,
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
     base_url = f"http://{host}:{args.port}"
     print(

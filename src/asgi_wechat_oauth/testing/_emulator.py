@@ -5,10 +5,14 @@ exchange gets 40163, later ones 40029), expire (42003), and belong to one appid;
 checked (40013, 40125); ``sns/userinfo`` refuses ``snsapi_base`` tokens (48001). JSON comes back
 as ``text/plain``, as WeChat often sends it. Latency and faults can be injected, and every
 exchange is counted per code.
+
+With ``double_navigation`` on, the consent page behaves like the WeChat in-app browser, for tests
+that drive a real browser: see :meth:`WeChatEmulator._wechat_browser_page`.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import secrets
@@ -20,13 +24,26 @@ from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route, Router
 
 from .._types import Receive, Scope, Send
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
 QRCONNECT_SCOPES = frozenset({"snsapi_login"})
+
+#: The WeChat browser's duplicate, as traced: the first callback is aborted a few milliseconds
+#: after it starts, and the reissued authorize request follows 19 ms after the first navigation.
+ABORT_AFTER_MS = 5
+REISSUE_AFTER_MS = 19
+#: Consent pages whose reissue is still expected; older ones are forgotten beyond this many.
+_MAX_PENDING_REISSUES = 1024
 
 
 class Fault(str, enum.Enum):
@@ -90,6 +107,9 @@ class WeChatEmulator:
     latency: float = 0.0
     code_ttl: float = 300.0
     qr_code_ttl: float = 600.0
+    #: Answer ``connect/oauth2/authorize`` like the WeChat in-app browser does (two callbacks
+    #: with the same code, the first cut off) instead of with a plain 302. Off by default.
+    double_navigation: bool = False
     #: Calls to ``sns/oauth2/access_token`` per code, whatever they answered.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``).
@@ -100,6 +120,8 @@ class WeChatEmulator:
         self._tokens: dict[str, _Token] = {}
         self._refresh_tokens: dict[str, _Token] = {}
         self._faults: dict[str, deque[Fault]] = {}
+        #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
+        self._reissues: dict[str, str] = {}
         self._router = Router(
             routes=[
                 Route("/connect/oauth2/authorize", self._authorize),
@@ -150,6 +172,7 @@ class WeChatEmulator:
         self._tokens.clear()
         self._refresh_tokens.clear()
         self._faults.clear()
+        self._reissues.clear()
         self.exchanges.clear()
         self.calls.clear()
 
@@ -162,15 +185,19 @@ class WeChatEmulator:
                 "exchanges": dict(self.exchanges),
                 "calls": dict(self.calls),
                 "total_exchanges": self.total_exchanges,
+                "double_navigation": self.double_navigation,
             }
         )
 
     async def _settings(self, request: Request) -> Response:
-        """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=access_token``."""
+        """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=access_token``,
+        and ``double_navigation=1`` (or ``0``) to switch the WeChat browser's behaviour."""
         params = request.query_params
         try:
             if "latency" in params:
                 self.latency = max(0.0, float(params["latency"]))
+            if "double_navigation" in params:
+                self.double_navigation = _flag(params["double_navigation"])
             if "fault" in params:
                 self.inject_fault(
                     params["fault"],
@@ -179,7 +206,7 @@ class WeChatEmulator:
                 )
         except ValueError:
             return PlainTextResponse("bad settings", status_code=400)
-        return JSONResponse({"latency": self.latency})
+        return JSONResponse({"latency": self.latency, "double_navigation": self.double_navigation})
 
     async def _reset(self, request: Request) -> Response:
         """``POST /_emulator/reset``: forget codes, tokens, counts and faults."""
@@ -189,12 +216,14 @@ class WeChatEmulator:
     # --- authorize pages ---------------------------------------------------------------------
 
     async def _authorize(self, request: Request) -> Response:
-        return self._consent(request, AUTHORIZE_SCOPES)
+        # Only the official-account page opens in the WeChat in-app browser; QR login
+        # (qrconnect) ends in the user's desktop browser, which sends the callback once.
+        return self._consent(request, AUTHORIZE_SCOPES, in_wechat=self.double_navigation)
 
     async def _qrconnect(self, request: Request) -> Response:
-        return self._consent(request, QRCONNECT_SCOPES)
+        return self._consent(request, QRCONNECT_SCOPES, in_wechat=False)
 
-    def _consent(self, request: Request, scopes: frozenset[str]) -> Response:
+    def _consent(self, request: Request, scopes: frozenset[str], *, in_wechat: bool) -> Response:
         params = request.query_params
         if params.get("appid") != self.appid:
             return PlainTextResponse("appid invalid (emulator)", status_code=400)
@@ -203,10 +232,44 @@ class WeChatEmulator:
         redirect_uri = params.get("redirect_uri", "")
         if not redirect_uri.startswith(("http://", "https://")):
             return PlainTextResponse("redirect_uri invalid (emulator)", status_code=400)
+        reissued = self._reissues.pop(params.get("pass_ticket", ""), None)
+        if reissued is not None:
+            # The WeChat browser's second authorize request: same consent, same code.
+            self.calls["authorize_reissued"] += 1
+            return RedirectResponse(reissued, status_code=302)
         code = self.issue_code(params["scope"])
         query = {"code": code, "state": params.get("state", "")}
         separator = "&" if "?" in redirect_uri else "?"
-        return RedirectResponse(redirect_uri + separator + urlencode(query), status_code=302)
+        callback = redirect_uri + separator + urlencode(query)
+        if in_wechat:
+            return self._wechat_browser_page(request, callback)
+        return RedirectResponse(callback, status_code=302)
+
+    def _wechat_browser_page(self, request: Request, callback: str) -> Response:
+        """The consent answer as the WeChat in-app browser plays it, for a real browser.
+
+        In WeChat the authorize request is sent, aborted by the client, and reissued with
+        ``uin``, ``key`` and ``pass_ticket`` added; both answers redirect to the callback with
+        the *same* code, so the app receives two callbacks, the first one cut off. This page's
+        script does the same: it navigates to the callback (#1), stops that navigation
+        ``ABORT_AFTER_MS`` later (the browser closes the connection), and ``REISSUE_AFTER_MS``
+        after the first navigation requests this authorize URL again with the three parameters;
+        the emulator answers that reissue with a 302 to the same callback URL (#2).
+        """
+        pass_ticket = secrets.token_urlsafe(24)
+        self._reissues[pass_ticket] = callback
+        while len(self._reissues) > _MAX_PENDING_REISSUES:
+            del self._reissues[next(iter(self._reissues))]
+        uin = base64.b64encode(str(secrets.randbelow(9 * 10**9) + 10**9).encode()).decode()
+        extra = urlencode({"uin": uin, "key": secrets.token_hex(32), "pass_ticket": pass_ticket})
+        reissue = f"{request.url.path}?{request.url.query}&{extra}"
+        page = _WECHAT_BROWSER_PAGE.format(
+            callback=_js_string(callback),
+            reissue=_js_string(reissue),
+            abort_after=ABORT_AFTER_MS,
+            reissue_after=REISSUE_AFTER_MS,
+        )
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     # --- sns API -----------------------------------------------------------------------------
 
@@ -367,3 +430,42 @@ class _BrokenResponse(Response):
 
 def _error(errcode: int, errmsg: str) -> dict[str, Any]:
     return {"errcode": errcode, "errmsg": f"{errmsg}, rid: {secrets.token_hex(4)}"}
+
+
+def _flag(value: str) -> bool:
+    """A boolean control parameter: ``1``/``true``/``on`` or ``0``/``false``/``off``."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "on", "yes"):
+        return True
+    if lowered in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _js_string(value: str) -> str:
+    """A JavaScript string literal that is safe inside an inline ``<script>``."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+_WECHAT_BROWSER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>WeChat authorization (emulated)</title>
+</head>
+<body>
+<p>WeChat emulator: consent given. Opening the callback the way the WeChat browser does:
+twice, with the same code, the first request cut off.</p>
+<script>
+(function () {{
+  var callback = {callback};
+  var reissue = {reissue};
+  window.location.assign(callback);
+  setTimeout(function () {{ window.stop(); }}, {abort_after});
+  setTimeout(function () {{ window.location.assign(reissue); }}, {reissue_after});
+}})();
+</script>
+</body>
+</html>
+"""
