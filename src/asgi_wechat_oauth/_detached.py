@@ -18,33 +18,44 @@ T = TypeVar("T")
 
 
 class DetachedRunner:
-    """Keeps the tasks it starts referenced until done, and can wait for them at shutdown."""
+    """Keeps the work it starts referenced until done, and can wait for it at shutdown."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[object]] = set()
+        self._running = 0
+        self._idle: anyio.Event | None = None
 
     async def run(self, func: Callable[[], Awaitable[T]]) -> T:
+        self._running += 1
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): scope shielding is complete
-            with anyio.CancelScope(shield=True):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not asyncio (trio): scope shielding is complete
+                with anyio.CancelScope(shield=True):
+                    return await func()
+
+            async def call() -> T:
                 return await func()
 
-        async def call() -> T:
-            return await func()
-
-        task = loop.create_task(call())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(task)
+            task = loop.create_task(call())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return await asyncio.shield(task)
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._idle is not None:
+                self._idle.set()
 
     async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for running work, then cancel what is left."""
-        pending = [t for t in self._tasks if not t.done()]
-        if not pending:
-            return
-        _, still_running = await asyncio.wait(pending, timeout=timeout)
-        for task in still_running:
+        """Wait up to ``timeout`` seconds for running work to finish. On asyncio, what is
+        left is then cancelled (the work completes its flight with an error on the way out);
+        on trio it cannot be cancelled from here, and it fails fast once its client closes."""
+        if self._running:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._idle.wait()
+        leftover = [task for task in self._tasks if not task.done()]
+        for task in leftover:
             task.cancel()
-        if still_running:
-            await asyncio.wait(still_running)
+        if leftover:
+            await asyncio.wait(leftover)

@@ -14,6 +14,7 @@ from ._errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
     ConfigurationError,
+    ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
     WeChatOAuthError,
@@ -75,12 +76,11 @@ class SingleFlight:
                 logger.debug("wechat_oauth.deduplicated code_hash=%s", _short(key))
                 return outcome
 
-    async def _lead(
-        self, key: str, lease: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+    async def _exchange_bounded(
+        self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
     ) -> Outcome:
-        started = anyio.current_time()
-        outcome: Outcome
-        with anyio.move_on_after(self.exchange_timeout + _GRACE) as timer:
+        outcome: Outcome = UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+        with anyio.move_on_after(self.exchange_timeout + _GRACE):
             try:
                 outcome = await exchange()
             except WeChatOAuthError as exc:
@@ -95,22 +95,36 @@ class SingleFlight:
                 outcome = UpstreamError(
                     "upstream_unavailable", "The login could not be completed; please try again."
                 )
-        if timer.cancelled_caught:
-            outcome = UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
-        self.counters.exchanges += 1
-        result = "ok" if isinstance(outcome, WeChatIdentity) else outcome.reason
+        return outcome
 
-        if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
-            recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
-            if isinstance(recovered, WeChatIdentity):
-                self.counters.recovered += 1
-                logger.debug("wechat_oauth.recovered code_hash=%s", _short(key))
-                outcome, result = recovered, "recovered"
-            elif recovered is not None:
-                outcome, result = recovered, recovered.reason
-
-        final = isinstance(outcome, WeChatIdentity) or outcome.definitive
-        await self.backend.complete(key, lease, outcome, ttl=self.result_ttl if final else 0.0)
+    async def _lead(
+        self, key: str, lease: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+    ) -> Outcome:
+        started = anyio.current_time()
+        # Whatever happens below, even cancellation at shutdown, the flight ends with an
+        # outcome: waiters are released and the lease is given back.
+        outcome: Outcome = ServiceUnavailable(
+            "shutting_down", "The server is shutting down; please try again."
+        )
+        result = "shutting_down"
+        try:
+            outcome = await self._exchange_bounded(key, exchange)
+            self.counters.exchanges += 1
+            result = "ok" if isinstance(outcome, WeChatIdentity) else outcome.reason
+            if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
+                recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
+                if isinstance(recovered, WeChatIdentity):
+                    self.counters.recovered += 1
+                    logger.debug("wechat_oauth.recovered code_hash=%s", _short(key))
+                    outcome, result = recovered, "recovered"
+                elif recovered is not None:
+                    outcome, result = recovered, recovered.reason
+        finally:
+            final = isinstance(outcome, WeChatIdentity) or outcome.definitive
+            with anyio.CancelScope(shield=True):
+                await self.backend.complete(
+                    key, lease, outcome, ttl=self.result_ttl if final else 0.0
+                )
         if isinstance(outcome, ConfigurationError):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed
         elif isinstance(outcome, UpstreamError):
