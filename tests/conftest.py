@@ -7,7 +7,8 @@ set ``pytestmark = pytest.mark.anyio``). Backends are injected with ``make_app(b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -167,3 +168,38 @@ def consent() -> Consent:
         return str(to_callback.headers["location"])
 
     return walk
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+        self._formatter = logging.Formatter("%(message)s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The formatted message, with the traceback when there is one, and the extra fields.
+        self.texts.append(self._formatter.format(record) + repr(record.__dict__))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with the package's logging at DEBUG, and afterwards no record may hold
+    the emulator's app secret, a code it issued, or a token it granted."""
+    emulator: WeChatEmulator | None = None
+    if "emulator" in request.fixturenames:
+        emulator = request.getfixturevalue("emulator")
+    logger = logging.getLogger("asgi_wechat_oauth")
+    recorder = _Recorder()
+    previous = logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(previous)
+    if emulator is None:
+        return
+    secrets = {emulator.secret, *emulator._codes, *emulator._tokens, *emulator._refresh_tokens}
+    leaked = [s for s in secrets if any(s in text for text in recorder.texts)]
+    assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

@@ -11,6 +11,7 @@ import httpx
 
 from ._errors import UpstreamError, UpstreamTimeout, WeChatOAuthError, error_from_errcode
 from ._identity import AccessToken, UserInfo
+from ._redact import install as _install_log_redaction
 
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 _T = TypeVar("_T")
@@ -43,6 +44,7 @@ class WeChatOAuthClient:
         self._owns_http_client = http_client is None
         self._http_client = http_client
         self._timeout = timeout
+        _install_log_redaction()  # httpx logs request URLs, which carry the secret and code
 
     def __repr__(self) -> str:
         return f"WeChatOAuthClient(appid={self.appid!r}, api_base_url={self._base_url!r})"
