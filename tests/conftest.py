@@ -183,21 +183,23 @@ class _Recorder(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test runs with the package's logging at DEBUG, and afterwards no record may hold
-    the emulator's app secret, a code it issued, or a token it granted."""
+    """Every test runs with the package's and httpx's logging at DEBUG, and afterwards no
+    record may hold the emulator's app secret, a code it issued, or a token it granted."""
     emulator: WeChatEmulator | None = None
     if "emulator" in request.fixturenames:
         emulator = request.getfixturevalue("emulator")
-    logger = logging.getLogger("asgi_wechat_oauth")
+    loggers = [logging.getLogger(name) for name in ("asgi_wechat_oauth", "httpx")]
     recorder = _Recorder()
-    previous = logger.level
-    logger.addHandler(recorder)
-    logger.setLevel(logging.DEBUG)
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(recorder)
+        logger.setLevel(logging.DEBUG)
     try:
         yield
     finally:
-        logger.removeHandler(recorder)
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.removeHandler(recorder)
+            logger.setLevel(level)
     if emulator is None:
         return
     secrets = {emulator.secret, *emulator._codes, *emulator._tokens, *emulator._refresh_tokens}

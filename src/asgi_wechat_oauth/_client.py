@@ -16,6 +16,10 @@ from ._redact import install as _install_log_redaction
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 _T = TypeVar("_T")
 
+# httpx logs request URLs at INFO, and WeChat's carry the secret, codes and tokens: redact them
+# in every httpx record from the moment this package is imported.
+_install_log_redaction()
+
 
 class WeChatOAuthClient:
     """Calls ``sns/oauth2/access_token``, ``sns/userinfo``, ``sns/oauth2/refresh_token`` and
@@ -44,7 +48,6 @@ class WeChatOAuthClient:
         self._owns_http_client = http_client is None
         self._http_client = http_client
         self._timeout = timeout
-        _install_log_redaction()  # httpx logs request URLs, which carry the secret and code
 
     def __repr__(self) -> str:
         return f"WeChatOAuthClient(appid={self.appid!r}, api_base_url={self._base_url!r})"
