@@ -6,23 +6,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from _servers import RedisServer, free_port
 from asgi_wechat_oauth import (
     UpstreamError,
     WeChatIdentity,
     WeChatOAuthClient,
-    WeChatOAuthMiddleware,
 )
 from asgi_wechat_oauth.backends.redis import RedisBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
@@ -59,54 +54,10 @@ async def backends(redis_server: RedisServer, prefix: str) -> AsyncIterator[list
         await backend.aclose()
 
 
-@pytest.fixture
-def emulator() -> WeChatEmulator:
-    return WeChatEmulator(latency=0.05)
-
-
-@pytest.fixture
-async def upstream(emulator: WeChatEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emulator), base_url=API
-    ) as client:
-        yield client
-
-
-async def _identity_page(request: Request) -> JSONResponse:
-    me: WeChatIdentity = request.scope["wechat"]
-    return JSONResponse({"openid": me.openid})
-
-
-@pytest.fixture
-async def workers(
-    emulator: WeChatEmulator, upstream: httpx.AsyncClient
-) -> AsyncIterator[Callable[..., tuple[WeChatOAuthMiddleware, httpx.AsyncClient]]]:
-    """Builds a middleware over a given backend and an httpx client that calls it."""
-    made: list[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]] = []
-    app = Starlette(routes=[Route("/wechat/callback", _identity_page)])
-
-    def make(
-        backend: RedisBackend, **kwargs: object
-    ) -> tuple[WeChatOAuthMiddleware, httpx.AsyncClient]:
-        middleware = WeChatOAuthMiddleware(
-            app,
-            appid=emulator.appid,
-            secret=emulator.secret,
-            api_base_url=API,
-            http_client=upstream,
-            backend=backend,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=middleware), base_url="http://app.test"
-        )
-        made.append((middleware, client))
-        return middleware, client
-
-    yield make
-    for middleware, client in made:
-        await client.aclose()
-        await middleware.aclose()
+@pytest.fixture(autouse=True)
+def slow_wechat(emulator: WeChatEmulator) -> None:
+    """WeChat answers in 50 ms, so that duplicates overlap the exchange in flight."""
+    emulator.latency = 0.05
 
 
 def key_for(emulator: WeChatEmulator, code: str) -> str:
@@ -128,18 +79,18 @@ async def _get_all(clients: list[httpx.AsyncClient], url: str, n: int) -> list[h
 # --- one exchange per code across "workers" -----------------------------------------------------
 
 
-async def test_two_workers_racing_share_one_exchange(backends, workers, emulator) -> None:
-    clients = [workers(backends[0])[1], workers(backends[1])[1]]
+async def test_two_workers_racing_share_one_exchange(backends, make_app, emulator) -> None:
+    clients = [(await make_app(backend=b))[1] for b in backends[:2]]
     code = emulator.issue_code()
     responses = await _get_all(clients, f"/wechat/callback?code={code}", 2)
     assert [r.status_code for r in responses] == [200, 200]
     assert emulator.exchange_count(code) == 1
 
 
-async def test_hundred_callers_over_four_workers_share_one_exchange(
-    backends, workers, emulator
+async def test_hundred_callers_over_four_make_app_share_one_exchange(
+    backends, make_app, emulator
 ) -> None:
-    pairs = [workers(b) for b in backends]
+    pairs = [await make_app(backend=b) for b in backends]
     code = emulator.issue_code("snsapi_userinfo")
     responses = await _get_all([c for _, c in pairs], f"/wechat/callback?code={code}", 100)
     assert {r.status_code for r in responses} == {200}
@@ -228,14 +179,14 @@ async def test_lease_is_released_only_by_its_owner(backends, emulator) -> None:
 
 
 async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
-    redis_server, prefix, emulator, upstream, workers
+    redis_server, prefix, emulator, upstream, make_app
 ) -> None:
     dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
     alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
     try:
         code = emulator.issue_code()
         assert (await dead.claim(key_for(emulator, code))).lease is not None  # then it "dies"
-        _, client = workers(alive, exchange_timeout=2.0)
+        _, client = await make_app(backend=alive, exchange_timeout=2.0)
         with anyio.fail_after(0.3 + 2.0 + 5):
             response = await client.get(f"/wechat/callback?code={code}")
         # The dead leader never reached WeChat: the waiter takes over and trades the code.
@@ -247,7 +198,7 @@ async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
 
 
 async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_bound(
-    redis_server, prefix, emulator, upstream, workers
+    redis_server, prefix, emulator, upstream, make_app
 ) -> None:
     lock_ttl, exchange_timeout = 0.3, 0.5
     dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
@@ -259,7 +210,7 @@ async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_boun
         async with WeChatOAuthClient(emulator.appid, emulator.secret, api_base_url=API,
                                      http_client=upstream) as client:  # fmt: skip
             await client.exchange_code(code)
-        _, app = workers(alive, exchange_timeout=exchange_timeout)
+        _, app = await make_app(backend=alive, exchange_timeout=exchange_timeout)
         with anyio.fail_after(lock_ttl + exchange_timeout + 5):
             response = await app.get(f"/wechat/callback?code={code}")
         assert response.status_code == 502
@@ -275,7 +226,7 @@ async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_boun
 
 
 async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
-    redis_server, prefix, emulator, workers
+    redis_server, prefix, emulator, make_app
 ) -> None:
     # Worker A's lease expires while its exchange is still running (slow WeChat); worker B
     # takes over, gets 40163, and must wait for A's identity instead of failing.
@@ -283,8 +234,8 @@ async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
     a = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
     b = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
     try:
-        _, client_a = workers(a, exchange_timeout=3.0)
-        middleware_b, client_b = workers(b, exchange_timeout=3.0)
+        _, client_a = await make_app(backend=a, exchange_timeout=3.0)
+        middleware_b, client_b = await make_app(backend=b, exchange_timeout=3.0)
         code = emulator.issue_code()
         results: dict[str, httpx.Response] = {}
         async with anyio.create_task_group() as tg:
@@ -310,10 +261,10 @@ async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
 # --- Redis unavailable ---------------------------------------------------------------------------
 
 
-async def test_unreachable_redis_falls_back_to_local_dedupe(workers, emulator, caplog) -> None:
+async def test_unreachable_redis_falls_back_to_local_dedupe(make_app, emulator, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
     backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5)
-    middleware, client = workers(backend)
+    middleware, client = await make_app(backend=backend)
     code = emulator.issue_code()
     with anyio.fail_after(10):
         responses = await _get_all([client], f"/wechat/callback?code={code}", 10)
@@ -324,11 +275,11 @@ async def test_unreachable_redis_falls_back_to_local_dedupe(workers, emulator, c
     assert len(warnings) == 1
 
 
-async def test_unreachable_redis_with_fail_answers_503(workers, emulator) -> None:
+async def test_unreachable_redis_with_fail_answers_503(make_app, emulator) -> None:
     backend = RedisBackend(
         f"redis://127.0.0.1:{free_port()}/0", on_unavailable="fail", operation_timeout=0.5
     )
-    _, client = workers(backend)
+    _, client = await make_app(backend=backend)
     code = emulator.issue_code()
     with anyio.fail_after(10):
         first = await client.get(f"/wechat/callback?code={code}")
@@ -339,12 +290,12 @@ async def test_unreachable_redis_with_fail_answers_503(workers, emulator) -> Non
     assert emulator.total_exchanges == 0
 
 
-async def test_redis_stopped_and_restarted_mid_run(workers, emulator, caplog) -> None:
+async def test_redis_stopped_and_restarted_mid_run(make_app, emulator, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
     server = RedisServer()
     server.start()
     backend = RedisBackend(server.url, operation_timeout=0.5, retry_interval=0.2)
-    _, client = workers(backend)
+    _, client = await make_app(backend=backend)
     try:
         assert (
             await client.get(f"/wechat/callback?code={emulator.issue_code()}")
@@ -379,9 +330,9 @@ async def test_redis_stopped_and_restarted_mid_run(workers, emulator, caplog) ->
 
 
 async def test_keys_hold_hashes_and_values_hold_tokens_only_for_result_ttl(
-    redis_server, prefix, backends, workers, emulator
+    redis_server, prefix, backends, make_app, emulator
 ) -> None:
-    _, client = workers(backends[0], result_ttl=30)
+    _, client = await make_app(backend=backends[0], result_ttl=30)
     code = emulator.issue_code("snsapi_userinfo")
     response = await client.get(f"/wechat/callback?code={code}")
     assert response.status_code == 200
@@ -427,7 +378,7 @@ def test_says_clearly_that_it_needs_asyncio() -> None:
 
 
 async def test_encrypted_results_hold_no_token_in_clear_and_are_shared(
-    redis_server, prefix, workers, emulator
+    redis_server, prefix, make_app, emulator
 ) -> None:
     key = bytes(range(32))
     a = RedisBackend(redis_server.url, prefix=prefix, encryption_key=key)
@@ -435,9 +386,9 @@ async def test_encrypted_results_hold_no_token_in_clear_and_are_shared(
     stranger = RedisBackend(redis_server.url, prefix=prefix, encryption_key=b"k" * 32)
     raw = aioredis.from_url(redis_server.url)
     try:
-        _, client_a = workers(a)
-        _, client_b = workers(b)
-        _, client_stranger = workers(stranger)
+        _, client_a = await make_app(backend=a)
+        _, client_b = await make_app(backend=b)
+        _, client_stranger = await make_app(backend=stranger)
         code = emulator.issue_code("snsapi_userinfo")
         first = await client_a.get(f"/wechat/callback?code={code}")
         late = await client_b.get(f"/wechat/callback?code={code}")  # another worker, same key
