@@ -12,9 +12,11 @@ GET after the wake-up), a late duplicate 1 (CLAIM).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -209,45 +211,48 @@ class RedisBackend:
             return await self._local.wait(key, timeout=timeout)
         if self._skip_redis():
             return None  # claim again: the fallback takes over
-        slot = self._register(key)
         try:
-            await self._subscribe()
-            answer = await self._call(self._check(keys=self._keys(key)))
-            if answer[0] == 1:
-                return self._load(key, answer[1])
-            lease_left = answer[1] / 1000
-            if lease_left < 0:
-                return None  # no lease and no result: claim again
-            with anyio.move_on_after(min(timeout, lease_left + 0.05)):
-                await slot.event.wait()
-            return await self._read_delivery(key, slot)
+            async with self._watch(key) as (slot, answer):
+                if answer[0] == 1:
+                    return self._load(key, answer[1])
+                lease_left = answer[1] / 1000
+                if lease_left < 0:
+                    return None  # no lease and no result: claim again
+                with anyio.move_on_after(min(timeout, lease_left + 0.05)):
+                    await slot.event.wait()
+                return await self._read_delivery(key, slot)
         except _Unavailable:
             return None
-        finally:
-            self._unregister(key, slot)
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
         if self._skip_redis():
             return await self._local.recover(key, timeout=timeout)
+        try:
+            async with self._watch(key) as (slot, answer):
+                if answer[0] == 1:
+                    return self._load(key, answer[1])
+                if answer[2] <= 1:
+                    return None  # nobody else ever traded it: a genuinely used or invalid code
+                with anyio.move_on_after(timeout):
+                    await slot.event.wait()
+                outcome = await self._read_delivery(key, slot)
+        except _Unavailable:
+            return None
+        if outcome is not None and not _is_code_error(outcome):
+            return outcome
+        # Another leader traded the code and never shared a result: it died mid-exchange.
+        return ExchangeLost(
+            "exchange_lost", "The login was interrupted on the server; please log in again."
+        )
+
+    @contextlib.asynccontextmanager
+    async def _watch(self, key: str) -> AsyncIterator[tuple[_Slot, Any]]:
+        """Listen for ``key``'s outcome, *then* read its state (CHECK): in this order an
+        outcome published in between is not missed."""
         slot = self._register(key)
         try:
             await self._subscribe()
-            answer = await self._call(self._check(keys=self._keys(key)))
-            if answer[0] == 1:
-                return self._load(key, answer[1])
-            if answer[2] <= 1:
-                return None  # nobody else ever traded it: a genuinely used or invalid code
-            with anyio.move_on_after(timeout):
-                await slot.event.wait()
-            outcome = await self._read_delivery(key, slot)
-            if outcome is not None and not _is_code_error(outcome):
-                return outcome
-            # Another leader traded the code and never shared a result: it died mid-exchange.
-            return ExchangeLost(
-                "exchange_lost", "The login was interrupted on the server; please log in again."
-            )
-        except _Unavailable:
-            return None
+            yield slot, await self._call(self._check(keys=self._keys(key)))
         finally:
             self._unregister(key, slot)
 
