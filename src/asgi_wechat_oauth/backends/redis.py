@@ -102,7 +102,9 @@ class RedisBackend:
     died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
     while Redis is down (logged once as a warning) and returns to Redis by itself;
     ``"fail"`` answers 503 ``backend_unavailable``. ``operation_timeout`` bounds every Redis
-    call; after a failure Redis is retried every ``retry_interval`` seconds.
+    call; after a failure Redis is retried every ``retry_interval`` seconds. A URL gets a
+    blocking pool of ``max_connections`` (a client you pass keeps its own pool: make it a
+    ``BlockingConnectionPool`` too, or bursts beyond its size look like an outage).
 
     Results (tokens included) live under the result key for the middleware's ``result_ttl``;
     keys hold the code's hash, never the code. ``encryption_key`` (16, 24 or 32 bytes, the same
@@ -119,6 +121,7 @@ class RedisBackend:
         operation_timeout: float = 2.0,
         retry_interval: float = 2.0,
         encryption_key: bytes | None = None,
+        max_connections: int = 50,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
@@ -126,14 +129,22 @@ class RedisBackend:
             raise ValueError("lock_ttl must be positive")
         if on_unavailable not in ("local", "fail"):
             raise ValueError("on_unavailable must be 'local' or 'fail'")
+        if max_connections < 2:
+            raise ValueError("max_connections must be at least 2 (one is the subscription)")
         if operation_timeout <= 0 or retry_interval < 0:
             raise ValueError("operation_timeout must be positive, retry_interval not negative")
         if isinstance(url_or_client, str):
-            self._client: aioredis.Redis = aioredis.from_url(
+            # A blocking pool: a burst beyond max_connections waits (bounded by
+            # operation_timeout) for a connection, instead of failing at once and being taken
+            # for an outage, which would drop those claims to in-process dedupe.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url_or_client,
+                max_connections=max_connections,
+                timeout=operation_timeout,
                 socket_timeout=operation_timeout,
                 socket_connect_timeout=operation_timeout,
             )
+            self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)
             self._owns_client = True
         else:
             self._client = url_or_client
