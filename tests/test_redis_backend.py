@@ -87,7 +87,7 @@ async def test_two_workers_racing_share_one_exchange(backends, make_app, emulato
     assert emulator.exchange_count(code) == 1
 
 
-async def test_hundred_callers_over_four_make_app_share_one_exchange(
+async def test_hundred_callers_over_four_workers_share_one_exchange(
     backends, make_app, emulator
 ) -> None:
     pairs = [await make_app(backend=b) for b in backends]
