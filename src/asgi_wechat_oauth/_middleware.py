@@ -138,6 +138,7 @@ class WeChatOAuthMiddleware:
         )
         self._key_prefix = f"{appid}:".encode()
         self.login_path = login_path
+        self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
         self.on_invalid_code = on_invalid_code
         self.snapshot_users = snapshot_users
         self.verify_state = verify_state
@@ -166,14 +167,19 @@ class WeChatOAuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _matches(scope, self.callback_path):
-            await self._callback(scope, receive, send)
-        elif scope["type"] == "http" and self.login_path and _matches(scope, self.login_path):
-            await self._redirect_to_wechat(scope, receive, send)
+        # Every path this middleware answers ends with one of its own paths: one suffix test
+        # lets all other requests through at once.
+        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
+            if _matches(scope, self.callback_path):
+                await self._callback(scope, receive, send)
+                return
+            if self.login_path and _matches(scope, self.login_path):
+                await self._redirect_to_wechat(scope, receive, send)
+                return
         elif scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
-        else:
-            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
         """Let exchanges in flight finish (bounded), then close the owned HTTP client and the

@@ -84,6 +84,9 @@ class SingleFlight:
             try:
                 outcome = await exchange()
             except WeChatOAuthError as exc:
+                # Stored for result_ttl: drop the traceback and context, which would keep the
+                # exchange's frames (response, request parameters) alive as long.
+                exc.__traceback__ = exc.__context__ = exc.__cause__ = None
                 outcome = exc
             except Exception as exc:  # the flight must end with an outcome, whatever happens
                 logger.error(
