@@ -5,8 +5,8 @@ Each code has three keys sharing a hash tag, so the scripts also run on Redis Cl
 ``result_ttl``) and ``{prefix}:{hash}:leaders`` (how many leases were granted and may still
 produce a result). One pub/sub subscription per process wakes local waiters; nobody polls.
 
-Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 3 (CLAIM, CHECK after subscribing,
-GET after the wake-up), a late duplicate 1 (CLAIM).
+Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 2 (CLAIM, CHECK after subscribing;
+the outcome then arrives in the message that wakes it), a late duplicate 1 (CLAIM).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import anyio
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
+    from redis.exceptions import MaxConnectionsError, RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
@@ -90,6 +90,7 @@ class _Slot:
 
     event: anyio.Event = field(default_factory=anyio.Event)
     payload: bytes | None = None
+    outcome: Outcome | None = None
     refs: int = 0
 
 
@@ -204,7 +205,9 @@ class RedisBackend:
             return
         data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         stored = data if ttl > 0 else b""
-        message = key.encode() + b"\n" + (b"" if stored else data)
+        # The outcome travels in the message (sealed when results are), so a woken waiter
+        # needs no further round trip.
+        message = key.encode() + b"\n" + data
         try:
             await self._call(
                 self._complete(
@@ -231,7 +234,7 @@ class RedisBackend:
                     return None  # no lease and no result: claim again
                 with anyio.move_on_after(min(timeout, lease_left + 0.05)):
                     await slot.event.wait()
-                return await self._read_delivery(key, slot)
+                return self._read_delivery(key, slot)
         except _Unavailable:
             return None
 
@@ -246,7 +249,7 @@ class RedisBackend:
                     return None  # nobody else ever traded it: a genuinely used or invalid code
                 with anyio.move_on_after(timeout):
                     await slot.event.wait()
-                outcome = await self._read_delivery(key, slot)
+                outcome = self._read_delivery(key, slot)
         except _Unavailable:
             return None
         if outcome is not None and not _is_code_error(outcome):
@@ -296,6 +299,12 @@ class RedisBackend:
         try:
             with anyio.fail_after(self.operation_timeout):
                 answer = await command
+        except MaxConnectionsError:
+            # The pool is exhausted (a client passed in without a blocking pool): Redis is up
+            # and busy; answering 503 keeps other workers' dedupe intact, unlike a fallback.
+            raise ServiceUnavailable(
+                "overloaded", "Too many logins in progress; try again."
+            ) from None
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
             raise _Unavailable from None
@@ -362,13 +371,12 @@ class RedisBackend:
         for slot in slots.values():
             slot.event.set()
 
-    async def _read_delivery(self, key: str, slot: _Slot) -> Outcome | None:
-        if not slot.event.is_set() or slot.payload is None:
+    def _read_delivery(self, key: str, slot: _Slot) -> Outcome | None:
+        if not slot.event.is_set() or not slot.payload:
             return None  # lease expired, or woken to re-check: claim again
-        if slot.payload:
-            return self._load(key, slot.payload)  # an outcome that was not stored
-        stored = await self._call(self._client.get(self._keys(key)[1]))
-        return self._load(key, stored) if stored is not None else None
+        if slot.outcome is None:  # decoded once for all the local waiters of this key
+            slot.outcome = self._load(key, slot.payload)
+        return slot.outcome
 
     async def _subscribe(self) -> None:
         if self._listener is None or self._listener.done():
