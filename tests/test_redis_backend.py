@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -437,3 +438,43 @@ async def test_an_exhausted_client_pool_is_overload_not_an_outage(redis_server, 
         await backend.aclose()
         await client.aclose()
         await pool.disconnect()  # a pool passed in is not closed with its client
+
+
+async def test_replay_after_result_ttl_is_code_used_at_once_not_a_lost_exchange(
+    backends, make_app, emulator
+) -> None:
+    # The leader finished long ago: nobody else is trading the code, so there is nothing to
+    # wait for (and the login endpoint's re-authorization applies to code_used).
+    _, client = await make_app(backend=backends[0], result_ttl=0.05, exchange_timeout=5.0)
+    code = emulator.issue_code()
+    assert (await client.get(f"/wechat/callback?code={code}")).status_code == 200
+    await anyio.sleep(0.2)
+    with anyio.fail_after(2):
+        replay = await client.get(f"/wechat/callback?code={code}")
+    assert replay.status_code == 400
+    assert replay.json()["error"] in ("code_used", "code_invalid")
+
+
+async def test_with_a_key_a_result_planted_in_clear_is_refused(
+    redis_server, prefix, make_app, emulator
+) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix, encryption_key=bytes(32))
+    _, client = await make_app(backend=backend)
+    code = emulator.issue_code()
+    planted = WeChatIdentity(
+        openid="oVictim", scope="snsapi_base", access_token="A", refresh_token="R"
+    )
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        result_key = backend._keys(key_for(emulator, code))[1]
+        await raw.set(result_key, b"1" + json.dumps(planted.to_dict()).encode(), px=60_000)
+        response = await client.get(f"/wechat/callback?code={code}")
+    finally:
+        await raw.aclose()
+    assert response.status_code == 503
+    assert "oVictim" not in response.text
+
+
+def test_a_client_that_decodes_responses_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisBackend(aioredis.from_url("redis://127.0.0.1:1/0", decode_responses=True))

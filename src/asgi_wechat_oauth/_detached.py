@@ -40,6 +40,7 @@ class DetachedRunner:
             task = loop.create_task(call())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_retrieve)
             return await asyncio.shield(task)
         finally:
             self._running -= 1
@@ -50,12 +51,21 @@ class DetachedRunner:
         """Wait up to ``timeout`` seconds for running work to finish. On asyncio, what is
         left is then cancelled (the work completes its flight with an error on the way out);
         on trio it cannot be cancelled from here, and it fails fast once its client closes."""
-        if self._running:
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            # The tasks, not the callers: the request that started one may be long gone.
+            _, leftover = await asyncio.wait(pending, timeout=timeout)
+            for task in leftover:
+                task.cancel()
+            if leftover:
+                await asyncio.wait(leftover)
+        elif self._running:
             self._idle = anyio.Event()
             with anyio.move_on_after(timeout):
                 await self._idle.wait()
-        leftover = [task for task in self._tasks if not task.done()]
-        for task in leftover:
-            task.cancel()
-        if leftover:
-            await asyncio.wait(leftover)
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a detached task's exception as seen: its caller may have been cancelled and gone."""
+    if not task.cancelled():
+        task.exception()

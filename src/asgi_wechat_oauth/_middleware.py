@@ -18,7 +18,6 @@ from ._callback import parse_callback_query
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._counters import Counters
 from ._errors import (
-    CodeRejected,
     ConfigurationError,
     InvalidCallbackRequest,
     MethodNotAllowed,
@@ -36,6 +35,9 @@ from ._types import ASGIApp, Message, Receive, Scope, Send
 from .backends import Backend, MemoryBackend, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
+
+#: WeChat's answers that a code can never be traded, which a fresh login fixes.
+_UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
@@ -145,9 +147,9 @@ class WeChatOAuthMiddleware:
         self.nonce_cookie = nonce_cookie
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
-        self._signer = StateSigner(
-            state_secret or derive_state_secret(secret), max_age=state_max_age
-        )
+        if state_secret is None:
+            state_secret = derive_state_secret(secret)
+        self._signer = StateSigner(state_secret, max_age=state_max_age)
         self._login = LoginEndpoint(
             appid=appid,
             signer=self._signer,
@@ -221,7 +223,7 @@ class WeChatOAuthMiddleware:
         if isinstance(outcome, WeChatIdentity):
             scope["wechat"] = outcome
             await self.app(scope, receive, send)
-        elif isinstance(outcome, CodeRejected) and self._reauthorizes(verified):
+        elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
             assert verified is not None
             self.counters.reauthorized += 1
             logger.debug(

@@ -20,7 +20,7 @@ from ._errors import (
     WeChatOAuthError,
 )
 from ._identity import WeChatIdentity
-from .backends import Backend, Outcome
+from .backends import Backend, Claim, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -58,13 +58,13 @@ class SingleFlight:
         deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
         deadline += 2 * _GRACE
         while True:
-            claim = await self.backend.claim(key)
+            claim, led = await self.runner.run(partial(self._claim_and_lead, key, exchange))
+            if led is not None:
+                return led
             if claim.outcome is not None:
                 self.counters.cache_hits += 1
                 logger.debug("wechat_oauth.cache_hit code_hash=%s", _short(key))
                 return claim.outcome
-            if claim.lease is not None:
-                return await self.runner.run(partial(self._lead, key, claim.lease, exchange))
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return UpstreamTimeout(
@@ -75,6 +75,17 @@ class SingleFlight:
                 self.counters.deduplicated += 1
                 logger.debug("wechat_oauth.deduplicated code_hash=%s", _short(key))
                 return outcome
+
+    async def _claim_and_lead(
+        self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+    ) -> tuple[Claim, Outcome | None]:
+        """Claim, and lead when the lease is ours, as one unit the request cannot cancel: a lease
+        granted to a request cancelled before it could lead would hold every duplicate until
+        the lease expired."""
+        claim = await self.backend.claim(key)
+        if claim.lease is None:
+            return claim, None
+        return claim, await self._lead(key, claim.lease, exchange)
 
     async def _exchange_bounded(
         self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]

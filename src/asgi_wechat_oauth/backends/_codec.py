@@ -67,6 +67,10 @@ def load_outcome(
     """The inverse of :func:`dump_outcome`. Raises ``ValueError`` for what it cannot read
     (a sealed value without the cipher, or sealed with another key)."""
     marker, payload = data[:1], data[1:]
+    if cipher is not None and payload[:1] != _SEALED:
+        # With a key set, only sealed values are trusted: anyone able to write to the store
+        # could otherwise plant an identity in clear.
+        raise ValueError("the stored outcome is not sealed, and an encryption_key is set")
     if payload[:1] == _SEALED:
         if cipher is None:
             raise ValueError("the stored outcome is encrypted and no encryption_key is set")

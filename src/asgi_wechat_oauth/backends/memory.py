@@ -69,6 +69,10 @@ class MemoryBackend:
         """Whether ``key`` is being traded in this process right now."""
         return key in self._flights
 
+    def knows(self, key: str) -> bool:
+        """Whether ``key`` is being traded here or has a stored outcome."""
+        return key in self._flights or self._results.get(key) is not None
+
     async def claim(self, key: str) -> Claim:
         stored = self._results.get(key)
         if stored is not None:

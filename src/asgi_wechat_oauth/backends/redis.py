@@ -57,21 +57,24 @@ if stored then return {1, stored} end
 return {0, redis.call('PTTL', KEYS[1]), tonumber(redis.call('GET', KEYS[3]) or '0')}
 """
 
-# KEYS: lease, result, leaders. ARGV: token, outcome to store or '', result ms, channel, message.
+# KEYS: lease, result, leaders. ARGV: token, '1' to store, result ms, channel, key, outcome.
 # A success replaces a stored error (a leader that lost its lease may finish after another one
-# stored 40163); otherwise the first stored outcome stays. The lease is released only by its
-# owner. An attempt that stores nothing leaves no result to wait for, so it leaves the count.
+# stored 40163); otherwise the first stored outcome stays, and it is what the waiters are sent.
+# The lease is released only by its owner. A finished attempt can produce nothing more, so it
+# leaves the count of leaders that recover() may wait for.
 _COMPLETE = """
-if ARGV[2] ~= '' then
+local outcome = ARGV[6]
+if ARGV[2] == '1' then
   local current = redis.call('GET', KEYS[2])
-  if (not current) or (string.sub(ARGV[2], 1, 1) == '1' and string.sub(current, 1, 1) ~= '1') then
-    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  if (not current) or (string.sub(outcome, 1, 1) == '1' and string.sub(current, 1, 1) ~= '1') then
+    redis.call('SET', KEYS[2], outcome, 'PX', ARGV[3])
+  else
+    outcome = current
   end
-else
-  if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
 end
+if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
 return 1
 """
 
@@ -82,6 +85,10 @@ _LEADERS_TTL_MS = 15 * 60 * 1000
 
 class _Unavailable(Exception):
     """Redis did not answer; the caller falls back or fails as configured."""
+
+
+class _Busy(Exception):
+    """Redis is up but the client's pool is exhausted: not an outage."""
 
 
 @dataclass
@@ -150,6 +157,8 @@ class RedisBackend:
         else:
             self._client = url_or_client
             self._owns_client = False
+        if self._client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must not use decode_responses=True")
         self.prefix = prefix
         self.lease_ttl = lock_ttl
         self.on_unavailable = on_unavailable
@@ -181,7 +190,9 @@ class RedisBackend:
 
     async def claim(self, key: str) -> Claim:
         _require_asyncio()
-        if self._skip_redis():
+        if self._skip_redis() or self._local.knows(key):
+            # Down, or this process handled the code while Redis was down: stay local for it,
+            # or a duplicate here would take a Redis lease and trade the code again.
             return await self._claim_locally(key)
         token = secrets.token_hex(16)
         try:
@@ -193,6 +204,10 @@ class RedisBackend:
             )
         except _Unavailable:
             return await self._claim_locally(key)
+        except _Busy:
+            raise ServiceUnavailable(
+                "overloaded", "Too many logins in progress; try again."
+            ) from None
         if answer[0] == 1:
             return Claim(outcome=self._load(key, answer[1]))
         if answer[0] == 2:
@@ -204,18 +219,18 @@ class RedisBackend:
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
             return
         data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
-        stored = data if ttl > 0 else b""
-        # The outcome travels in the message (sealed when results are), so a woken waiter
-        # needs no further round trip.
-        message = key.encode() + b"\n" + data
+        store = b"1" if ttl > 0 else b"0"
         try:
+            # The outcome travels in the message (sealed when results are), so a woken waiter
+            # needs no further round trip.
             await self._call(
                 self._complete(
                     keys=self._keys(key),
-                    args=[lease, stored, max(_ms(ttl), 1), self._channel, message],
+                    args=[lease, store, max(_ms(ttl), 1), self._channel, key, data],
                 )
             )
-        except _Unavailable:
+        except (_Unavailable, _Busy):
+            message = key.encode() + b"\n" + data
             # Waiters in this process still get the outcome; others take over when the lease
             # expires (and see the code as used: the cost of losing Redis mid-exchange).
             self._deliver(message)
@@ -235,22 +250,27 @@ class RedisBackend:
                 with anyio.move_on_after(min(timeout, lease_left + 0.05)):
                     await slot.event.wait()
                 return self._read_delivery(key, slot)
-        except _Unavailable:
+        except (_Unavailable, _Busy):
             return None
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
-        if self._skip_redis():
-            return await self._local.recover(key, timeout=timeout)
+        local = await self._local.recover(key, timeout=timeout)
+        if local is not None or self._skip_redis():
+            return local
+        deadline = anyio.current_time() + timeout
+        outcome: Outcome | None = None
         try:
-            async with self._watch(key) as (slot, answer):
-                if answer[0] == 1:
-                    return self._load(key, answer[1])
-                if answer[2] <= 1:
-                    return None  # nobody else ever traded it: a genuinely used or invalid code
-                with anyio.move_on_after(timeout):
-                    await slot.event.wait()
-                outcome = self._read_delivery(key, slot)
-        except _Unavailable:
+            while outcome is None and anyio.current_time() < deadline:
+                async with self._watch(key) as (slot, answer):
+                    if answer[0] == 1:
+                        return self._load(key, answer[1])
+                    if answer[2] <= 1:
+                        return None  # nobody else is trading it: really used or invalid
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        await slot.event.wait()
+                    outcome = self._read_delivery(key, slot)
+                # Woken without an outcome (the subscription was renewed): look again.
+        except (_Unavailable, _Busy):
             return None
         if outcome is not None and not _is_code_error(outcome):
             return outcome
@@ -284,9 +304,10 @@ class RedisBackend:
     def _load(self, key: str, data: bytes) -> Outcome:
         try:
             return load_outcome(data, cipher=self._cipher, context=key.encode())
-        except ValueError as exc:
-            # Another key (a rotation), or a value from a foreign writer: unusable, and loud.
-            logger.error("wechat_oauth.redis_result_unreadable error=%s", exc)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Another key (a rotation), a foreign writer, a newer version's fields: unusable,
+            # and loud, but a clear 503 rather than a 500.
+            logger.error("wechat_oauth.redis_result_unreadable error=%s", type(exc).__name__)
             raise ServiceUnavailable(
                 "backend_unavailable", "The login service is unavailable; try again soon."
             ) from None
@@ -301,10 +322,8 @@ class RedisBackend:
                 answer = await command
         except MaxConnectionsError:
             # The pool is exhausted (a client passed in without a blocking pool): Redis is up
-            # and busy; answering 503 keeps other workers' dedupe intact, unlike a fallback.
-            raise ServiceUnavailable(
-                "overloaded", "Too many logins in progress; try again."
-            ) from None
+            # and busy. Not an outage: falling back would break other workers' dedupe.
+            raise _Busy from None
         except (RedisError, OSError, TimeoutError) as exc:
             self._mark_down(exc)
             raise _Unavailable from None
@@ -382,10 +401,12 @@ class RedisBackend:
         if self._listener is None or self._listener.done():
             self._subscribed = anyio.Event()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
-        assert self._subscribed is not None
         try:
             with anyio.fail_after(self.operation_timeout):
-                await self._subscribed.wait()
+                # _listen replaces the event (and sets the old one) when a subscription fails,
+                # so wait on whichever is current until one is set for real.
+                while self._subscribed is not None and not self._subscribed.is_set():
+                    await self._subscribed.wait()
         except TimeoutError as exc:
             self._mark_down(exc)
             raise _Unavailable from None
@@ -395,11 +416,17 @@ class RedisBackend:
         backoff = 0.05
         while True:
             pubsub = self._client.pubsub()
+            confirmed = False
             try:
                 await pubsub.subscribe(self._channel)
                 async for message in pubsub.listen():
                     if message["type"] == "subscribe":
                         backoff = 0.05
+                        if confirmed:
+                            # A client with retries reconnected and resubscribed by itself:
+                            # a message may have been lost in between, so everyone re-checks.
+                            self._wake_all()
+                        confirmed = True
                         assert self._subscribed is not None
                         self._subscribed.set()
                     elif message["type"] == "message":
@@ -409,7 +436,9 @@ class RedisBackend:
             finally:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._subscribed = anyio.Event()
+            lost, self._subscribed = self._subscribed, anyio.Event()
+            if lost is not None:
+                lost.set()  # wakes _subscribe() callers, which then wait on the new event
             self._wake_all()
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, max(self.retry_interval, 0.05))
