@@ -1,0 +1,203 @@
+"""Pass-through cost: what the middleware adds to requests that are not the callback.
+
+In-process ASGI calls (no sockets, no HTTP client) for ``/hello``, a path the middleware does
+not intercept, through: nothing (the bare app); a no-op pure ASGI middleware (the floor for any
+middleware); a pure ASGI middleware that only compares ``scope["path"]`` with one string (the
+floor for any middleware that looks at the path); ``WeChatOAuthMiddleware``; a no-op Starlette
+``BaseHTTPMiddleware``. Two apps behind them: a raw ASGI app that sends a 2-byte answer (the
+harshest denominator: the middleware's dispatch is all there is to see) and a one-route
+Starlette app (what a trivial real app costs). Each round times a batch of calls of every
+variant, in a rotating order; the tables show the median over rounds of ns per request, and
+ratios measured in the same run.
+
+Target: at most 1.05x the no-op ASGI middleware, and several times faster than
+BaseHTTPMiddleware.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from _common import Scope, fmt_ns, http_scope, median, parser, rotate, run, table, title, verdict
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+
+_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+}
+_BODY = {"type": "http.response.body", "body": b"ok"}
+_REQUEST = {"type": "http.request", "body": b"", "more_body": False}
+
+NOOP, FLOOR, MIDDLEWARE, BASE_HTTP = (
+    "no-op ASGI middleware",
+    "path-compare floor",
+    "WeChatOAuthMiddleware",
+    "no-op BaseHTTPMiddleware",
+)
+
+
+async def raw_app(scope: Scope, receive: Any, send: Any) -> None:
+    await send(_START)
+    await send(_BODY)
+
+
+async def hello(request: Any) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def starlette_app() -> Any:
+    return Starlette(routes=[Route("/hello", hello)])
+
+
+class NoopASGIMiddleware:
+    """The least a middleware can cost: one more coroutine frame."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class PathCompareMiddleware:
+    """A no-op that first compares the path with one string: no middleware that intercepts a
+    path can do less (it does not even check the scope type or ``root_path``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.path = "/wechat/callback"
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == self.path:
+            raise AssertionError("not reached in this benchmark")
+        await self.app(scope, receive, send)
+
+
+class NoopHTTPMiddleware(BaseHTTPMiddleware):
+    async def dispatch(self, request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+
+def variants(app: Any) -> dict[str, Any]:
+    return {
+        "bare app": app,
+        NOOP: NoopASGIMiddleware(app),
+        FLOOR: PathCompareMiddleware(app),
+        MIDDLEWARE: WeChatOAuthMiddleware(
+            app, appid="wxbench0000000001", secret="bench-secret-0123456789abcdef"
+        ),
+        BASE_HTTP: NoopHTTPMiddleware(app),
+    }
+
+
+async def receive() -> dict[str, Any]:
+    return _REQUEST
+
+
+async def send(message: dict[str, Any]) -> None:
+    pass
+
+
+async def batch(app: Any, scope: Scope, n: int) -> float:
+    """ns per call over ``n`` sequential calls. The loop's own cost is in every variant, the
+    bare app's row included. The same scope is reused: none of the variants changes it."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await app(scope, receive, send)
+        return (time.perf_counter_ns() - start) / n
+    finally:
+        gc.enable()
+
+
+async def measure(app: Any, requests: int, rounds: int) -> dict[str, list[float]]:
+    apps = variants(app)
+    scope = http_scope("/hello")
+    # BaseHTTPMiddleware is ~100x slower: smaller batches keep its rounds as long as the others'.
+    sizes = {name: max(requests // 20, 20) if name == BASE_HTTP else requests for name in apps}
+    for name, variant in apps.items():  # warm-up: first-call costs, caches, the allocator
+        await batch(variant, scope, max(sizes[name] // 5, 10))
+    per_request: dict[str, list[float]] = {name: [] for name in apps}
+    for r in range(rounds):
+        for name in rotate(list(apps), r):
+            per_request[name].append(await batch(apps[name], scope, sizes[name]))
+    return per_request
+
+
+def report(label: str, per_request: dict[str, list[float]]) -> dict[str, float]:
+    med = {name: median(v) for name, v in per_request.items()}
+    bare, noop = med["bare app"], med[NOOP]
+    rows = [
+        (
+            name,
+            f"{value:.0f}",
+            f"{min(per_request[name]):.0f}-{max(per_request[name]):.0f}",
+            f"{value - bare:+.0f}",
+            f"{value / noop:.3f}x",
+            f"{value / bare:.2f}x",
+        )
+        for name, value in med.items()
+    ]
+    print(label)
+    print()
+    headers = ("variant", "ns/request", "min-max", "over bare", "vs no-op ASGI", "vs bare")
+    print(table(headers, rows))
+    print()
+    return med
+
+
+def main() -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=20_000, help="calls per batch (20000)")
+    p.add_argument("--rounds", type=int, default=11, help="rounds of all variants (11)")
+    args = p.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 400, 3
+
+    title("Pass-through cost (a request that is not the callback)")
+    print(
+        f"{args.rounds} rounds, {args.requests} in-process ASGI calls per variant and round "
+        f"({max(args.requests // 20, 20)} for BaseHTTPMiddleware), asyncio; medians of the rounds"
+    )
+    print()
+    raw = report(
+        "Behind: a raw ASGI app", run(lambda: measure(raw_app, args.requests, args.rounds))
+    )
+    star = report(
+        "Behind: a one-route Starlette app",
+        run(lambda: measure(starlette_app(), args.requests, args.rounds)),
+    )
+
+    raw_ratio, star_ratio = raw[MIDDLEWARE] / raw[NOOP], star[MIDDLEWARE] / star[NOOP]
+    floor_ratio = raw[FLOOR] / raw[NOOP]
+    speedup = min(raw[BASE_HTTP] / raw[MIDDLEWARE], star[BASE_HTTP] / star[MIDDLEWARE])
+    print(
+        f"WeChatOAuthMiddleware adds {fmt_ns(raw[MIDDLEWARE] - raw[NOOP])} per request over a "
+        f"no-op ASGI middleware; comparing the path with one string alone adds "
+        f"{fmt_ns(raw[FLOOR] - raw[NOOP])} ({floor_ratio:.3f}x). BaseHTTPMiddleware adds "
+        f"{fmt_ns(raw[BASE_HTTP] - raw['bare app'])}."
+    )
+    ok = max(raw_ratio, star_ratio) <= 1.05 and speedup >= 3
+    print(
+        verdict(
+            ok,
+            f"{raw_ratio:.3f}x the no-op ASGI middleware around a raw ASGI app, "
+            f"{star_ratio:.3f}x around a Starlette app (target <= 1.05x; a lone path compare "
+            f"is {floor_ratio:.3f}x); >= {speedup:.0f}x faster than BaseHTTPMiddleware",
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
