@@ -25,7 +25,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
+
+from asgi_wechat_oauth import Backend, WeChatOAuthMiddleware
+from asgi_wechat_oauth.testing import WeChatEmulator
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -293,6 +297,20 @@ async def openid_app(scope: Scope, receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def emulated_middleware(
+    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend
+) -> WeChatOAuthMiddleware:
+    """The middleware in front of ``openid_app``, trading codes at the in-process emulator."""
+    return WeChatOAuthMiddleware(
+        openid_app,
+        appid=emulator.appid,
+        secret=emulator.secret,
+        api_base_url=WECHAT_URL,
+        http_client=upstream,
+        backend=backend,
+    )
 
 
 def callback_query(code: str, state: str = "bench") -> bytes:

@@ -28,18 +28,17 @@ import anyio
 import httpx
 from _common import (
     CALLBACK,
-    WECHAT_URL,
     Gate,
     Reply,
     call,
     callback_query,
     counting_redis,
+    emulated_middleware,
     fmt_ms,
     http_scope,
     ints,
     maybe_redis,
     median,
-    openid_app,
     parser,
     percentile,
     raise_fd_limit,
@@ -176,19 +175,6 @@ async def trial(
     )
 
 
-def middleware(
-    backend: Backend, upstream: httpx.AsyncClient, emulator: WeChatEmulator
-) -> WeChatOAuthMiddleware:
-    return WeChatOAuthMiddleware(
-        openid_app,
-        appid=emulator.appid,
-        secret=emulator.secret,
-        api_base_url=WECHAT_URL,
-        http_client=upstream,
-        backend=backend,
-    )
-
-
 def redis_rig(
     name: str, url: str, upstream: httpx.AsyncClient, emulator: WeChatEmulator, *, own: bool
 ) -> Rig:
@@ -202,10 +188,14 @@ def redis_rig(
     prefix = f"bench-{name}"
     if own:
         timings = [TimingBackend(RedisBackend(url, prefix=prefix)) for _ in range(2)]
-        return Rig(name, [middleware(t, upstream, emulator) for t in timings], timings, [], 0.1)
+        return Rig(
+            name, [emulated_middleware(emulator, upstream, t) for t in timings], timings, [], 0.1
+        )
     clients = [counting_redis(url, max_connections=50) for _ in range(2)]
     timings = [TimingBackend(RedisBackend(c, prefix=prefix)) for c in clients]
-    return Rig(name, [middleware(t, upstream, emulator) for t in timings], timings, clients)
+    return Rig(
+        name, [emulated_middleware(emulator, upstream, t) for t in timings], timings, clients
+    )
 
 
 async def close_rig(rig: Rig) -> None:
@@ -230,7 +220,7 @@ async def measure(
     rtt = await redis_rtt_ns(redis_url) if redis_url else None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate)) as upstream:
         memory = TimingBackend(MemoryBackend())
-        rigs = [Rig("memory", [middleware(memory, upstream, emulator)], [memory])]
+        rigs = [Rig("memory", [emulated_middleware(emulator, upstream, memory)], [memory])]
         if not with_memory:
             rigs.clear()
         if redis_url is not None:

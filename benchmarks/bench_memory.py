@@ -34,12 +34,11 @@ import anyio
 import httpx
 from _common import (
     CALLBACK,
-    WECHAT_URL,
     call,
     callback_query,
     current_rss_kib,
+    emulated_middleware,
     http_scope,
-    openid_app,
     parser,
     peak_rss_kib,
     run,
@@ -74,17 +73,6 @@ async def flood(variant: str, codes: int, max_entries: int, concurrency: int) ->
     logs = tally_logs()
     emulator = WeChatEmulator()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator)) as upstream:
-
-        def middleware(backend: MemoryBackend) -> WeChatOAuthMiddleware:
-            return WeChatOAuthMiddleware(
-                openid_app,
-                appid=emulator.appid,
-                secret=emulator.secret,
-                api_base_url=WECHAT_URL,
-                http_client=upstream,
-                backend=backend,
-            )
-
         statuses: dict[int, int] = {}
         peak_stored = peak_in_flight = 0
 
@@ -105,7 +93,7 @@ async def flood(variant: str, codes: int, max_entries: int, concurrency: int) ->
 
         # Warm-up on an instance of its own: first-use costs (imports, the HTTP pool).
         backend = MemoryBackend(max_entries=max_entries)
-        warm = middleware(backend)
+        warm = emulated_middleware(emulator, upstream, backend)
         await run_chunk(warm, [emulator.issue_code() for _ in range(200)])
         await run_chunk(warm, [secrets.token_hex(16) for _ in range(200)])
         await warm.aclose()
@@ -113,7 +101,7 @@ async def flood(variant: str, codes: int, max_entries: int, concurrency: int) ->
         statuses.clear()
         logs.events.clear()
         backend = MemoryBackend(max_entries=max_entries)
-        app = middleware(backend)
+        app = emulated_middleware(emulator, upstream, backend)
         peak_in_flight = 0
         gc.collect()
         start_rss = current_rss_kib()

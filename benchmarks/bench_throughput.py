@@ -32,10 +32,10 @@ from _common import (
     call,
     callback_query,
     counting_redis,
+    emulated_middleware,
     http_scope,
     maybe_redis,
     median,
-    openid_app,
     parser,
     redis_wanted,
     rotate,
@@ -97,33 +97,20 @@ def middleware_login(app: WeChatOAuthMiddleware) -> Any:
     return login
 
 
-def make_middleware(
-    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Any
-) -> WeChatOAuthMiddleware:
-    return WeChatOAuthMiddleware(
-        openid_app,
-        appid=emulator.appid,
-        secret=emulator.secret,
-        api_base_url=WECHAT_URL,
-        http_client=upstream,
-        backend=backend,
-    )
-
-
 async def throughput(
     logins: int, concurrency: int, rounds: int, redis_url: str | None
 ) -> dict[str, list[float]]:
     emulator = WeChatEmulator()
     elapsed: dict[str, list[float]] = collections.defaultdict(list)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator)) as upstream:
-        apps = {"middleware, memory": make_middleware(emulator, upstream, MemoryBackend())}
+        apps = {"middleware, memory": emulated_middleware(emulator, upstream, MemoryBackend())}
         clients = []
         if redis_url is not None:
             from asgi_wechat_oauth.backends.redis import RedisBackend
 
             clients.append(counting_redis(redis_url))
             backend = RedisBackend(clients[0], prefix="bench-throughput")
-            apps["middleware, redis"] = make_middleware(emulator, upstream, backend)
+            apps["middleware, redis"] = emulated_middleware(emulator, upstream, backend)
         variants = {BARE: bare_login(upstream, emulator)}
         variants.update({name: middleware_login(app) for name, app in apps.items()})
         try:
@@ -167,7 +154,7 @@ async def command_counts(redis_url: str, samples: int) -> dict[str, Any]:
 
     client.execute_command = execute_command
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate)) as upstream:
-        app = make_middleware(emulator, upstream, backend)
+        app = emulated_middleware(emulator, upstream, backend)
 
         async def request(role: str, code: str) -> None:
             _role.set(role)  # tasks started from here (the detached exchange) inherit it

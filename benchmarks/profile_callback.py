@@ -30,9 +30,9 @@ from _common import (
     WECHAT_URL,
     call,
     callback_query,
+    emulated_middleware,
     http_scope,
     median,
-    openid_app,
     parser,
     run,
     table,
@@ -61,19 +61,6 @@ def component(filename: str) -> str:
     return "other"
 
 
-def middleware(
-    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend
-) -> WeChatOAuthMiddleware:
-    return WeChatOAuthMiddleware(
-        openid_app,
-        appid=emulator.appid,
-        secret=emulator.secret,
-        api_base_url=WECHAT_URL,
-        http_client=upstream,
-        backend=backend,
-    )
-
-
 async def logins(app: WeChatOAuthMiddleware, codes: list[str], concurrency: int) -> None:
     remaining = iter(codes)
 
@@ -91,7 +78,7 @@ async def logins(app: WeChatOAuthMiddleware, codes: list[str], concurrency: int)
 async def profile(n: int) -> pstats.Stats:
     emulator = WeChatEmulator()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator)) as upstream:
-        app = middleware(emulator, upstream, MemoryBackend())
+        app = emulated_middleware(emulator, upstream, MemoryBackend())
         await logins(app, [emulator.issue_code() for _ in range(300)], 20)  # warm-up
         codes = [emulator.issue_code() for _ in range(n)]
         profiler = cProfile.Profile()
@@ -189,7 +176,7 @@ async def stored_bytes(
 ) -> float:
     """Bytes still allocated per 40029 result stored, after ``n`` callbacks with codes WeChat
     never issued (tracemalloc; the emulator's own tables are cleared first)."""
-    app = middleware(emulator, upstream, backend)
+    app = emulated_middleware(emulator, upstream, backend)
     await logins(app, [secrets.token_hex(16) for _ in range(50)], 10)
     emulator.reset()
     gc.collect()
