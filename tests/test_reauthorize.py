@@ -207,6 +207,10 @@ async def test_expected_events_log_at_debug_and_one_record_per_exchange(
     assert record.wechat_outcome == "ok"
     assert isinstance(record.wechat_duration_ms, float)
     assert len(record.wechat_code_hash) == 16
+    assert record.wechat_deduplicated is False
+    served = [r for r in caplog.records if getattr(r, "wechat_deduplicated", False)]
+    assert {r.wechat_outcome for r in served} == {"deduplicated", "cache_hit"}
+    assert {r.wechat_code_hash for r in served} == {record.wechat_code_hash}
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("deduplicated" in m for m in debug) and any("cache_hit" in m for m in debug)
     assert all(code not in r.getMessage() for r in caplog.records)

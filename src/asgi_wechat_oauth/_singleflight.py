@@ -63,7 +63,11 @@ class SingleFlight:
                 return led
             if claim.outcome is not None:
                 self.counters.cache_hits += 1
-                logger.debug("wechat_oauth.cache_hit code_hash=%s", _short(key))
+                logger.debug(
+                    "wechat_oauth.cache_hit code_hash=%s",
+                    _short(key),
+                    extra=_fields(key, "cache_hit"),
+                )
                 return claim.outcome
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
@@ -73,7 +77,11 @@ class SingleFlight:
             outcome = await self.backend.wait(key, timeout=remaining)
             if outcome is not None:
                 self.counters.deduplicated += 1
-                logger.debug("wechat_oauth.deduplicated code_hash=%s", _short(key))
+                logger.debug(
+                    "wechat_oauth.deduplicated code_hash=%s",
+                    _short(key),
+                    extra=_fields(key, "deduplicated"),
+                )
                 return outcome
 
     async def _claim_and_lead(
@@ -157,9 +165,16 @@ class SingleFlight:
                 "wechat_code_hash": _short(key),
                 "wechat_outcome": result,
                 "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
+                "wechat_deduplicated": False,
             },
         )
         return outcome
+
+
+def _fields(key: str, outcome: str) -> dict[str, object]:
+    """The structured fields of a record about a request served without an exchange of its
+    own (``wechat_deduplicated`` tells them from the exchange's own record)."""
+    return {"wechat_code_hash": _short(key), "wechat_outcome": outcome, "wechat_deduplicated": True}
 
 
 def _short(key: str) -> str:
