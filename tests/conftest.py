@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from _servers import RedisServer
 from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import APP_URL, CALLBACK, WECHAT_URL, Gate
@@ -28,6 +29,16 @@ MakeApp = Callable[..., Awaitable[tuple[WeChatOAuthMiddleware, httpx.AsyncClient
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the tests' own on a free loopback port (skipped without the binary,
+    failing in CI). Tests keep apart by key prefix or by the codes they use."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

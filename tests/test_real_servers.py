@@ -43,7 +43,6 @@ import pytest
 
 from _servers import (
     ROOT,
-    RedisServer,
     emulator_process,
     emulator_stats,
     free_port,
@@ -75,14 +74,6 @@ def anyio_backend() -> str:
     # The servers under test run in their own processes (on asyncio or trio); this process
     # only plays the browsers.
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 # --- servers -------------------------------------------------------------------------------------

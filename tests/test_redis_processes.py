@@ -7,7 +7,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from _servers import (
-    RedisServer,
     emulator_process,
     emulator_stats,
     free_port,
@@ -33,14 +31,6 @@ DEFAULTS = WeChatEmulator()  # the emulator process runs with the default appid 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def app_env(emulator_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
