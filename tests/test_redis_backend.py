@@ -479,3 +479,35 @@ async def test_with_a_key_a_result_planted_in_clear_is_refused(
 def test_a_client_that_decodes_responses_is_refused() -> None:
     with pytest.raises(ValueError, match="decode_responses"):
         RedisBackend(aioredis.from_url("redis://127.0.0.1:1/0", decode_responses=True))
+
+
+async def test_redis_lost_mid_exchange_keeps_dedupe_within_the_process(
+    make_app, emulator, gate, gated_upstream
+) -> None:
+    server = RedisServer()
+    server.start()
+    backend = RedisBackend(server.url, operation_timeout=0.5, retry_interval=5.0)
+    _, client = await make_app(backend=backend, http_client=gated_upstream)
+    code = emulator.issue_code()
+    responses: list[httpx.Response] = []
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def get() -> None:
+                responses.append(await client.get(f"/wechat/callback?code={code}"))
+
+            tg.start_soon(get)  # the leader: lease taken in Redis, exchange held at the gate
+            with anyio.fail_after(5):
+                while gate.arrived < 1:
+                    await anyio.sleep(0.005)
+            server.stop()  # Redis goes away mid-exchange
+            tg.start_soon(get)  # the duplicate, in the same process
+            await anyio.sleep(0.3)
+            gate.open()
+        assert [r.status_code for r in responses] == [200, 200]
+        assert emulator.exchange_count(code) == 1
+        late = await client.get(f"/wechat/callback?code={code}")  # still Redis-less
+        assert late.status_code == 200
+        assert emulator.exchange_count(code) == 1
+    finally:
+        server.stop()

@@ -173,6 +173,9 @@ class RedisBackend:
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
+        #: Keys this process leads under a Redis lease, so that a duplicate arriving while Redis
+        #: is unreachable waits for that flight instead of trading the code again.
+        self._leading: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: anyio.Event | None = None
         self._down_until = 0.0
@@ -211,6 +214,7 @@ class RedisBackend:
         if answer[0] == 1:
             return Claim(outcome=self._load(key, answer[1]))
         if answer[0] == 2:
+            self._leading.add(key)
             return Claim(lease=token)
         return Claim()
 
@@ -218,6 +222,7 @@ class RedisBackend:
         if lease.startswith(_LOCAL):
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
             return
+        self._leading.discard(key)
         data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         store = b"1" if ttl > 0 else b"0"
         try:
@@ -230,14 +235,17 @@ class RedisBackend:
                 )
             )
         except (_Unavailable, _Busy):
-            message = key.encode() + b"\n" + data
-            # Waiters in this process still get the outcome; others take over when the lease
-            # expires (and see the code as used: the cost of losing Redis mid-exchange).
-            self._deliver(message)
+            # Waiters in this process still get the outcome, now and (kept locally) later;
+            # other processes take over when the lease expires and see the code as used: the
+            # cost of losing Redis mid-exchange.
+            await self._local.complete(key, "", outcome, ttl=ttl)
+            self._deliver(key.encode() + b"\n" + data)
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         if self._local.has_flight(key):
             return await self._local.wait(key, timeout=timeout)
+        if key in self._leading and self._skip_redis():
+            return await self._wait_for_own_leader(key, timeout)
         if self._skip_redis():
             return None  # claim again: the fallback takes over
         try:
@@ -251,7 +259,19 @@ class RedisBackend:
                     await slot.event.wait()
                 return self._read_delivery(key, slot)
         except (_Unavailable, _Busy):
+            if key in self._leading:
+                return await self._wait_for_own_leader(key, timeout)
             return None
+
+    async def _wait_for_own_leader(self, key: str, timeout: float) -> Outcome | None:
+        """Redis went away while this process leads ``key``: its complete() delivers here."""
+        slot = self._register(key)
+        try:
+            with anyio.move_on_after(timeout):
+                await slot.event.wait()
+            return self._read_delivery(key, slot)
+        finally:
+            self._unregister(key, slot)
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
         local = await self._local.recover(key, timeout=timeout)
@@ -341,6 +361,8 @@ class RedisBackend:
         return False
 
     async def _claim_locally(self, key: str) -> Claim:
+        if key in self._leading:
+            return Claim()  # this process leads it under a Redis lease: wait for that flight
         if self.on_unavailable == "fail":
             raise ServiceUnavailable(
                 "backend_unavailable", "The login service is unavailable; try again soon."
