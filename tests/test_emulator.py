@@ -303,3 +303,22 @@ def test_issued_codes_are_unique_and_well_formed(emulator):
     codes = {emulator.issue_code() for _ in range(100)}
     assert len(codes) == 100
     assert all(code.isalnum() and len(code) <= 128 for code in codes)
+
+
+async def test_consent_helper_returns_the_callback_url_with_a_fresh_code(emulator, upstream):
+    from asgi_wechat_oauth.testing import consent
+
+    callback = await consent(
+        upstream,
+        "http://wechat.test",
+        appid=emulator.appid,
+        redirect_uri="http://app.test/wechat/callback",
+        scope="snsapi_userinfo",
+        state="s1",
+    )
+    assert callback.startswith("http://app.test/wechat/callback?code=")
+    assert callback.endswith("&state=s1")
+    with pytest.raises(RuntimeError, match="400"):
+        await consent(
+            upstream, "http://wechat.test", appid="wx-other", redirect_uri="http://app.test/cb"
+        )

@@ -51,7 +51,7 @@ from _servers import (
 )
 from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth.backends.redis import RedisBackend
-from asgi_wechat_oauth.testing import WeChatEmulator, double_callback
+from asgi_wechat_oauth.testing import WeChatEmulator, consent, double_callback
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -170,18 +170,9 @@ def assert_clean(served: Served, *also_bad: str) -> None:
 
 async def issue_code(browser: httpx.AsyncClient, emulator_url: str, app_url: str) -> str:
     """Consent at the emulator; return the code of the callback it redirects to."""
-    response = await browser.get(
-        f"{emulator_url}/connect/oauth2/authorize",
-        params={
-            "appid": DEFAULTS.appid,
-            "redirect_uri": f"{app_url}/wechat/callback",
-            "response_type": "code",
-            "scope": "snsapi_base",
-            "state": "real",
-        },
-    )
-    assert response.status_code == 302
-    return parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
+    redirect_uri = f"{app_url}/wechat/callback"
+    callback = await consent(browser, emulator_url, appid=DEFAULTS.appid, redirect_uri=redirect_uri)
+    return parse_qs(urlsplit(callback).query)["code"][0]
 
 
 async def metrics(browser: httpx.AsyncClient, app_url: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from _servers import (
     process,
     uvicorn_args,
 )
-from asgi_wechat_oauth.testing import WeChatEmulator, double_callback
+from asgi_wechat_oauth.testing import WeChatEmulator, consent, double_callback
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
@@ -48,18 +48,8 @@ def app_env(emulator_url: str, redis_url: str | None, **extra: str) -> dict[str,
 
 async def authorize(browser: httpx.AsyncClient, emulator_url: str, app_url: str) -> str:
     """Consent at the emulator; return the callback URL it redirects to (not followed)."""
-    response = await browser.get(
-        f"{emulator_url}/connect/oauth2/authorize",
-        params={
-            "appid": DEFAULTS.appid,
-            "redirect_uri": f"{app_url}/wechat/callback",
-            "response_type": "code",
-            "scope": "snsapi_base",
-            "state": "multi",
-        },
-    )
-    assert response.status_code == 302
-    return response.headers["location"]
+    redirect_uri = f"{app_url}/wechat/callback"
+    return await consent(browser, emulator_url, appid=DEFAULTS.appid, redirect_uri=redirect_uri)
 
 
 async def run_logins(emulator_url: str, app_url: str, logins: int) -> tuple[list[int], list[str]]:

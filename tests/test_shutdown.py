@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from _servers import ROOT, emulator_process, emulator_stats, free_port, wait_for_port
 from asgi_wechat_oauth import WeChatOAuthMiddleware
-from asgi_wechat_oauth.testing import WeChatEmulator
+from asgi_wechat_oauth.testing import WeChatEmulator, consent
 from support import APP_URL, CALLBACK, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -57,17 +57,11 @@ async def identity(request: Request) -> JSONResponse:
 
 async def issue_code(emulator_url: str, redirect_base: str = APP_URL) -> str:
     async with httpx.AsyncClient() as control:
-        response = await control.get(
-            f"{emulator_url}/connect/oauth2/authorize",
-            params={
-                "appid": DEFAULTS.appid,
-                "redirect_uri": f"{redirect_base}{CALLBACK}",
-                "response_type": "code",
-                "scope": "snsapi_base",
-            },
+        redirect_uri = f"{redirect_base}{CALLBACK}"
+        callback = await consent(
+            control, emulator_url, appid=DEFAULTS.appid, redirect_uri=redirect_uri
         )
-    assert response.status_code == 302
-    return parse_qs(urlsplit(response.headers["location"]).query)["code"][0]
+    return parse_qs(urlsplit(callback).query)["code"][0]
 
 
 async def set_latency(emulator_url: str, latency: float) -> None:

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from typing import TextIO
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
@@ -35,7 +34,7 @@ from starlette.routing import Route
 
 from ._middleware import WeChatOAuthMiddleware
 from ._types import ASGIApp, Receive, Scope, Send
-from .testing import WeChatEmulator, double_callback
+from .testing import WeChatEmulator, consent, double_callback
 
 NAIVE_PATH = "/naive/callback"
 MIDDLEWARE_PATH = "/wechat/callback"
@@ -217,27 +216,6 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
 # --- the phone -------------------------------------------------------------------------------
 
 
-async def authorize(
-    browser: httpx.AsyncClient, emulator_url: str, appid: str, redirect_uri: str
-) -> str:
-    """Open the authorize page and return the callback URL WeChat redirects to (with a fresh
-    code). The redirect is read, not followed: following it is the double callback's job."""
-    answer = await browser.get(
-        f"{emulator_url}/connect/oauth2/authorize",
-        params={
-            "appid": appid,
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "scope": "snsapi_base",
-            "state": "demo",
-        },
-    )
-    location: str = answer.headers.get("location", "")
-    if answer.status_code != 302 or not parse_qs(urlsplit(location).query).get("code"):
-        raise RuntimeError(f"the emulator's authorize page answered {answer.status_code}")
-    return location
-
-
 def failure_of(page: httpx.Response) -> str | None:
     """``None`` if the page shows the user logged in (200 with an openid); else a short label
     for the error: WeChat's errcode and message for the naive handler (``40163 code been
@@ -266,7 +244,7 @@ async def log_in(
     config: DemoConfig,
 ) -> None:
     """One login as the WeChat browser does it, scored by the page the user ends up on."""
-    url = await authorize(browser, emulator_url, appid, callback_url)
+    url = await consent(browser, emulator_url, appid=appid, redirect_uri=callback_url, state="demo")
     tally.logins += 1
     try:
         page = await double_callback(browser, url, abort_after=config.abort_after, gap=config.gap)

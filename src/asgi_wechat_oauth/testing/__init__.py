@@ -10,7 +10,7 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
 or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
 """
 
-from ._browser import double_callback
+from ._browser import consent, double_callback
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
 
-__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "double_callback"]
+__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "consent", "double_callback"]

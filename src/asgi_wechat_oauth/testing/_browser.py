@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 import httpx
 
+from .._authorize import authorize_url
+
 
 async def double_callback(
     client: httpx.AsyncClient,
@@ -30,3 +32,23 @@ async def double_callback(
         await anyio.sleep(gap)
         second = await client.get(url)
     return second
+
+
+async def consent(
+    client: httpx.AsyncClient,
+    emulator_url: str,
+    *,
+    appid: str,
+    redirect_uri: str,
+    scope: str = "snsapi_base",
+    state: str = "",
+) -> str:
+    """Open the emulator's consent page, as a user who agrees, and return the callback URL it
+    redirects to (with a fresh code). The redirect is read, not followed: following it is the
+    (double) callback's job."""
+    url = authorize_url(appid, redirect_uri, scope=scope, state=state, base_url=emulator_url)
+    response = await client.get(url)
+    location: str = response.headers.get("location", "")
+    if response.status_code != 302 or "code=" not in location:
+        raise RuntimeError(f"the emulator's consent page answered {response.status_code}")
+    return location
