@@ -64,8 +64,8 @@ class LoginEndpoint:
         self.cookie_name = cookie_name
         self.connect_redirect = connect_redirect
 
-    def redirect_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        """The headers of the 302: ``Location`` and the nonce cookie. Raises a 400 error for a
+    def redirect(self, scope: Scope) -> tuple[str, str]:
+        """The 302's ``Location`` and its ``Set-Cookie`` (the nonce). Raises a 400 error for a
         bad ``scope``/``next`` parameter or an unusable ``Host``."""
         try:
             params = dict(
@@ -103,12 +103,7 @@ class LoginEndpoint:
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"
-        return [
-            (b"location", location.encode()),
-            (b"set-cookie", cookie.encode()),
-            (b"cache-control", b"no-store"),
-            (b"content-length", b"0"),
-        ]
+        return location, cookie
 
     def _own_callback_url(self, scope: Scope) -> str:
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}

@@ -283,9 +283,12 @@ class WeChatOAuthMiddleware:
             return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
         return logging.WARNING
 
-    async def _send_redirect(self, send: Send, location: str) -> None:
+    async def _send_redirect(
+        self, send: Send, location: str, *extra_headers: tuple[bytes, bytes]
+    ) -> None:
         headers = [
             (b"location", location.encode()),
+            *extra_headers,
             (b"cache-control", b"no-store"),
             (b"content-length", b"0"),
         ]
@@ -296,14 +299,13 @@ class WeChatOAuthMiddleware:
         try:
             if scope["method"] not in ("GET", "HEAD"):
                 raise MethodNotAllowed("method_not_allowed", "The login page accepts GET only.")
-            headers = self._login.redirect_headers(scope)
+            location, cookie = self._login.redirect(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
             logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
             await self._respond_error(scope, receive, send, exc)
             return
-        await send({"type": "http.response.start", "status": 302, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
+        await self._send_redirect(send, location, (b"set-cookie", cookie.encode()))
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
