@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie
-from ._singleflight import SingleFlight
+from ._singleflight import SingleFlight, code_hash
 from ._state import StateSigner, VerifiedState, derive_state_secret
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .backends import Backend, MemoryBackend, Outcome
@@ -224,10 +224,10 @@ class WeChatOAuthMiddleware:
             scope["wechat"] = outcome
             await self.app(scope, receive, send)
         elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
-            assert verified is not None
+            assert verified is not None and key is not None  # a code error comes from a flight
             self.counters.reauthorized += 1
             logger.debug(
-                "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, _short(key)
+                "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, code_hash(key)
             )
             await self._send_redirect(send, self._login_again_url(scope, verified))
         else:
@@ -237,7 +237,7 @@ class WeChatOAuthMiddleware:
                 "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
                 outcome.reason,
                 outcome.status_code,
-                _short(key),
+                code_hash(key) if key else None,
             )
             await self._respond_error(scope, receive, send, outcome)
 
@@ -361,11 +361,6 @@ class WeChatOAuthMiddleware:
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
-
-
-def _short(key: str | None) -> str | None:
-    """The part of a code's hash that logs show: enough to correlate, useless to an attacker."""
-    return key[:16] if key else None
 
 
 def _matches(scope: Scope, path: str) -> bool:

@@ -65,7 +65,7 @@ class SingleFlight:
                 self.counters.cache_hits += 1
                 logger.debug(
                     "wechat_oauth.cache_hit code_hash=%s",
-                    _short(key),
+                    code_hash(key),
                     extra=_fields(key, "cache_hit"),
                 )
                 return claim.outcome
@@ -79,7 +79,7 @@ class SingleFlight:
                 self.counters.deduplicated += 1
                 logger.debug(
                     "wechat_oauth.deduplicated code_hash=%s",
-                    _short(key),
+                    code_hash(key),
                     extra=_fields(key, "deduplicated"),
                 )
                 return outcome
@@ -110,7 +110,7 @@ class SingleFlight:
             except Exception as exc:  # the flight must end with an outcome, whatever happens
                 logger.error(
                     "wechat_oauth.exchange_crashed code_hash=%s error=%s",
-                    _short(key),
+                    code_hash(key),
                     type(exc).__name__,
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
@@ -137,7 +137,7 @@ class SingleFlight:
                 recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
                 if isinstance(recovered, WeChatIdentity):
                     self.counters.recovered += 1
-                    logger.debug("wechat_oauth.recovered code_hash=%s", _short(key))
+                    logger.debug("wechat_oauth.recovered code_hash=%s", code_hash(key))
                     outcome, result = recovered, "recovered"
                 elif recovered is not None:
                     outcome, result = recovered, recovered.reason
@@ -155,18 +155,19 @@ class SingleFlight:
             level = logging.DEBUG  # expected: the duplicate the middleware exists for
         else:
             level = logging.INFO  # a login, or a code WeChat refused (the user's side)
+        fields = {
+            "wechat_code_hash": code_hash(key),
+            "wechat_outcome": result,
+            "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
+            "wechat_deduplicated": False,
+        }
         logger.log(
             level,
             "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f",
-            _short(key),
+            fields["wechat_code_hash"],
             result,
-            (anyio.current_time() - started) * 1000,
-            extra={
-                "wechat_code_hash": _short(key),
-                "wechat_outcome": result,
-                "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
-                "wechat_deduplicated": False,
-            },
+            fields["wechat_duration_ms"],
+            extra=fields,
         )
         return outcome
 
@@ -174,9 +175,13 @@ class SingleFlight:
 def _fields(key: str, outcome: str) -> dict[str, object]:
     """The structured fields of a record about a request served without an exchange of its
     own (``wechat_deduplicated`` tells them from the exchange's own record)."""
-    return {"wechat_code_hash": _short(key), "wechat_outcome": outcome, "wechat_deduplicated": True}
+    return {
+        "wechat_code_hash": code_hash(key),
+        "wechat_outcome": outcome,
+        "wechat_deduplicated": True,
+    }
 
 
-def _short(key: str) -> str:
+def code_hash(key: str) -> str:
     """The part of a code's hash that logs show: enough to correlate, useless to an attacker."""
     return key[:16]
