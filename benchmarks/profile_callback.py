@@ -201,7 +201,7 @@ async def pieces(scale: float) -> list[tuple[str, float, str]]:
     query = callback_query("0123456789abcdef0123456789abcdef")
 
     try:
-        from asgi_wechat_oauth._callback import parse_callback_query
+        from asgi_wechat_oauth._core.callback import parse_callback_query
     except ImportError:  # a private module: renamed since this script was written
         pass
     else:
@@ -223,7 +223,7 @@ async def pieces(scale: float) -> list[tuple[str, float, str]]:
     scoped = await per_call(scope, k(20_000))
     rows.append(("anyio.move_on_after enter+exit", scoped, "2 per leader"))
     try:
-        from asgi_wechat_oauth._detached import DetachedRunner
+        from asgi_wechat_oauth._core.detached import DetachedRunner
     except ImportError:
         pass
     else:

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatOAuthMiddleware, authorize_url
-from asgi_wechat_oauth._state import StateSigner, _b62encode, _nonce_hash, derive_state_secret
+from asgi_wechat_oauth._core.state import StateSigner, _b62encode, _nonce_hash, derive_state_secret
 from support import APP_URL, CALLBACK, WECHAT_URL
 
 pytestmark = pytest.mark.anyio

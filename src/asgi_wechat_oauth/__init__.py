@@ -5,10 +5,8 @@ first exchange can succeed. The middleware makes every duplicate wait for, or re
 exchange, and puts the resulting :class:`WeChatIdentity` in ``scope["wechat"]``.
 """
 
-from ._authorize import authorize_url
-from ._client import WeChatOAuthClient
-from ._counters import Counters
-from ._errors import (
+from ._core.counters import Counters
+from ._core.errors import (
     CodeRejected,
     ConfigurationError,
     ExchangeLost,
@@ -21,9 +19,15 @@ from ._errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
-from ._identity import AccessToken, UserInfo, WeChatIdentity
-from ._middleware import WeChatOAuthMiddleware
-from .backends import Backend, Claim, MemoryBackend, Outcome
+from .backends import Backend, Claim, MemoryBackend, Outcome, Result
+from .web import (
+    AccessToken,
+    UserInfo,
+    WeChatIdentity,
+    WeChatOAuthClient,
+    WeChatOAuthMiddleware,
+    authorize_url,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +43,7 @@ __all__ = [
     "MemoryBackend",
     "MethodNotAllowed",
     "Outcome",
+    "Result",
     "ServiceUnavailable",
     "SnapshotUserRejected",
     "StateRejected",

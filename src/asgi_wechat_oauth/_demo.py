@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._middleware import WeChatOAuthMiddleware
-from ._types import ASGIApp, Receive, Scope, Send
+from ._core.asgi import ASGIApp, Receive, Scope, Send
 from .testing import WeChatEmulator, consent, double_callback
+from .web._middleware import WeChatOAuthMiddleware
 
 NAIVE_PATH = "/naive/callback"
 MIDDLEWARE_PATH = "/wechat/callback"

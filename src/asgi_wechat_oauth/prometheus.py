@@ -40,9 +40,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'asgi-wechat-oauth[prometheus]'"
     ) from exc
 
-from ._counters import Counters
-from ._middleware import WeChatOAuthMiddleware
-from ._types import ASGIApp
+from ._core.asgi import ASGIApp
+from ._core.counters import Counters
+from .web._middleware import WeChatOAuthMiddleware
 
 logger = logging.getLogger("asgi_wechat_oauth")
 

@@ -9,13 +9,26 @@ Redis backends are two implementations of the same four calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from .._errors import WeChatOAuthError
-from .._identity import WeChatIdentity
+from .._core.errors import WeChatOAuthError
 
-#: What an exchange ends with: the identity, or the error every request for that code gets.
-Outcome = WeChatIdentity | WeChatOAuthError
+
+class Result(Protocol):
+    """What a successful exchange yields, whatever the product: a web identity, a
+    mini-program session, a WeCom identity, an access token.
+
+    ``kind`` names the type in stored outcomes (see :func:`register_result`), and ``to_dict``
+    must round-trip through JSON with the class's ``from_dict``, so that a backend outside the
+    process can store it."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: What an exchange ends with: the result, or the error every request for that code gets.
+Outcome = Result | WeChatOAuthError
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .._errors import WeChatOAuthError
-from .._identity import WeChatIdentity
-from ._base import Outcome
+from .._core.errors import WeChatOAuthError
+from ._base import Outcome, Result
+
+#: ``kind`` -> the function that rebuilds a stored result of that kind.
+_RESULT_TYPES: dict[str, Callable[[dict[str, Any]], Result]] = {}
+#: Results stored before kinds existed are web identities.
+_DEFAULT_KIND = "wechat"
+
+
+def register_result(kind: str, load: Callable[[dict[str, Any]], Result]) -> None:
+    """Teach the codec to rebuild results of ``kind`` (each product registers its own)."""
+    _RESULT_TYPES[kind] = load
+
 
 _SEALED = b"E"
 
@@ -52,10 +63,11 @@ class ResultCipher:
 def dump_outcome(
     outcome: Outcome, *, cipher: ResultCipher | None = None, context: bytes = b""
 ) -> bytes:
-    if isinstance(outcome, WeChatIdentity):
-        marker, payload = b"1", json.dumps(outcome.to_dict(), ensure_ascii=False).encode()
-    else:
+    if isinstance(outcome, WeChatOAuthError):
         marker, payload = b"0", json.dumps(outcome.to_dict()).encode()
+    else:
+        document = {"kind": outcome.kind, **outcome.to_dict()}
+        marker, payload = b"1", json.dumps(document, ensure_ascii=False).encode()
     if cipher is not None:
         return marker + _SEALED + cipher.seal(payload, context)
     return marker + payload
@@ -80,5 +92,8 @@ def load_outcome(
             raise ValueError("the stored outcome does not decrypt with this key") from None
     document = json.loads(payload)
     if marker == b"1":
-        return WeChatIdentity.from_dict(document)
+        load = _RESULT_TYPES.get(document.pop("kind", _DEFAULT_KIND))
+        if load is None:
+            raise ValueError("the stored result is of a kind this process does not know")
+        return load(document)
     return WeChatOAuthError.from_dict(document)

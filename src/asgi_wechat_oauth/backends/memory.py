@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import anyio
 from cachetools import TLRUCache
 
-from .._errors import ServiceUnavailable
+from .._core.errors import ServiceUnavailable
 from ._base import Claim, Outcome
 
 

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
     ) from exc
 
-from .._errors import CodeRejected, ExchangeLost, ServiceUnavailable
+from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable
 from ._base import Claim, Outcome
 from ._codec import ResultCipher, dump_outcome, load_outcome
 from .memory import MemoryBackend

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import httpx
 
-from .._authorize import authorize_url
+from ..web._authorize import authorize_url
 
 
 async def double_callback(

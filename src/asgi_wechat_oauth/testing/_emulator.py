@@ -33,7 +33,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route, Router
 
-from .._types import Receive, Scope, Send
+from .._core.asgi import Receive, Scope, Send
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
 QRCONNECT_SCOPES = frozenset({"snsapi_login"})

@@ -8,9 +8,10 @@ from functools import partial
 
 import anyio
 
-from ._counters import Counters
-from ._detached import DetachedRunner
-from ._errors import (
+from ..backends import Backend, Claim, Outcome, Result
+from .counters import Counters
+from .detached import DetachedRunner
+from .errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
     ConfigurationError,
@@ -19,8 +20,6 @@ from ._errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
-from ._identity import WeChatIdentity
-from .backends import Backend, Claim, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -53,7 +52,7 @@ class SingleFlight:
         self.counters = counters
         self.runner = DetachedRunner()
 
-    async def run(self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]) -> Outcome:
+    async def run(self, key: str, exchange: Callable[[], Awaitable[Result]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
         deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
         deadline += 2 * _GRACE
@@ -85,7 +84,7 @@ class SingleFlight:
                 return outcome
 
     async def _claim_and_lead(
-        self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+        self, key: str, exchange: Callable[[], Awaitable[Result]]
     ) -> tuple[Claim, Outcome | None]:
         """Claim, and lead when the lease is ours, as one unit the request cannot cancel: a lease
         granted to a request cancelled before it could lead would hold every duplicate until
@@ -96,7 +95,7 @@ class SingleFlight:
         return claim, await self._lead(key, claim.lease, exchange)
 
     async def _exchange_bounded(
-        self, key: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+        self, key: str, exchange: Callable[[], Awaitable[Result]]
     ) -> Outcome:
         outcome: Outcome = UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         with anyio.move_on_after(self.exchange_timeout + _GRACE):
@@ -120,7 +119,7 @@ class SingleFlight:
         return outcome
 
     async def _lead(
-        self, key: str, lease: str, exchange: Callable[[], Awaitable[WeChatIdentity]]
+        self, key: str, lease: str, exchange: Callable[[], Awaitable[Result]]
     ) -> Outcome:
         started = anyio.current_time()
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
@@ -132,17 +131,17 @@ class SingleFlight:
         try:
             outcome = await self._exchange_bounded(key, exchange)
             self.counters.exchanges += 1
-            result = "ok" if isinstance(outcome, WeChatIdentity) else outcome.reason
+            result = outcome.reason if isinstance(outcome, WeChatOAuthError) else "ok"
             if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
                 recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
-                if isinstance(recovered, WeChatIdentity):
+                if recovered is not None and not isinstance(recovered, WeChatOAuthError):
                     self.counters.recovered += 1
                     logger.debug("wechat_oauth.recovered code_hash=%s", code_hash(key))
                     outcome, result = recovered, "recovered"
                 elif recovered is not None:
                     outcome, result = recovered, recovered.reason
         finally:
-            final = isinstance(outcome, WeChatIdentity) or outcome.definitive
+            final = not isinstance(outcome, WeChatOAuthError) or outcome.definitive
             with anyio.CancelScope(shield=True):
                 await self.backend.complete(
                     key, lease, outcome, ttl=self.result_ttl if final else 0.0

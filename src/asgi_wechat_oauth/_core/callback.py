@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from ._errors import InvalidCallbackRequest
+from .errors import InvalidCallbackRequest
 
 MAX_CODE_LENGTH = 128
 MAX_STATE_LENGTH = 128

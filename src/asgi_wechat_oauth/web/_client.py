@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from ._errors import UpstreamError, UpstreamTimeout, WeChatOAuthError, error_from_errcode
+from .._core.errors import UpstreamError, UpstreamTimeout, WeChatOAuthError, error_from_errcode
+from .._core.redact import install as _install_log_redaction
 from ._identity import AccessToken, UserInfo
-from ._redact import install as _install_log_redaction
 
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 _T = TypeVar("_T")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from ..backends._codec import register_result
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class WeChatIdentity:
     out.
     """
 
+    #: The name of this result type in stored outcomes.
+    kind: ClassVar[str] = "wechat"
+
     openid: str
     scope: str
     access_token: str = field(repr=False)
@@ -135,6 +140,9 @@ class WeChatIdentity:
         if info is not None:
             userinfo = UserInfo(**{**info, "privilege": tuple(info.get("privilege") or ())})
         return cls(**{**data, "userinfo": userinfo})
+
+
+register_result(WeChatIdentity.kind, WeChatIdentity.from_dict)
 
 
 def _as_int(value: Any, default: int = 0) -> int:

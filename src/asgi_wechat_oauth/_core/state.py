@@ -17,7 +17,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from ._errors import InvalidCallbackRequest, StateRejected
+from .errors import InvalidCallbackRequest, StateRejected
 
 _VERSION = 1
 #: version, issued at (unix seconds), scope, flags, nonce hash

@@ -13,11 +13,10 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
-from ._callback import parse_callback_query
-from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
-from ._counters import Counters
-from ._errors import (
+from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
+from .._core.callback import parse_callback_query
+from .._core.counters import Counters
+from .._core.errors import (
     ConfigurationError,
     InvalidCallbackRequest,
     MethodNotAllowed,
@@ -27,12 +26,13 @@ from ._errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .._core.singleflight import SingleFlight, code_hash
+from .._core.state import StateSigner, VerifiedState, derive_state_secret
+from ..backends import Backend, MemoryBackend, Outcome
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie
-from ._singleflight import SingleFlight, code_hash
-from ._state import StateSigner, VerifiedState, derive_state_secret
-from ._types import ASGIApp, Message, Receive, Scope, Send
-from .backends import Backend, MemoryBackend, Outcome
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -201,7 +201,7 @@ class WeChatOAuthMiddleware:
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
         key = None
-        outcome: Outcome
+        outcome: WeChatIdentity | WeChatOAuthError
         try:
             if scope["method"] not in ("GET", "HEAD"):
                 raise MethodNotAllowed(
@@ -213,8 +213,10 @@ class WeChatOAuthMiddleware:
                 verified = self._signer.verify(params.state, nonce)
             key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
             next_path = verified.next if verified is not None else None
-            outcome = await self._flight.run(
-                key, partial(self._trade, params.code, params.state, next_path)
+            outcome = _web_outcome(
+                await self._flight.run(
+                    key, partial(self._trade, params.code, params.state, next_path)
+                )
             )
             if isinstance(outcome, WeChatIdentity):
                 self._admit(outcome, params.state)
@@ -361,6 +363,13 @@ class WeChatOAuthMiddleware:
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
+
+
+def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
+    """Narrow a flight's outcome: under this middleware's keys only web identities are stored."""
+    if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
+        return outcome
+    raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
 
 
 def _matches(scope: Scope, path: str) -> bool:

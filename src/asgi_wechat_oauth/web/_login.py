@@ -7,10 +7,10 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import cookie_parser
 
+from .._core.asgi import Scope
+from .._core.errors import InvalidCallbackRequest
+from .._core.state import StateSigner
 from ._authorize import SCOPES, authorize_url
-from ._errors import InvalidCallbackRequest
-from ._state import StateSigner
-from ._types import Scope
 
 #: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")

@@ -1,0 +1,19 @@
+"""WeChat web OAuth: official-account pages (``snsapi_base``, ``snsapi_userinfo``) and website
+QR login (``snsapi_login``), all traded at ``sns/oauth2/access_token``.
+
+Everything here is also importable from the top level, ``asgi_wechat_oauth``.
+"""
+
+from ._authorize import authorize_url
+from ._client import WeChatOAuthClient
+from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._middleware import WeChatOAuthMiddleware
+
+__all__ = [
+    "AccessToken",
+    "UserInfo",
+    "WeChatIdentity",
+    "WeChatOAuthClient",
+    "WeChatOAuthMiddleware",
+    "authorize_url",
+]
