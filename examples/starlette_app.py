@@ -116,9 +116,13 @@ def options_from_env() -> dict[str, Any]:
     return options
 
 
-def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> Starlette:
+def create_app(
+    *, session_secret: str | None = None, session_https_only: bool = False, **wechat_options: Any
+) -> Starlette:
     """The app; ``wechat_options`` override the middleware options read from the environment
-    (tests pass ``http_client=`` and the emulator's URLs)."""
+    (tests pass ``http_client=`` and the emulator's URLs). ``session_https_only=True`` is right
+    in production; over plain http the browser then never sends the session back (a login
+    loop, which the middleware detects)."""
     options = {**options_from_env(), **wechat_options}
     routes = [
         Route("/", home),
@@ -134,7 +138,7 @@ def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> S
         or os.environ.get("WECHAT_SESSION_SECRET")
         or secrets.token_urlsafe(32),
         same_site="lax",  # the callback is a top-level navigation from WeChat: Lax sends it
-        https_only=False,  # True in production (https only), so the cookie never goes in clear
+        https_only=session_https_only,  # True in production, so the cookie never goes in clear
     )
     try:
         from prometheus_client import CollectorRegistry
