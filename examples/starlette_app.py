@@ -16,6 +16,8 @@ Environment:
   callback stores the user in the session and redirects to ``next``. Without it the callback
   answers the identity as JSON (with the worker's pid), for clients that build the authorize
   URL themselves, such as the multi-worker tests.
+- ``WECHAT_SNAPSHOT_USERS=reject`` refuses WeChat's snapshot-mode users with a page asking them
+  to open the full service (``snapshot_users``; the default, ``allow``, lets them in).
 - ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with
   several workers or restarts; the default, random per process, forgets sessions.
 
@@ -113,6 +115,8 @@ def options_from_env() -> dict[str, Any]:
     }
     if os.environ.get("WECHAT_LOGIN_PATH"):
         options["login_path"] = os.environ["WECHAT_LOGIN_PATH"]
+    if os.environ.get("WECHAT_SNAPSHOT_USERS"):
+        options["snapshot_users"] = os.environ["WECHAT_SNAPSHOT_USERS"]
     return options
 
 
