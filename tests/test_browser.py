@@ -294,15 +294,38 @@ def _phone(browser: Any, locale: str) -> Any:
     return page
 
 
-def _shown(page: Any, name: str) -> tuple[int, str, str, str]:
-    """``(status, heading, button text, button target)`` of the page now shown; screenshot."""
+def _shown(page: Any, name: str) -> tuple[int, str, str, str, str]:
+    """``(status, heading, button text, button target, all text)`` of the page now shown;
+    saves a screenshot."""
     path = ROOT / "artifacts" / f"page-{name}.png"
     path.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(path), full_page=True)
     status = page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus")
     button = page.locator("#action")
     assert button.is_visible()
-    return status, page.inner_text("h1"), button.inner_text(), button.get_attribute("href")
+    heading, text = page.inner_text("h1"), page.inner_text("body")
+    return status, heading, button.inner_text(), button.get_attribute("href"), text
+
+
+def _open_expired(browser: Any, locale: str, callback: str, cookie: str) -> Any:
+    """A phone that still has the login cookie opens the expired callback."""
+    page = _phone(browser, locale)
+    page.context.add_cookies(
+        [{"name": "wechat_oauth_nonce", "value": cookie, "domain": "127.0.0.1",
+          "path": "/wechat/callback"}]
+    )  # fmt: skip
+    page.goto(callback)
+    return page
+
+
+def _log_in(browser: Any, app_url: str, emulator_url: str, **settings: object) -> Any:
+    """A Chinese phone taps the example's login link, with the emulator set up to fail."""
+    httpx.post(f"{emulator_url}/_emulator/settings", params=settings).raise_for_status()
+    page = _phone(browser, "zh-CN")
+    page.goto(f"{app_url}/")
+    page.click("#login")
+    page.wait_for_selector("#action")
+    return page
 
 
 def _expired_login(app_url: str, emulator: WeChatEmulator) -> tuple[str, str]:
@@ -324,51 +347,21 @@ def test_real_browser_shows_the_error_pages_in_chinese_and_english(chromium, pag
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             # An expired login that was already retried once: the page, in Chinese.
-            page = _phone(browser, "zh-CN")
-            page.context.add_cookies(
-                [{"name": "wechat_oauth_nonce", "value": cookie, "domain": "127.0.0.1",
-                  "path": "/wechat/callback"}]
-            )  # fmt: skip
-            page.goto(callback)
-            expired = _shown(page, "expired-zh")
-            expired_text = page.inner_text("body")
-
+            expired = _shown(_open_expired(browser, "zh-CN", callback, cookie), "expired-zh")
             # WeChat busy (errcode -1, and again on the one retry).
-            page = _phone(browser, "zh-CN")
-            httpx.post(
-                f"{emulator_url}/_emulator/settings", params={"fault": "busy", "count": 2}
-            ).raise_for_status()
-            page.goto(f"{app_url}/")
-            page.click("#login")
-            page.wait_for_selector("#action")
-            busy = _shown(page, "busy-zh")
-
+            busy = _shown(_log_in(browser, app_url, emulator_url, fault="busy", count=2), "busy-zh")
             # A snapshot-mode user, refused by snapshot_users="reject".
-            page = _phone(browser, "zh-CN")
-            httpx.post(
-                f"{emulator_url}/_emulator/settings", params={"snapshot": "1"}
-            ).raise_for_status()
-            page.goto(f"{app_url}/")
-            page.click("#login")
-            page.wait_for_selector("#action")
-            snapshot = _shown(page, "snapshot-zh")
-
+            snapshot = _shown(_log_in(browser, app_url, emulator_url, snapshot=1), "snapshot-zh")
             # The expired login again, for an English-speaking browser.
-            page = _phone(browser, "en-US")
-            page.context.add_cookies(
-                [{"name": "wechat_oauth_nonce", "value": cookie, "domain": "127.0.0.1",
-                  "path": "/wechat/callback"}]
-            )  # fmt: skip
-            page.goto(callback)
-            english = _shown(page, "expired-en")
+            english = _shown(_open_expired(browser, "en-US", callback, cookie), "expired-en")
         finally:
             browser.close()
 
-    assert expired == (403, "登录已失效", "重新登录", login_again)
-    assert "Cookie" in expired_text and "invalid_state" in expired_text
+    assert expired[:4] == (403, "登录已失效", "重新登录", login_again)
+    assert "Cookie" in expired[4] and "invalid_state" in expired[4]
     home_again = "/wechat/login?scope=snsapi_userinfo&next=%2F"  # the example's login link
-    assert busy == (502, "微信繁忙", "重新登录", home_again)
-    assert snapshot == (403, "请使用完整服务", "重新登录", home_again)
-    assert english == (403, "This login has expired", "Log in again", login_again)
+    assert busy[:4] == (502, "微信繁忙", "重新登录", home_again)
+    assert snapshot[:4] == (403, "请使用完整服务", "重新登录", home_again)
+    assert english[:4] == (403, "This login has expired", "Log in again", login_again)
     # Busy twice (one retry), then the snapshot user's; nothing for the expired state.
     assert emulator_stats(emulator_url)["total_exchanges"] == 3
