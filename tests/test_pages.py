@@ -567,3 +567,13 @@ def test_an_encoded_next_is_quoted_once_in_the_button():
     href = f"{LOGIN}?next={quote('/文章/1', safe='')}"
     body = pages.render("code_used", 400, "zh", login_href=href, back_href="/").decode()
     assert f'href="{href}"' in body
+
+
+def test_a_custom_template_can_start_from_the_built_in_one():
+    template = ErrorPages.default_template.replace("#07c160", "#1485ee")
+    body = ErrorPages(template=template).render(
+        "upstream_busy", 502, "zh", login_href="/login", back_href="/"
+    )
+    assert "#1485ee" in body.decode() and ErrorPages.default_texts["upstream_busy"]["zh"][0] in (
+        body.decode()
+    )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from string import Template
 from types import MappingProxyType
-from typing import Literal
+from typing import ClassVar, Literal
 
 from .asgi import Scope
 
@@ -220,6 +220,10 @@ class ErrorPages:
     ``$action_href``, ``$action_label``, ``$reason`` and ``$status``, each HTML-escaped.
     Checked when built, so that a typo fails at startup rather than on a user's phone.
     """
+
+    #: The built-in texts and page, to start a custom one from.
+    default_texts: ClassVar[Texts] = DEFAULT_TEXTS
+    default_template: ClassVar[str] = DEFAULT_TEMPLATE
 
     texts: Texts = field(default_factory=dict)
     template: str | None = None
