@@ -549,10 +549,11 @@ def test_web_keys_are_unchanged_and_products_are_apart():
     assert flight_key("mp", "wx1", "abc") != flight_key("mp", "wx2", "abc")
 
 
-async def test_shared_backend_keeps_web_and_miniprogram_codes_apart(emulator, upstream):
-    """One MemoryBackend behind both middlewares, one appid (the emulator's): the same string
-    used as a mini-program code and as a web code never shares a result."""
-    backend = MemoryBackend()
+async def check_products_kept_apart(emulator, upstream, backend) -> set[str]:
+    """Both middlewares on ``backend`` and one appid (the emulator's): each flow works, and a
+    string used as a code in both never gets the other flow's result (a web identity under a
+    mini-program key would be someone else's login, or a 500). Returns the four keys; the
+    caller closes the backend (the middlewares own nothing else here)."""
     options = {
         "appid": emulator.appid,
         "secret": emulator.secret,
@@ -563,20 +564,22 @@ async def test_shared_backend_keeps_web_and_miniprogram_codes_apart(emulator, up
     web = WeChatOAuthMiddleware(mp_app(), **options)
     both = MiniProgramLoginMiddleware(web, **options)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=both), base_url=APP_URL) as c:
-        mp_code = emulator.issue_miniprogram_code()
+        mp_code, web_code = emulator.issue_miniprogram_code(), emulator.issue_code()
         assert (await c.post(LOGIN, json={"code": mp_code})).status_code == 200
-        # The mini-program's stored session is not a web result: the web callback asks WeChat.
-        as_web = await c.get(f"{CALLBACK}?code={mp_code}&state=s")
-        assert (as_web.status_code, as_web.json()["error"]) == (400, "code_invalid")
-
-        web_code = emulator.issue_code()
         assert (await c.get(f"{CALLBACK}?code={web_code}&state=s")).status_code == 200
+        # A stored result of one flow is not the other's: each asks WeChat, which refuses.
+        as_web = await c.get(f"{CALLBACK}?code={mp_code}&state=s")
         as_mp = await c.post(LOGIN, json={"code": web_code})
-        assert (as_mp.status_code, as_mp.json()["error"]) == (400, "code_invalid")
-        assert emulator.calls == {"jscode2session": 2, "access_token": 2}
-        assert backend.stored == 4
-    await both.aclose()
-    await web.aclose()
+    assert (as_web.status_code, as_web.json()["error"]) == (400, "code_invalid")
+    assert (as_mp.status_code, as_mp.json()["error"]) == (400, "code_invalid")
+    assert emulator.calls == {"jscode2session": 2, "access_token": 2}
+    return {flight_key(ns, emulator.appid, c) for ns in ("", "mp") for c in (mp_code, web_code)}
+
+
+async def test_shared_memory_backend_keeps_web_and_miniprogram_codes_apart(emulator, upstream):
+    backend = MemoryBackend()
+    keys = await check_products_kept_apart(emulator, upstream, backend)
+    assert all(backend._results.get(key) is not None for key in keys)
 
 
 # --- the client alone and the constructor ------------------------------------------------------
