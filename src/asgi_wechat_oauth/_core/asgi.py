@@ -34,9 +34,15 @@ def closing_on_shutdown(send: Send, close: Callable[[], Awaitable[None]]) -> Sen
 
 
 async def send_json(
-    send: Send, status: int, payload: object, headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    payload: object,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    head: bool = False,
 ) -> None:
-    """Send ``payload`` as a complete JSON response that no cache keeps."""
+    """Send ``payload`` as a complete JSON response that no cache keeps (only its headers when
+    answering a ``HEAD`` request)."""
     body = json.dumps(payload).encode()
     await send(
         {
@@ -50,4 +56,4 @@ async def send_json(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})

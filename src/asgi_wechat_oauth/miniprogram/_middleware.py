@@ -151,7 +151,7 @@ class MiniProgramLoginMiddleware:
         if outcome.retry_after is not None:
             headers.append((b"retry-after", str(outcome.retry_after).encode()))
         payload = {"error": outcome.reason, "message": outcome.message}
-        await send_json(send, outcome.status_code, payload, headers)
+        await send_json(send, outcome.status_code, payload, headers, head=scope["method"] == "HEAD")
 
     async def _trade(self, code: str) -> MiniProgramSession:
         with anyio.move_on_after(self.exchange_timeout):

@@ -43,9 +43,9 @@ class MiniProgramSession:
     def from_wechat(cls, data: dict[str, Any], *, appid: str | None = None) -> MiniProgramSession:
         """Build from ``jscode2session``'s JSON; ``ValueError`` when a field is missing, null,
         empty or oddly typed (an empty ``unionid`` counts as absent)."""
-        return cls(
-            openid=data.get("openid"),  # type: ignore[arg-type]  # checked on construction
-            session_key=data.get("session_key"),  # type: ignore[arg-type]
+        return cls(  # every field is checked on construction
+            openid=data.get("openid", ""),
+            session_key=data.get("session_key", ""),
             unionid=data.get("unionid") or None,
             appid=appid,
         )
