@@ -584,6 +584,26 @@ async def test_shared_memory_backend_keeps_web_and_miniprogram_codes_apart(emula
     assert all(backend._results.get(key) is not None for key in keys)
 
 
+async def test_counters_reach_prometheus_through_a_shared_counters_object(emulator, make_mp):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from asgi_wechat_oauth import Counters
+    from asgi_wechat_oauth.prometheus import WeChatOAuthCollector
+
+    counters = Counters()
+    registry = CollectorRegistry()
+    registry.register(WeChatOAuthCollector(counters, prefix="wechat_miniprogram"))
+    middleware, client = await make_mp(counters=counters)
+    code = emulator.issue_miniprogram_code()
+    await client.post(LOGIN, json={"code": code})
+    await client.post(LOGIN, json={"code": code})
+    await client.post(LOGIN, json={})
+    text = generate_latest(registry).decode()
+    assert "wechat_miniprogram_exchanges_total 1.0" in text
+    assert "wechat_miniprogram_cache_hits_total 1.0" in text
+    assert 'wechat_miniprogram_errors_total{reason="missing_code"} 1.0' in text
+
+
 # --- the client alone and the constructor ------------------------------------------------------
 
 
