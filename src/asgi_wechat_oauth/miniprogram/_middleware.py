@@ -29,7 +29,7 @@ from .._core.errors import (
     WeChatOAuthError,
 )
 from .._core.singleflight import SingleFlight, code_hash, flight_key
-from ..backends import Backend, MemoryBackend, Outcome
+from ..backends import Backend, MemoryBackend
 from ._body import code_from_body, read_body, replaying
 from ._client import MiniProgramClient
 from ._session import MiniProgramSession
@@ -115,43 +115,46 @@ class MiniProgramLoginMiddleware:
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = None
-        body = b""
-        outcome: Outcome
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
                     "method_not_allowed", "The login endpoint accepts POST only."
                 )
-            read = await read_body(scope, receive)
-            if read is None:
+            body = await read_body(scope, receive)
+            if body is None:
                 return  # the client left before sending its body: nobody to answer
-            body = read
             code = code_from_body(scope, body)
             key = flight_key(KEY_NAMESPACE, self.appid, code)
             outcome = await self._flight.run(key, partial(self._trade, code))
         except WeChatOAuthError as exc:
-            outcome = exc
+            await self._respond_error(scope, send, exc, key)
+            return
         if isinstance(outcome, MiniProgramSession):
             scope["wechat"] = outcome
             await self.app(scope, replaying(body, receive), send)
-            return
-        if not isinstance(outcome, WeChatOAuthError):
+        elif isinstance(outcome, WeChatOAuthError):
+            await self._respond_error(scope, send, outcome, key)
+        else:
             raise TypeError(f"a {type(outcome).__name__} is stored under a mini-program key")
-        self.counters.errors[outcome.reason] += 1
+
+    async def _respond_error(
+        self, scope: Scope, send: Send, error: WeChatOAuthError, key: str | None
+    ) -> None:
+        self.counters.errors[error.reason] += 1
         logger.log(
-            _failure_level(outcome),
+            _failure_level(error),
             "wechat_miniprogram.login_failed reason=%s status=%s code_hash=%s",
-            outcome.reason,
-            outcome.status_code,
+            error.reason,
+            error.status_code,
             code_hash(key) if key else None,
         )
         headers = []
-        if isinstance(outcome, MethodNotAllowed):
+        if isinstance(error, MethodNotAllowed):
             headers.append((b"allow", b"POST"))
-        if outcome.retry_after is not None:
-            headers.append((b"retry-after", str(outcome.retry_after).encode()))
-        payload = {"error": outcome.reason, "message": outcome.message}
-        await send_json(send, outcome.status_code, payload, headers, head=scope["method"] == "HEAD")
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
+        payload = {"error": error.reason, "message": error.message}
+        await send_json(send, error.status_code, payload, headers, head=scope["method"] == "HEAD")
 
     async def _trade(self, code: str) -> MiniProgramSession:
         with anyio.move_on_after(self.exchange_timeout):

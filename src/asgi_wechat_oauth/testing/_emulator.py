@@ -1,4 +1,5 @@
-"""An ASGI app that answers like WeChat's web OAuth endpoints, with inspectable state.
+"""An ASGI app that answers like WeChat's web OAuth endpoints and the mini-program's
+``sns/jscode2session``, with inspectable state.
 
 Close enough to WeChat to catch the bug this project fixes: codes are one-time (the second
 exchange gets 40163, later ones 40029), expire (42003), and belong to one appid; credentials are
