@@ -71,7 +71,7 @@ async def web_login(
     """
     params = {name: value for name, value in {"next": next, "scope": scope}.items() if value}
     to_wechat = await client.get(login_path, params=params)
-    if to_wechat.status_code != 302:
+    if not to_wechat.is_redirect:
         raise AssertionError(
             f"GET {login_path} answered {to_wechat.status_code}, not a redirect to WeChat: "
             f"{to_wechat.text[:200]}"

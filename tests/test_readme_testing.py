@@ -1,0 +1,111 @@
+"""The README's "Testing your app" section runs as written: each Python block that starts with a
+file name comment (``# test_login.py``) is written to a fresh directory; test files run under
+pytest with the plugin, scripts run with Python; the test the section shows failing does fail."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+FILE_NAME = re.compile(r"# ([\w]+\.py)\n")
+#: As in this suite: every async test on asyncio and trio (a snippet may narrow it).
+CONFTEST = """
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+"""
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def snippets() -> dict[str, str]:
+    """File name → code, for the section's named Python blocks."""
+    found: dict[str, str] = {}
+    for code in BLOCK.findall(section(README.read_text("utf-8"), "## Testing your app")):
+        name = FILE_NAME.match(code)
+        assert name, f"a Python block without a file name comment:\n{code[:200]}"
+        found[name.group(1)] = code
+    return found
+
+
+def test_the_section_has_its_snippets():
+    assert set(snippets()) == {"test_login.py", "test_served.py", "login_without_pytest.py"}
+
+
+def test_the_test_files_pass(pytester: pytest.Pytester):
+    tests = {name: code for name, code in snippets().items() if name.startswith("test_")}
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(**{Path(name).stem: code for name, code in tests.items()})
+    result = pytester.runpytest("--strict-markers", "-W", "error")
+    result.assert_outcomes(passed=3 * 2 + 1)  # test_served.py runs on asyncio only
+
+
+def test_the_script_runs(pytester: pytest.Pytester):
+    code = snippets()["login_without_pytest.py"]
+    script = pytester.makepyfile(login_without_pytest=code)
+    result = pytester.run(sys.executable, str(script))
+    assert result.ret == 0, result.stderr.str()
+
+
+def test_the_naive_callback_fails_as_the_section_shows(pytester: pytest.Pytester):
+    """The section's failure text comes from a naive callback hit by the double callback."""
+    login = snippets()["test_login.py"]
+    naive = """
+
+from asgi_wechat_oauth import authorize_url
+
+EMULATOR = None
+
+
+async def naive_login(request):
+    return RedirectResponse(
+        authorize_url(EMULATOR.appid, "http://app.test/wechat/callback", scope="snsapi_base",
+                      state="s", base_url=EMULATOR.url)
+    )
+
+
+async def naive_callback(request):  # trades the code itself, on every callback
+    async with EMULATOR.http_client() as wechat:
+        await wechat.get(
+            "/sns/oauth2/access_token",
+            params={"appid": EMULATOR.appid, "secret": EMULATOR.secret,
+                    "code": request.query_params["code"], "grant_type": "authorization_code"},
+        )
+    return RedirectResponse("/", status_code=303)
+
+
+async def test_naive_callback(wechat_emulator, wechat_login):
+    global EMULATOR
+    EMULATOR = wechat_emulator
+    app = Starlette(routes=[Route("/wechat/login", naive_login),
+                            Route("/wechat/callback", naive_callback)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
+        await wechat_login(client)
+"""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_login=login + naive)
+    result = pytester.runpytest("--strict-markers", "-ra", "-k", "naive")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_naive_callback*",
+            "WeChat emulator: 1 code(s) traded more than once (code_hash=* traded 2 "
+            "times). At WeChat every exchange after the first fails (errcode 40163, then 40029)*",
+            "ERROR test_login.py::test_naive_callback* - Failed: WeChat emulator*",
+        ]
+    )
