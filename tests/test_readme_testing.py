@@ -1,6 +1,7 @@
-"""The README's "Testing your app" section runs as written: each Python block that starts with a
-file name comment (``# test_login.py``) is written to a fresh directory; test files run under
-pytest with the plugin, scripts run with Python; the test the section shows failing does fail."""
+"""The README's "Testing your app" section runs as written, and so does README.zh-CN.md's: each
+Python block that starts with a file name comment (``# test_login.py``) is written to a fresh
+directory; test files run under pytest with the plugin, scripts run with Python; the test the
+section shows failing does fail."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = {
+    "en": ("README.md", "## Testing your app"),
+    "zh": ("README.zh-CN.md", "## 测试你的应用"),
+}
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 FILE_NAME = re.compile(r"# ([\w]+\.py)\n")
 #: As in this suite: every async test on asyncio and trio (a snippet may narrow it).
@@ -32,30 +37,36 @@ def section(text: str, heading: str) -> str:
     return text[start : end if end != -1 else len(text)]
 
 
-def snippets() -> dict[str, str]:
+@pytest.fixture(params=sorted(SECTIONS))
+def readme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def snippets(readme: str) -> dict[str, str]:
     """File name → code, for the section's named Python blocks."""
     found: dict[str, str] = {}
-    for code in BLOCK.findall(section(README.read_text("utf-8"), "## Testing your app")):
+    path, heading = SECTIONS[readme]
+    for code in BLOCK.findall(section((ROOT / path).read_text("utf-8"), heading)):
         name = FILE_NAME.match(code)
         assert name, f"a Python block without a file name comment:\n{code[:200]}"
         found[name.group(1)] = code
     return found
 
 
-def test_the_section_has_its_snippets():
-    assert set(snippets()) == {"test_login.py", "test_served.py", "login_without_pytest.py"}
+def test_the_section_has_its_snippets(readme):
+    assert set(snippets(readme)) == {"test_login.py", "test_served.py", "login_without_pytest.py"}
 
 
-def test_the_test_files_pass(pytester: pytest.Pytester):
-    tests = {name: code for name, code in snippets().items() if name.startswith("test_")}
+def test_the_test_files_pass(pytester: pytest.Pytester, readme):
+    tests = {name: code for name, code in snippets(readme).items() if name.startswith("test_")}
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(**{Path(name).stem: code for name, code in tests.items()})
     result = pytester.runpytest("--strict-markers", "-W", "error")
     result.assert_outcomes(passed=3 * 2 + 1)  # test_served.py runs on asyncio only
 
 
-def test_the_script_runs(pytester: pytest.Pytester):
-    code = snippets()["login_without_pytest.py"]
+def test_the_script_runs(pytester: pytest.Pytester, readme):
+    code = snippets(readme)["login_without_pytest.py"]
     script = pytester.makepyfile(login_without_pytest=code)
     result = pytester.run(sys.executable, str(script))
     assert result.ret == 0, result.stderr.str()
@@ -63,7 +74,7 @@ def test_the_script_runs(pytester: pytest.Pytester):
 
 def test_the_naive_callback_fails_as_the_section_shows(pytester: pytest.Pytester):
     """The section's failure text comes from a naive callback hit by the double callback."""
-    login = snippets()["test_login.py"]
+    login = snippets("en")["test_login.py"]
     naive = """
 
 from asgi_wechat_oauth import authorize_url

@@ -214,7 +214,7 @@ _ERRCODE_HINTS: dict[int, tuple[str, str]] = {
         "send the user through login again",
     ),
     45011: (
-        "the API's call quota is used up for now (rate limit)",
+        "the API's call quota is used up for now (code2Session: 100 calls per user a minute)",
         "try again in a minute, and look for a loop or a retry storm calling the API",
     ),
     48001: (
