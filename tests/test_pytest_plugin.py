@@ -169,7 +169,7 @@ def test_marker_options_apply(suite):
 
             app = make_app(wechat_emulator, http_client=wechat_emulator.http_client())
             async with client_for(app) as client:
-                with pytest.raises(RuntimeError, match="consent page answered 200"):
+                with pytest.raises(RuntimeError, match="is for real browsers"):
                     await wechat_login(client)
         """
     )

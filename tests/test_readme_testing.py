@@ -1,11 +1,12 @@
 """The README's "Testing your app" section runs as written, and so does README.zh-CN.md's: each
-Python block that starts with a file name comment (``# test_login.py``) is written to a fresh
-directory; test files run under pytest with the plugin, scripts run with Python; the test the
-section shows failing does fail."""
+Python block that starts with a test file's name (``# test_login.py``) is written to a fresh
+directory and run under pytest with the plugin; the other blocks run as async code (top-level
+``await`` allowed) in a fresh interpreter; the test the section shows failing does fail."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +20,23 @@ SECTIONS = {
     "zh": ("README.zh-CN.md", "## 测试你的应用"),
 }
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-FILE_NAME = re.compile(r"# ([\w]+\.py)\n")
+TEST_FILE = re.compile(r"# (test_\w+\.py)\n")
+#: Runs a block read from stdin as the body of an async function, as ``python -m asyncio`` does.
+RUNNER = """
+import ast, inspect, sys
+
+import anyio
+
+
+async def main():
+    code = compile(sys.stdin.read(), "README", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(code, {"__name__": "readme"})
+    if inspect.isawaitable(result):
+        await result
+
+
+anyio.run(main)
+"""
 #: As in this suite: every async test on asyncio and trio (a snippet may narrow it).
 CONFTEST = """
 import pytest
@@ -43,18 +60,18 @@ def readme(request: pytest.FixtureRequest) -> str:
 
 
 def snippets(readme: str) -> dict[str, str]:
-    """File name → code, for the section's named Python blocks."""
+    """Test file name (or ``"block N"``) → code, for the section's Python blocks."""
     found: dict[str, str] = {}
     path, heading = SECTIONS[readme]
-    for code in BLOCK.findall(section((ROOT / path).read_text("utf-8"), heading)):
-        name = FILE_NAME.match(code)
-        assert name, f"a Python block without a file name comment:\n{code[:200]}"
-        found[name.group(1)] = code
+    text = section((ROOT / path).read_text("utf-8"), heading)
+    for number, code in enumerate(BLOCK.findall(text)):
+        name = TEST_FILE.match(code)
+        found[name.group(1) if name else f"block {number}"] = code
     return found
 
 
 def test_the_section_has_its_snippets(readme):
-    assert set(snippets(readme)) == {"test_login.py", "test_served.py", "login_without_pytest.py"}
+    assert set(snippets(readme)) == {"test_login.py", "test_served.py", "block 2"}
 
 
 def test_the_test_files_pass(pytester: pytest.Pytester, readme):
@@ -65,11 +82,17 @@ def test_the_test_files_pass(pytester: pytest.Pytester, readme):
     result.assert_outcomes(passed=3 * 2 + 1)  # test_served.py runs on asyncio only
 
 
-def test_the_script_runs(pytester: pytest.Pytester, readme):
-    code = snippets(readme)["login_without_pytest.py"]
-    script = pytester.makepyfile(login_without_pytest=code)
-    result = pytester.run(sys.executable, str(script))
-    assert result.ret == 0, result.stderr.str()
+def test_the_async_block_runs(readme, tmp_path):
+    code = snippets(readme)["block 2"]
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=code,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_naive_callback_fails_as_the_section_shows(pytester: pytest.Pytester):

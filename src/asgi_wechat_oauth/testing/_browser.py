@@ -76,6 +76,11 @@ async def web_login(
             f"GET {login_path} answered {to_wechat.status_code}, not a redirect to WeChat: "
             f"{to_wechat.text[:200]}"
         )
+    if emulator.double_navigation:
+        raise RuntimeError(
+            "the emulator's double_navigation page is for real browsers: web_login sends the "
+            "double callback itself (double=True)"
+        )
     authorize = to_wechat.headers["location"].split("#")[0]
     async with emulator.http_client() as wechat:
         callback = _callback_url(await wechat.get(authorize))
