@@ -162,6 +162,6 @@ def test_reason_tables_match():
 @pytest.mark.parametrize("errcode", FAQ_ERRCODES)
 def test_the_faq_explains_each_errcode(errcode):
     faq = ZH.split("\n## 常见 errcode\n", 1)[1].split("\n## ", 1)[0]
-    (entry,) = re.findall(rf"^### {errcode}:(.+?)(?=^### |\Z)", faq, re.S | re.M)
+    (entry,) = re.findall(rf"^### {errcode}[:\uff1a](.+?)(?=^### |\Z)", faq, re.S | re.M)
     for part in ("**含义**", "**原因**", "**处理**"):
         assert part in entry, f"errcode {errcode}: no {part}"
