@@ -1,7 +1,8 @@
 """The README's "Testing your app" section runs as written, and so does README.zh-CN.md's: each
 Python block that starts with a test file's name (``# test_login.py``) is written to a fresh
-directory and run under pytest with the plugin; the other blocks run as async code (top-level
-``await`` allowed) in a fresh interpreter; the test the section shows failing does fail."""
+directory and run under pytest with the plugin, the other blocks as async code (top-level
+``await`` allowed), each in a fresh interpreter (the snippets' ``test_login`` is also a module
+of this suite); and the test the section shows failing does fail."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_the_test_files_pass(pytester: pytest.Pytester, readme):
     tests = {name: code for name, code in snippets(readme).items() if name.startswith("test_")}
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(**{Path(name).stem: code for name, code in tests.items()})
-    result = pytester.runpytest("--strict-markers", "-W", "error")
+    result = pytester.runpytest_subprocess("--strict-markers", "-W", "error")
     result.assert_outcomes(passed=3 * 2 + 1)  # test_served.py runs on asyncio only
 
 
@@ -133,7 +134,7 @@ async def test_naive_callback(wechat_emulator, wechat_login):
 """
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_login=login + naive)
-    result = pytester.runpytest("--strict-markers", "-ra", "-k", "naive")
+    result = pytester.runpytest_subprocess("--strict-markers", "-ra", "-k", "naive")
     result.assert_outcomes(passed=2, errors=2)
     result.stdout.fnmatch_lines(
         [
