@@ -4,6 +4,7 @@ loaded from its ``pytest11`` entry point (installed with the package), as in any
 from __future__ import annotations
 
 import importlib.metadata
+import re
 
 import pytest
 
@@ -11,7 +12,8 @@ pytest_plugins = ["pytester"]
 
 #: A user's app: the middleware with its login endpoint, in front of a callback that answers the
 #: identity; and the bug this package exists for, a naive handler that trades every callback's
-#: code itself.
+#: code itself. The same for a mini-program backend, whose bug is workers that do not share a
+#: backend.
 APP = """
 import httpx
 from starlette.applications import Starlette
@@ -19,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
 
 
 async def callback(request):
@@ -57,6 +60,34 @@ def make_naive_app(emulator):
 
 def client_for(app):
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test")
+
+
+async def mp_login(request):
+    me = request.scope["wechat"]
+    return JSONResponse({"openid": me.openid, "unionid": me.unionid})
+
+
+def make_mp_app(emulator, **options):
+    return MiniProgramLoginMiddleware(
+        Starlette(routes=[Route("/wechat/miniprogram/login", mp_login, methods=["POST"])]),
+        appid=emulator.appid,
+        secret=emulator.secret,
+        api_base_url=emulator.url,
+        **options,
+    )
+
+
+def make_unshared_workers(emulator):
+    # Two workers of one mini-program backend, each on its own MemoryBackend, behind a
+    # balancer that sends each request to the next: a retry lands on the other worker.
+    workers = [make_mp_app(emulator, http_client=emulator.http_client()) for _ in range(2)]
+    turn = []
+
+    async def balancer(scope, receive, send):
+        turn.append(None)
+        await workers[len(turn) % 2](scope, receive, send)
+
+    return balancer
 """
 
 CONFTEST = """
@@ -308,3 +339,108 @@ def test_the_plugin_can_be_turned_off(suite):
     result = suite.runpytest("-p", "no:asgi_wechat_oauth")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'wechat_emulator' not found*"])
+
+
+def test_miniprogram_login_through_the_fixture(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from asgi_wechat_oauth.testing import EmulatedUser
+        from myapp import client_for, make_mp_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wechat_emulator(latency=0.05)  # the retry arrives while WeChat answers
+        async def test_retried_login(wechat_emulator, wechat_miniprogram_login):
+            app = make_mp_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            async with client_for(app) as client:
+                response = await wechat_miniprogram_login(client)
+            assert response.status_code == 200, response.text
+            assert response.json()["openid"] == wechat_emulator.user.openid
+            assert wechat_emulator.calls["jscode2session"] == 1
+
+
+        async def test_user_code_single(wechat_emulator, wechat_miniprogram_login):
+            app = make_mp_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            user = EmulatedUser(openid="oMini", unionid="uMini")
+            async with client_for(app) as client:
+                first = await wechat_miniprogram_login(client, user=user, double=False)
+                code = wechat_emulator.issue_miniprogram_code()
+                second = await wechat_miniprogram_login(client, code=code)
+                with pytest.raises(TypeError, match="a code or a user"):
+                    await wechat_miniprogram_login(client, code=code, user=user)
+            assert first.json() == {"openid": "oMini", "unionid": "uMini"}
+            assert second.status_code == 200
+            assert wechat_emulator.exchange_count(code) == 1
+            assert wechat_emulator.calls["jscode2session"] == 2
+
+
+        async def test_another_path(wechat_emulator, wechat_miniprogram_login):
+            app = make_mp_app(
+                wechat_emulator, http_client=wechat_emulator.http_client(), login_path="/mp"
+            )
+            async with client_for(app) as client:
+                response = await wechat_miniprogram_login(client, path="/mp")
+            assert response.status_code == 404  # the middleware answered; the app has no /mp
+            assert wechat_emulator.calls["jscode2session"] == 1
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=6)
+
+
+def test_miniprogram_login_on_the_served_emulator(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from myapp import client_for, make_mp_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+
+        async def test_login_over_loopback(wechat_emulator_server, wechat_miniprogram_login):
+            app = make_mp_app(wechat_emulator_server)  # its own client, over the network
+            try:
+                async with client_for(app) as client:
+                    response = await wechat_miniprogram_login(client)
+            finally:
+                await app.aclose()
+            assert response.status_code == 200, response.text
+            assert wechat_emulator_server.calls["jscode2session"] >= 1
+        """
+    )
+    suite.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_a_miniprogram_code_traded_twice_fails_with_the_logged_code_hash(suite):
+    """Two workers that do not share a backend each trade the retried code: the teardown check
+    fails the test, naming the code by the hash the middleware logged for it (``mp:`` keys)."""
+    suite.makepyfile(
+        """
+        import pytest
+        from myapp import client_for, make_unshared_workers
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wechat_emulator(latency=0.05)
+        async def test_unshared_workers(wechat_emulator, wechat_miniprogram_login):
+            async with client_for(make_unshared_workers(wechat_emulator)) as client:
+                response = await wechat_miniprogram_login(client)
+            assert response.status_code == 400  # the retry's worker got 40163: code_used
+            assert response.json()["error"] == "code_used"
+        """
+    )
+    result = suite.runpytest("--strict-markers", "--log-level=INFO")
+    result.assert_outcomes(passed=2, errors=2)
+    output = result.stdout.str()
+    failed = set(re.findall(r"code_hash=([0-9a-f]{16}) traded 2 times", output))
+    logged = set(re.findall(r"wechat_oauth\.exchange code_hash=([0-9a-f]{16})", output))
+    assert len(failed) == 2  # one code per backend (asyncio, trio)
+    assert failed <= logged

@@ -12,6 +12,8 @@ import the emulator when a test asks for them, so a suite that does not use them
   options apply to it for one test, and are restored afterwards.
 - ``wechat_login``: ``await wechat_login(client, next="/profile")`` logs in through the app's
   login endpoint, the emulator's consent page and the WeChat browser's double callback.
+- ``wechat_miniprogram_login``: ``await wechat_miniprogram_login(client)`` posts a fresh
+  ``wx.login()`` code to the app's mini-program login, twice, as a retrying client does.
 - At teardown, a test whose emulator saw a code traded more than once fails, unless marked
   ``@pytest.mark.wechat_allow_duplicate_exchange``.
 """
@@ -97,12 +99,32 @@ def wechat_login(request: pytest.FixtureRequest) -> Any:
     return the callback's response. See ``asgi_wechat_oauth.testing.web_login``."""
     from asgi_wechat_oauth.testing import web_login
 
+    return _bound(web_login, _test_emulator(request))
+
+
+@pytest.fixture
+def wechat_miniprogram_login(request: pytest.FixtureRequest) -> Any:
+    """``await wechat_miniprogram_login(client, path="/wechat/miniprogram/login", code=None,
+    user=None, double=True)``: take a ``wx.login()`` code from this test's emulator (as
+    ``wechat_login`` picks it), POST it to the app twice like a retrying client, and return
+    the response the mini-program sees. See ``asgi_wechat_oauth.testing.miniprogram_login``."""
+    from asgi_wechat_oauth.testing import miniprogram_login
+
+    return _bound(miniprogram_login, _test_emulator(request))
+
+
+def _test_emulator(request: pytest.FixtureRequest) -> WeChatEmulator:
+    """The test's WeChat emulator: the session's server if the test uses it, else its own."""
     name = "wechat_emulator_server" if "wechat_emulator_server" in request.fixturenames else None
-    emulator = request.getfixturevalue(name or "wechat_emulator")
-    login: Callable[..., Awaitable[httpx.Response]] = functools.partial(
-        web_login, emulator=emulator
-    )
-    return login
+    emulator: WeChatEmulator = request.getfixturevalue(name or "wechat_emulator")
+    return emulator
+
+
+def _bound(
+    helper: Callable[..., Awaitable[httpx.Response]], emulator: object
+) -> Callable[..., Awaitable[httpx.Response]]:
+    """``helper`` with its ``emulator`` argument given: what a login fixture returns."""
+    return functools.partial(helper, emulator=emulator)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -143,9 +165,9 @@ def _duplicates_message(duplicates: dict[str, int]) -> str:
     return (
         f"WeChat emulator: {len(duplicates)} code(s) traded more than once ({listed}). At "
         "WeChat every exchange after the first fails (errcode 40163, then 40029) and the user "
-        "sees a login error: trade each code once (WeChatOAuthMiddleware does, with one backend "
-        f"shared by every worker). Mark the test @pytest.mark.{ALLOW_DUPLICATES} if it trades "
-        "a code twice on purpose."
+        "sees a login error: trade each code once (WeChatOAuthMiddleware and "
+        "MiniProgramLoginMiddleware do, with one backend shared by every worker). Mark the "
+        f"test @pytest.mark.{ALLOW_DUPLICATES} if it trades a code twice on purpose."
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-import hashlib
 import json
 import secrets
 import time
@@ -38,6 +37,8 @@ from starlette.responses import (
 from starlette.routing import Route, Router
 
 from .._core.asgi import Receive, Scope, Send
+from .._core.singleflight import code_hash, flight_key
+from ..miniprogram._middleware import KEY_NAMESPACE as MINIPROGRAM_NAMESPACE
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
 QRCONNECT_SCOPES = frozenset({"snsapi_login"})
@@ -142,6 +143,8 @@ class WeChatEmulator:
         self._tokens: dict[str, _Token] = {}
         self._refresh_tokens: dict[str, _Token] = {}
         self._faults: dict[str, deque[Fault]] = {}
+        #: Exchanged code → the key namespace of the product that trades it (``mp``, or none).
+        self._namespaces: dict[str, str] = {}
         #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
         self._reissues: dict[str, str] = {}
         self._router = Router(
@@ -212,12 +215,14 @@ class WeChatEmulator:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self), **kwargs)
 
     def duplicate_exchanges(self, since: Counter[str] | None = None) -> dict[str, int]:
-        """Codes presented to ``sns/oauth2/access_token`` more than once (since the ``since``
-        snapshot of :attr:`exchanges`), by the hash the middleware logs as ``code_hash``: at
-        WeChat all but the first of these fail, which is the bug this package exists for."""
+        """Codes presented to ``sns/oauth2/access_token`` or ``sns/jscode2session`` more than
+        once (since the ``since`` snapshot of :attr:`exchanges`), by the hash the middleware
+        logs as ``code_hash`` (a mini-program code's under the ``mp`` namespace, as
+        ``MiniProgramLoginMiddleware`` hashes it): at WeChat all but the first of these fail,
+        which is the bug this package exists for."""
         counts = self.exchanges - since if since is not None else self.exchanges
         return {
-            hashlib.sha256(f"{self.appid}:{code}".encode()).hexdigest()[:16]: count
+            code_hash(flight_key(self._namespaces.get(code, ""), self.appid, code)): count
             for code, count in counts.items()
             if count > 1
         }
@@ -246,6 +251,7 @@ class WeChatEmulator:
         self._faults.clear()
         self._reissues.clear()
         self.exchanges.clear()
+        self._namespaces.clear()
         self.calls.clear()
 
     # --- control surface, for tests that run the emulator in another process ----------------
@@ -494,6 +500,8 @@ class WeChatEmulator:
         self.calls[endpoint] += 1
         if code:
             self.exchanges[code] += 1
+            if endpoint == "jscode2session":
+                self._namespaces[code] = MINIPROGRAM_NAMESPACE
         return self._next_fault(endpoint)
 
     def _next_fault(self, endpoint: str) -> Fault | None:

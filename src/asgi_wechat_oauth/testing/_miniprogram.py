@@ -7,13 +7,16 @@ from functools import partial
 import httpx
 
 from ._browser import sent_twice
+from ._emulator import EmulatedUser, WeChatEmulator
+
+DEFAULT_PATH = "/wechat/miniprogram/login"
 
 
 async def double_login(
     client: httpx.AsyncClient,
     code: str,
     *,
-    path: str = "/wechat/miniprogram/login",
+    path: str = DEFAULT_PATH,
     abort_after: float = 0.005,
     gap: float = 0.019,
 ) -> httpx.Response:
@@ -26,3 +29,26 @@ async def double_login(
     return await sent_twice(
         partial(client.post, path, json={"code": code}), abort_after=abort_after, gap=gap
     )
+
+
+async def miniprogram_login(
+    client: httpx.AsyncClient,
+    emulator: WeChatEmulator,
+    *,
+    path: str = DEFAULT_PATH,
+    code: str | None = None,
+    user: EmulatedUser | None = None,
+    double: bool = True,
+) -> httpx.Response:
+    """Log in as a mini-program does: take a ``wx.login()`` code from ``emulator`` (for
+    ``user``, default the emulator's; or use ``code``), POST it to the app's ``path`` and
+    return the response the mini-program sees. With ``double`` (the default) the login is
+    sent twice with the same code, the first request cut off (:func:`double_login`), as a
+    retrying network layer or proxy does."""
+    if code is not None and user is not None:
+        raise TypeError("miniprogram_login takes a code or a user, not both")
+    if code is None:
+        code = emulator.issue_miniprogram_code(user)
+    if double:
+        return await double_login(client, code, path=path)
+    return await client.post(path, json={"code": code})
