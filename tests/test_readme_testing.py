@@ -72,7 +72,12 @@ def snippets(readme: str) -> dict[str, str]:
 
 
 def test_the_section_has_its_snippets(readme):
-    assert set(snippets(readme)) == {"test_login.py", "test_served.py", "block 2"}
+    assert set(snippets(readme)) == {
+        "test_login.py",
+        "test_miniprogram.py",
+        "test_served.py",
+        "block 3",
+    }
 
 
 def test_the_test_files_pass(pytester: pytest.Pytester, readme):
@@ -80,11 +85,11 @@ def test_the_test_files_pass(pytester: pytest.Pytester, readme):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(**{Path(name).stem: code for name, code in tests.items()})
     result = pytester.runpytest_subprocess("--strict-markers", "-W", "error")
-    result.assert_outcomes(passed=3 * 2 + 1)  # test_served.py runs on asyncio only
+    result.assert_outcomes(passed=(3 + 1) * 2 + 1)  # test_served.py runs on asyncio only
 
 
 def test_the_async_block_runs(readme, tmp_path):
-    code = snippets(readme)["block 2"]
+    code = snippets(readme)["block 3"]
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER],
         input=code,
