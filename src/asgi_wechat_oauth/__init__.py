@@ -25,6 +25,7 @@ from .web import (
     UserInfo,
     WeChatIdentity,
     WeChatOAuthClient,
+    WeChatOAuthConfig,
     WeChatOAuthMiddleware,
     authorize_url,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "UserInfo",
     "WeChatIdentity",
     "WeChatOAuthClient",
+    "WeChatOAuthConfig",
     "WeChatOAuthError",
     "WeChatOAuthMiddleware",
     "authorize_url",

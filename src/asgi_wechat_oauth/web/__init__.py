@@ -6,6 +6,7 @@ Everything here is also importable from the top level, ``asgi_wechat_oauth``.
 
 from ._authorize import authorize_url
 from ._client import WeChatOAuthClient
+from ._config import WeChatOAuthConfig
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._middleware import WeChatOAuthMiddleware
 
@@ -14,6 +15,7 @@ __all__ = [
     "UserInfo",
     "WeChatIdentity",
     "WeChatOAuthClient",
+    "WeChatOAuthConfig",
     "WeChatOAuthMiddleware",
     "authorize_url",
 ]

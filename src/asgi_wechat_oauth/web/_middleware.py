@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import logging
-from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
@@ -29,8 +30,9 @@ from .._core.errors import (
 from .._core.singleflight import SingleFlight, code_hash
 from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from ..backends import Backend, MemoryBackend, Outcome
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
+from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie
 
@@ -41,8 +43,6 @@ _UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
-
-OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
 
 
 class WeChatOAuthMiddleware:
@@ -58,9 +58,10 @@ class WeChatOAuthMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        config: WeChatOAuthConfig | None = None,
         *,
-        appid: str,
-        secret: str,
+        appid: str = "",
+        secret: str = "",
         callback_path: str = "/wechat/callback",
         backend: Backend | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
@@ -71,7 +72,7 @@ class WeChatOAuthMiddleware:
         on_error: OnError | None = None,
         login_path: str | None = None,
         redirect_uri: str | None = None,
-        default_scope: str = "snsapi_base",
+        default_scope: WeChatScope = "snsapi_base",
         trust_forwarded: bool = False,
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
@@ -79,87 +80,60 @@ class WeChatOAuthMiddleware:
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
-        on_invalid_code: Literal["reauthorize", "error"] | None = None,
-        snapshot_users: Literal["allow", "reject"] = "allow",
+        on_invalid_code: InvalidCodeAction | None = None,
+        snapshot_users: SnapshotPolicy = "allow",
         counters: Counters | None = None,
     ) -> None:
-        if not appid:
-            raise ValueError("appid is required")
-        if not secret:
-            raise ValueError("secret is required")
-        if not callback_path.startswith("/"):
-            raise ValueError("callback_path must start with '/'")
-        if result_ttl < 0:
-            raise ValueError("result_ttl must not be negative")
-        if exchange_timeout <= 0:
-            raise ValueError("exchange_timeout must be positive")
-        if login_path is not None and (
-            not login_path.startswith("/") or login_path == callback_path
-        ):
-            raise ValueError("login_path must start with '/' and differ from callback_path")
-        if verify_state is None:
-            verify_state = login_path is not None
-        if verify_state and login_path is None:
-            raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
-        if default_scope not in SCOPES:
-            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
-            raise ValueError("redirect_uri must be an absolute http(s) URL")
-        if state_max_age <= 0:
-            raise ValueError("state_max_age must be positive")
-        if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
-            raise ValueError("nonce_cookie must be a plain ASCII name")
-        if on_invalid_code is None:
-            on_invalid_code = "reauthorize" if login_path is not None else "error"
-        if on_invalid_code not in ("reauthorize", "error"):
-            raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
-        if on_invalid_code == "reauthorize" and login_path is None:
-            raise ValueError("on_invalid_code='reauthorize' needs login_path")
-        if snapshot_users not in ("allow", "reject"):
-            raise ValueError("snapshot_users must be 'allow' or 'reject'")
+        # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
+        # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        self.config = config = _config_of(config, options)
         self.app = app
-        self.appid = appid
-        self.callback_path = callback_path
-        self.fetch_userinfo = fetch_userinfo
-        self.exchange_timeout = exchange_timeout
-        self.on_error = on_error
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
-        self.counters = counters if counters is not None else Counters()
+        self.appid = config.appid
+        self.callback_path = config.callback_path
+        self.fetch_userinfo = config.fetch_userinfo
+        self.exchange_timeout = config.exchange_timeout
+        self.on_error = config.on_error
+        self.backend: Backend = config.backend if config.backend is not None else MemoryBackend()
+        self.counters = config.counters if config.counters is not None else Counters()
         self.client = WeChatOAuthClient(
-            appid,
-            secret,
-            api_base_url=api_base_url,
-            http_client=http_client,
-            timeout=exchange_timeout,
+            config.appid,
+            config.secret,
+            api_base_url=config.api_base_url,
+            http_client=config.http_client,
+            timeout=config.exchange_timeout,
         )
         self._flight = SingleFlight(
             self.backend,
-            exchange_timeout=exchange_timeout,
-            result_ttl=result_ttl,
+            exchange_timeout=config.exchange_timeout,
+            result_ttl=config.result_ttl,
             counters=self.counters,
         )
-        self._key_prefix = f"{appid}:".encode()
-        self.login_path = login_path
-        self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
-        self.on_invalid_code = on_invalid_code
-        self.snapshot_users = snapshot_users
-        self.verify_state = verify_state
-        self.nonce_cookie = nonce_cookie
+        self._key_prefix = f"{config.appid}:".encode()
+        self.login_path = config.login_path
+        self._callback_paths = _spellings(config.callback_path)
+        self._login_paths = _spellings(config.login_path)
+        self._own_paths = self._callback_paths + self._login_paths
+        self.on_invalid_code = config.resolved_on_invalid_code
+        self.snapshot_users = config.snapshot_users
+        self.verify_state = config.resolved_verify_state
+        self.nonce_cookie = config.nonce_cookie
+        state_secret = config.state_secret
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:
-            state_secret = derive_state_secret(secret)
-        self._signer = StateSigner(state_secret, max_age=state_max_age)
+            state_secret = derive_state_secret(config.secret)
+        self._signer = StateSigner(state_secret, max_age=config.state_max_age)
         self._login = LoginEndpoint(
-            appid=appid,
+            appid=config.appid,
             signer=self._signer,
-            callback_path=callback_path,
-            redirect_uri=redirect_uri,
-            default_scope=default_scope,
-            trust_forwarded=trust_forwarded,
-            authorize_base_url=authorize_base_url,
-            cookie_name=nonce_cookie,
-            connect_redirect=connect_redirect,
+            callback_path=config.callback_path,
+            redirect_uri=config.redirect_uri,
+            default_scope=config.default_scope,
+            trust_forwarded=config.trust_forwarded,
+            authorize_base_url=config.authorize_base_url,
+            cookie_name=config.nonce_cookie,
+            connect_redirect=config.connect_redirect,
         )
 
     def __repr__(self) -> str:
@@ -172,10 +146,10 @@ class WeChatOAuthMiddleware:
         # Every path this middleware answers ends with one of its own paths: one suffix test
         # lets all other requests through at once.
         if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if _matches(scope, self.callback_path):
+            if _matches(scope, self._callback_paths):
                 await self._callback(scope, receive, send)
                 return
-            if self.login_path and _matches(scope, self.login_path):
+            if self._login_paths and _matches(scope, self._login_paths):
                 await self._redirect_to_wechat(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
@@ -372,10 +346,47 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
 
 
-def _matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
+def _spellings(*paths: str | None) -> tuple[str, ...]:
+    """Each path with and without one trailing slash: a framework's slash redirect (Django's
+    ``APPEND_SLASH``, Starlette's ``redirect_slashes``) must come back to the middleware."""
+    spellings: list[str] = []
+    for path in paths:
+        if path is not None:
+            base = path.rstrip("/")
+            spellings += [base, base + "/"] if base else ["/"]
+    return tuple(spellings)
+
+
+def _matches(scope: Scope, spellings: tuple[str, ...]) -> bool:
+    """Whether the request is for one of ``spellings``. Servers differ on whether
+    ``scope["path"]`` includes ``root_path``, so both forms match."""
+    path: str = scope["path"]
+    if path in spellings:
         return True
     root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path
+    return bool(root_path) and path.startswith(root_path) and path[len(root_path) :] in spellings
+
+
+def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:
+    """The middleware's config: the one given, or one built from the keyword options."""
+    if config is None:
+        return WeChatOAuthConfig(**options)
+    if not isinstance(config, WeChatOAuthConfig):
+        raise TypeError(f"config must be a WeChatOAuthConfig, not {type(config).__name__}")
+    given = sorted(
+        name
+        for name, value in options.items()
+        if value is not _DEFAULTS[name] and value != _DEFAULTS[name]
+    )
+    if given:
+        raise TypeError(f"pass either config= or options, not both (got {', '.join(given)})")
+    return config
+
+
+_OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(WeChatOAuthConfig))
+#: The constructor's defaults, to tell the options a caller gave from those left alone.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(WeChatOAuthMiddleware.__init__).parameters.items()
+    if name in _OPTION_NAMES
+}
