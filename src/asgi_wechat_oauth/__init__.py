@@ -28,6 +28,7 @@ from .web import (
     WeChatOAuthConfig,
     WeChatOAuthMiddleware,
     authorize_url,
+    login_url,
 )
 
 __version__ = "0.1.0"
@@ -57,4 +58,5 @@ __all__ = [
     "WeChatOAuthError",
     "WeChatOAuthMiddleware",
     "authorize_url",
+    "login_url",
 ]

@@ -8,6 +8,7 @@ from ._authorize import authorize_url
 from ._client import WeChatOAuthClient
 from ._config import WeChatOAuthConfig
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._links import login_url
 from ._middleware import WeChatOAuthMiddleware
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "WeChatOAuthConfig",
     "WeChatOAuthMiddleware",
     "authorize_url",
+    "login_url",
 ]

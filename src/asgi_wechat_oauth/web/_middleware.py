@@ -9,7 +9,7 @@ import json
 import logging
 from functools import partial
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
@@ -34,12 +34,17 @@ from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, read_cookie
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
 #: WeChat's answers that a code can never be traded, which a fresh login fixes.
 _UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
+
+#: Why a callback whose code was traded reached no handler; each is logged once per process.
+_UNHANDLED_CAUSES = ("not_found", "method_not_allowed", "redirect")
+_UNHANDLED_WARNED: set[str] = set()
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
@@ -143,17 +148,20 @@ class WeChatOAuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every path this middleware answers ends with one of its own paths: one suffix test
-        # lets all other requests through at once.
-        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if _matches(scope, self._callback_paths):
-                await self._callback(scope, receive, send)
-                return
-            if self._login_paths and _matches(scope, self._login_paths):
-                await self._redirect_to_wechat(scope, receive, send)
-                return
+        if scope["type"] == "http":
+            if self.login_path is not None:
+                scope[LOGIN_PATH_KEY] = self.login_path  # for login_url()
+            # Every path this middleware answers ends with one of its own paths: one suffix
+            # test lets all other requests through at once.
+            if scope["path"].endswith(self._own_paths):
+                if _matches(scope, self._callback_paths):
+                    await self._callback(scope, receive, send)
+                    return
+                if self._login_paths and _matches(scope, self._login_paths):
+                    await self._redirect_to_wechat(scope, receive, send)
+                    return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self._lifespan(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -164,13 +172,45 @@ class WeChatOAuthMiddleware:
         await self.client.aclose()
         await self.backend.aclose()
 
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_wrapper(message: Message) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan protocol to the app, closing what the middleware opened at
+        shutdown. An app that refuses the protocol (Django raises, others return without
+        reading a message) gets it answered here instead, so the server sees a working lifespan
+        and shutdown still closes the client and the backend."""
+        asked = False
+
+        async def receive_watched() -> Message:
+            nonlocal asked
+            asked = True
+            return await receive()
+
+        async def send_closing(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 await self.aclose()
             await send(message)
 
-        return send_wrapper
+        try:
+            await self.app(scope, receive_watched, send_closing)
+        except Exception as exc:
+            if asked:
+                raise  # the app speaks lifespan and failed: its error is the server's to report
+            logger.debug(
+                "wechat_oauth.lifespan: the app refused the lifespan protocol (%s); "
+                "the middleware answers it",
+                type(exc).__name__,
+            )
+        if not asked:
+            await self._answer_lifespan(receive, send)
+
+    async def _answer_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
@@ -198,6 +238,8 @@ class WeChatOAuthMiddleware:
             outcome = exc
         if isinstance(outcome, WeChatIdentity):
             scope["wechat"] = outcome
+            if len(_UNHANDLED_WARNED) < len(_UNHANDLED_CAUSES):
+                send = self._watching_the_answer(scope, send)
             await self.app(scope, receive, send)
         elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
             assert verified is not None and key is not None  # a code error comes from a flight
@@ -216,6 +258,61 @@ class WeChatOAuthMiddleware:
                 code_hash(key) if key else None,
             )
             await self._respond_error(scope, receive, send, outcome)
+
+    def _watching_the_answer(self, scope: Scope, send: Send) -> Send:
+        """``send``, checking that the app handled the callback: a traded code whose request
+        the app answers 404, 405 or by redirecting it elsewhere is a lost login that would
+        otherwise look like a success in the logs."""
+
+        async def send_watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._warn_if_unhandled(scope, message)
+            await send(message)
+
+        return send_watched
+
+    def _warn_if_unhandled(self, scope: Scope, start: Message) -> None:
+        status: int = start["status"]
+        if status in (404, 405):
+            cause = "not_found" if status == 404 else "method_not_allowed"
+            advice = (
+                f"route your callback handler (GET) at {scope['path']!r}, or set callback_path "
+                "to the path your route has"
+            )
+        elif 300 <= status < 400:
+            location = next(
+                (v for k, v in start.get("headers", ()) if k.lower() == b"location"), b""
+            )
+            target = urlsplit(location.decode("latin-1"))
+            if "code=" not in target.query:
+                return  # a redirect after login (to next, to /): what a handler should do
+            cause = "redirect"
+            to = f" to {target.path!r}" if target.path else ""
+            if _matches(
+                {"path": target.path, "root_path": scope.get("root_path", "")}, self._callback_paths
+            ):
+                advice = (
+                    f"the redirect{to} comes back here and is served the stored result while "
+                    f"result_ttl lasts; set callback_path={target.path!r} to spare it"
+                )
+            else:
+                advice = (
+                    f"the code went{to}, which the middleware does not intercept: the login is "
+                    "lost there; set callback_path to the path your route has"
+                )
+        else:
+            return
+        if cause in _UNHANDLED_WARNED:
+            return
+        _UNHANDLED_WARNED.add(cause)
+        logger.warning(
+            "wechat_oauth.callback_unhandled: the code was traded at %r (callback_path=%r), "
+            "then the app answered %d: %s",
+            scope["path"],
+            self.callback_path,
+            status,
+            advice,
+        )
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         """Refuse an identity this request may not have (raises a 403 error)."""
