@@ -166,6 +166,8 @@ class WeChatOAuthConfig:
             known.add(variable)
             text = environ.get(variable, "")
             if not text:
+                if option.default is dataclasses.MISSING:
+                    values[option.name] = ""  # required: validation names it
                 continue
             try:
                 values[option.name] = parse(text)
