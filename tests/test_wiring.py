@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 
 from _apps import running
 from asgi_wechat_oauth import login_url
-from asgi_wechat_oauth.web import _middleware
+from asgi_wechat_oauth.web import _unhandled
 from support import CALLBACK, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +29,7 @@ LOGIN = "/wechat/login"
 @pytest.fixture(autouse=True)
 def fresh_warnings() -> None:
     """The unhandled-callback warning is once per process and cause: start each test afresh."""
-    _middleware._UNHANDLED_WARNED.clear()
+    _unhandled.warned.clear()
 
 
 def unhandled_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -9,7 +9,7 @@ import json
 import logging
 from functools import partial
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -36,15 +36,13 @@ from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConf
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, read_cookie
+from ._paths import matches, spellings
+from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
 #: WeChat's answers that a code can never be traded, which a fresh login fixes.
 _UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
-
-#: Why a callback whose code was traded reached no handler; each is logged once per process.
-_UNHANDLED_CAUSES = ("not_found", "method_not_allowed", "redirect")
-_UNHANDLED_WARNED: set[str] = set()
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
@@ -116,8 +114,8 @@ class WeChatOAuthMiddleware:
         )
         self._key_prefix = f"{config.appid}:".encode()
         self.login_path = config.login_path
-        self._callback_paths = _spellings(config.callback_path)
-        self._login_paths = _spellings(config.login_path)
+        self._callback_paths = spellings(config.callback_path)
+        self._login_paths = spellings(config.login_path)
         self._own_paths = self._callback_paths + self._login_paths
         self.on_invalid_code = config.resolved_on_invalid_code
         self.snapshot_users = config.snapshot_users
@@ -154,10 +152,10 @@ class WeChatOAuthMiddleware:
             # Every path this middleware answers ends with one of its own paths: one suffix
             # test lets all other requests through at once.
             if scope["path"].endswith(self._own_paths):
-                if _matches(scope, self._callback_paths):
+                if matches(scope, self._callback_paths):
                     await self._callback(scope, receive, send)
                     return
-                if self._login_paths and _matches(scope, self._login_paths):
+                if self._login_paths and matches(scope, self._login_paths):
                     await self._redirect_to_wechat(scope, receive, send)
                     return
         elif scope["type"] == "lifespan":
@@ -238,8 +236,7 @@ class WeChatOAuthMiddleware:
             outcome = exc
         if isinstance(outcome, WeChatIdentity):
             scope["wechat"] = outcome
-            if len(_UNHANDLED_WARNED) < len(_UNHANDLED_CAUSES):
-                send = self._watching_the_answer(scope, send)
+            send = watch_the_answer(scope, send, self.callback_path, self._callback_paths)
             await self.app(scope, receive, send)
         elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
             assert verified is not None and key is not None  # a code error comes from a flight
@@ -258,61 +255,6 @@ class WeChatOAuthMiddleware:
                 code_hash(key) if key else None,
             )
             await self._respond_error(scope, receive, send, outcome)
-
-    def _watching_the_answer(self, scope: Scope, send: Send) -> Send:
-        """``send``, checking that the app handled the callback: a traded code whose request
-        the app answers 404, 405 or by redirecting it elsewhere is a lost login that would
-        otherwise look like a success in the logs."""
-
-        async def send_watched(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._warn_if_unhandled(scope, message)
-            await send(message)
-
-        return send_watched
-
-    def _warn_if_unhandled(self, scope: Scope, start: Message) -> None:
-        status: int = start["status"]
-        if status in (404, 405):
-            cause = "not_found" if status == 404 else "method_not_allowed"
-            advice = (
-                f"route your callback handler (GET) at {scope['path']!r}, or set callback_path "
-                "to the path your route has"
-            )
-        elif 300 <= status < 400:
-            location = next(
-                (v for k, v in start.get("headers", ()) if k.lower() == b"location"), b""
-            )
-            target = urlsplit(location.decode("latin-1"))
-            if "code=" not in target.query:
-                return  # a redirect after login (to next, to /): what a handler should do
-            cause = "redirect"
-            to = f" to {target.path!r}" if target.path else ""
-            if _matches(
-                {"path": target.path, "root_path": scope.get("root_path", "")}, self._callback_paths
-            ):
-                advice = (
-                    f"the redirect{to} comes back here and is served the stored result while "
-                    f"result_ttl lasts; set callback_path={target.path!r} to spare it"
-                )
-            else:
-                advice = (
-                    f"the code went{to}, which the middleware does not intercept: the login is "
-                    "lost there; set callback_path to the path your route has"
-                )
-        else:
-            return
-        if cause in _UNHANDLED_WARNED:
-            return
-        _UNHANDLED_WARNED.add(cause)
-        logger.warning(
-            "wechat_oauth.callback_unhandled: the code was traded at %r (callback_path=%r), "
-            "then the app answered %d: %s",
-            scope["path"],
-            self.callback_path,
-            status,
-            advice,
-        )
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         """Refuse an identity this request may not have (raises a 403 error)."""
@@ -441,27 +383,6 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
         return outcome
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
-
-
-def _spellings(*paths: str | None) -> tuple[str, ...]:
-    """Each path with and without one trailing slash: a framework's slash redirect (Django's
-    ``APPEND_SLASH``, Starlette's ``redirect_slashes``) must come back to the middleware."""
-    spellings: list[str] = []
-    for path in paths:
-        if path is not None:
-            base = path.rstrip("/")
-            spellings += [base, base + "/"] if base else ["/"]
-    return tuple(spellings)
-
-
-def _matches(scope: Scope, spellings: tuple[str, ...]) -> bool:
-    """Whether the request is for one of ``spellings``. Servers differ on whether
-    ``scope["path"]`` includes ``root_path``, so both forms match."""
-    path: str = scope["path"]
-    if path in spellings:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and path.startswith(root_path) and path[len(root_path) :] in spellings
 
 
 def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:
