@@ -197,3 +197,19 @@ def test_django_example_wrapped_by_hand(emulator_url):
     assert status == 0, out
     assert re.search(r"callback_path\s+'/wechat/callback/'", out)
     assert "ok: appid and secret accepted" in out
+
+
+@pytest.mark.parametrize(
+    "app",
+    [
+        "examples.starlette_app:app",  # add_middleware, not started
+        "examples.fastapi_app:app",
+        "examples.quart_app:app",  # around Quart's asgi_app
+        "examples.litestar_app:app",  # wrapped by hand
+    ],
+)
+def test_every_example_is_found(app, emulator_url):
+    status, out = check("--app", app, env=emulator_env(emulator_url))
+    assert status == 0, out
+    assert out.count("WeChatOAuthMiddleware configuration") == 1
+    assert re.search(r"appid\s+'wxemulated0000001'", out)
