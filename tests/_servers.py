@@ -205,8 +205,9 @@ class RedisClusterServers:
 
     @property
     def url(self) -> str:
-        """A URL naming one node; the cluster client discovers the others from it."""
-        return f"redis://127.0.0.1:{self.ports[0]}"
+        """A URL naming one live node; the cluster client discovers the others from it."""
+        live = [port for port in self.ports if port in self.procs] or self.ports
+        return f"redis://127.0.0.1:{live[0]}"
 
     def start(self) -> None:
         for port in self.ports:
@@ -218,6 +219,15 @@ class RedisClusterServers:
         )  # fmt: skip
         for port in self.ports:
             self.wait_until_ok(port)
+        # A replica takes over only once it has synced with its master.
+        deadline = time.monotonic() + 30
+        while any(
+            "role:slave" in info and "master_link_status:up" not in info
+            for info in (self.cli_call(port, "info", "replication") for port in self.ports)
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the cluster's replicas did not sync within 30s")
+            time.sleep(0.05)
 
     def _start_node(self, port: int) -> None:
         node_dir = self.directory / str(port)
@@ -228,6 +238,7 @@ class RedisClusterServers:
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(self.node_timeout_ms),
             "--dir", str(node_dir),
+            "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
         )  # fmt: skip
 
     def cli_call(self, port: int, *args: str) -> str:
@@ -253,6 +264,12 @@ class RedisClusterServers:
             for line in lines
             if "master" in line.split()[2] and "fail" not in line.split()[2]
         ]
+
+    def failed_over(self) -> bool:
+        """Three masters serve every slot again, as every live node sees it."""
+        return len(self.masters()) == 3 and all(
+            "cluster_state:ok" in self.cli_call(port, "cluster", "info") for port in self.procs
+        )
 
     def kill(self, port: int) -> None:
         """SIGKILL one node, as a crashed host would die."""

@@ -222,6 +222,8 @@ class RedisBackend:
         self._unsettled: dict[str, _Unsettled] = {}
         self._settler: asyncio.Task[None] | None = None
         self._node_index = 0  # which cluster node the subscription tries next
+        self._discovered = not isinstance(self._client, RedisCluster)
+        self._discovery = anyio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: anyio.Event | None = None
         self._down_until = 0.0
@@ -443,6 +445,7 @@ class RedisBackend:
         failure: type[Exception] | None = None
         try:
             with anyio.fail_after(self.operation_timeout):
+                await self._discover()
                 answer = await command
         except MaxConnectionsError:
             # The pool is exhausted (a client passed in without a blocking pool): Redis is up
@@ -451,11 +454,30 @@ class RedisBackend:
         except _REDIS_ERRORS as exc:
             self._mark_down(exc)
             failure = _Unavailable
+        except Exception as exc:
+            # The client library failed in a way it does not document (redis-py's cluster
+            # client has raced on its own connections during a topology change): as if Redis
+            # had not answered, since the call may or may not have run.
+            logger.error("wechat_oauth.redis_client_error error=%s", type(exc).__name__)
+            self._mark_down(exc)
+            failure = _Unavailable
         if failure is not None:
             raise failure  # outside the handler: no context holding the command's arguments
         self.round_trips += 1
         self._mark_up()
         return answer
+
+    async def _discover(self) -> None:
+        """A cluster client learns the topology once, alone, before the first commands:
+        redis-py's cluster client races on its connections when they run concurrently with
+        its first discovery (seen with redis-py 8.1)."""
+        if self._discovered:
+            return
+        async with self._discovery:
+            if not self._discovered:
+                assert isinstance(self._client, RedisCluster)
+                await self._client.initialize()
+                self._discovered = True
 
     # --- settling what Redis may not know -----------------------------------------------------
 
@@ -505,14 +527,16 @@ class RedisBackend:
             self._settler = asyncio.get_running_loop().create_task(self._settle_until_done())
 
     async def _settle_until_done(self) -> None:
-        """Retries (every ``retry_interval``, sooner at first) until everything is settled."""
+        """Retries (every ``retry_interval``, sooner at first) until everything known is
+        settled, including what arrived while it ran."""
         delay = 0.05
-        while await self._settle_ready():
-            await anyio.sleep(delay)
-            delay = min(delay * 2, max(self.retry_interval, 0.05))
+        while any(entry.data is not None for entry in self._unsettled.values()):
+            if await self._settle_ready():
+                await anyio.sleep(delay)
+                delay = min(delay * 2, max(self.retry_interval, 0.05))
 
     async def _settle_ready(self) -> bool:
-        """Run COMPLETE for every key whose outcome is known; True if some remain to retry."""
+        """Run COMPLETE for every key whose outcome is known; True if Redis failed."""
         for key, entry in list(self._unsettled.items()):
             if entry.data is None:
                 continue  # its flight is still running here; its complete() will settle it
