@@ -10,7 +10,8 @@ Environment:
   both at an emulator (``python -m asgi_wechat_oauth emulator``) to run without WeChat.
 - ``WECHAT_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) switches to the Redis backend, which
   several workers need; ``WECHAT_REDIS_PREFIX`` and ``WECHAT_LOCK_TTL`` tune it, and
-  ``WECHAT_REDIS_CLUSTER=1`` reads the URL as one node of a Redis Cluster.
+  ``WECHAT_REDIS_CLUSTER=1`` reads the URL as one node of a Redis Cluster;
+  ``WECHAT_REDIS_TIMEOUT`` bounds each Redis call (2 seconds).
 - ``WECHAT_EXCHANGE_TIMEOUT``: seconds one exchange may take (10).
 - ``WECHAT_LOGIN_PATH`` (e.g. ``/wechat/login``) turns on the login flow: the home page links
   there, the middleware signs the state and checks it against the browser's cookie, and the
@@ -98,6 +99,7 @@ def _backend() -> Backend | None:
         prefix=os.environ.get("WECHAT_REDIS_PREFIX", "wechat-oauth"),
         lock_ttl=float(os.environ.get("WECHAT_LOCK_TTL", "15")),
         cluster=os.environ.get("WECHAT_REDIS_CLUSTER") == "1",
+        operation_timeout=float(os.environ.get("WECHAT_REDIS_TIMEOUT", "2")),
     )
 
 

@@ -316,3 +316,35 @@ async def test_a_transient_error_under_a_timed_out_claim_is_released_not_stored(
     await backend.complete(key, claim.lease, error, ttl=0)
     await no_leftover_keys(raw, prefix)
     assert await raw.get(backend._keys(key)[1]) is None
+
+
+@pytest.mark.slow
+async def test_a_stall_under_two_uvicorn_workers_costs_no_login(server) -> None:
+    from _servers import emulator_process, emulator_stats, free_port, process, uvicorn_args
+    from test_redis_processes import APP, app_env, authorize
+
+    with emulator_process(latency=0.05) as emulator_url:
+        port_a, port_b = free_port(), free_port()
+        env = app_env(emulator_url, server.url, WECHAT_REDIS_TIMEOUT="1")
+        with (
+            process(uvicorn_args(APP, port_a), port_a, env) as worker_a,
+            process(uvicorn_args(APP, port_b), port_b, env) as worker_b,
+        ):
+            async with httpx.AsyncClient(timeout=30) as browser:
+                for url in (worker_a.url, worker_b.url):  # warm: connected and subscribed
+                    callback = await authorize(browser, emulator_url, url)
+                    assert (await browser.get(callback)).status_code == 200
+                callback = await authorize(browser, emulator_url, worker_a.url)
+                query = callback.split("?", 1)[1]
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stall, server, 1.5)
+                    await anyio.sleep(0.05)
+                    first = await browser.get(f"{worker_a.url}{CALLBACK}?{query}")
+                with anyio.fail_after(5):  # Redis answers again: not 25 s, not a 502
+                    duplicate = await browser.get(f"{worker_b.url}{CALLBACK}?{query}")
+            stats = emulator_stats(emulator_url)
+    assert first.status_code == 200
+    assert duplicate.status_code == 200, duplicate.text
+    assert duplicate.json()["openid"] == first.json()["openid"]
+    code = query.split("code=")[1].split("&")[0]
+    assert stats["exchanges"][code] == 1  # type: ignore[index]
