@@ -257,9 +257,13 @@ class RedisBackend:
             # The CLAIM may still run on the server and take the lease under this token:
             # remember it, to store this process's outcome under it (or release it) later.
             self._remember(key).tokens.add(token)
-            claim = await self._claim_locally_or_release(key)
+            try:
+                claim = await self._claim_locally(key)
+            except ServiceUnavailable:
+                self._release_later(key, token)  # on_unavailable="fail": nobody here trades it
+                raise
             if claim.outcome is not None:
-                self._settle_later(key, claim.outcome, self.lease_ttl)
+                self._release_later(key, token)  # known here: settled with it, or released
             return claim
         except _Busy:
             raise ServiceUnavailable(
@@ -511,16 +515,6 @@ class RedisBackend:
         if entry.data is None:
             entry.data = b""
         self._start_settler()
-
-    async def _claim_locally_or_release(self, key: str) -> Claim:
-        try:
-            return await self._claim_locally(key)
-        except ServiceUnavailable:
-            entry = self._remember(key)  # on_unavailable="fail": nobody here will trade it
-            if entry.data is None:
-                entry.data = b""
-            self._start_settler()
-            raise
 
     def _start_settler(self) -> None:
         if self._settler is None or self._settler.done():
