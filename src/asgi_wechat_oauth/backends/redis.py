@@ -283,6 +283,8 @@ class RedisBackend:
             await self._complete_or_defer(key, lease, outcome, ttl)
         except Exception as exc:  # a bug must not turn a login into a 500 nor keep a lease
             logger.error("wechat_oauth.redis_complete_failed error=%s", type(exc).__name__)
+            local = lease[len(_LOCAL) :] if lease.startswith(_LOCAL) else ""
+            await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
             await self._finish_locally(key, outcome, ttl, None)
             self._release_later(key, lease)
 
@@ -491,7 +493,7 @@ class RedisBackend:
             if len(self._unsettled) >= _MAX_UNSETTLED:
                 oldest = next(iter(self._unsettled))
                 del self._unsettled[oldest]
-                logger.warning("wechat_oauth.redis_unsettled_dropped code_hash=%s", oldest[:16])
+                logger.debug("wechat_oauth.redis_unsettled_dropped code_hash=%s", oldest[:16])
             entry = self._unsettled[key] = _Unsettled()
         return entry
 
