@@ -115,12 +115,13 @@ async def test_one_exchange_per_code_across_workers_on_every_master(
         await own.aclose()
 
 
-async def test_the_wake_up_reaches_a_waiter_subscribed_on_another_node(
-    redis_cluster: RedisClusterServers, make_backend, emulator
+async def assert_woken_by_message(
+    leader: RedisBackend, waiter: RedisBackend, emulator: WeChatEmulator
 ) -> None:
-    leader, waiter = make_backend(redis_cluster.url), make_backend(redis_cluster.url)
+    """For codes on several masters, a waiter on another worker is woken by the leader's
+    message, long before the 15 s lease would expire."""
     identity = WeChatIdentity(openid="oC", scope="snsapi_base", access_token="A", refresh_token="R")
-    for _ in range(6):  # keys on several masters; the subscription is on one node
+    for _ in range(6):
         key = code_key(emulator.appid, emulator.issue_code())
         claim = await leader.claim(key)
         assert claim.lease is not None
@@ -130,7 +131,6 @@ async def test_the_wake_up_reaches_a_waiter_subscribed_on_another_node(
         async def wait(key: str = key, results: list[object] = results) -> None:
             results.append(await waiter.wait(key, timeout=10))
 
-        # Woken by the message, long before the 15 s lease would expire.
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait)
@@ -139,6 +139,19 @@ async def test_the_wake_up_reaches_a_waiter_subscribed_on_another_node(
                     await anyio.sleep(0.001)
                 await leader.complete(key, claim.lease, identity, ttl=60)
         assert results == [identity]
+
+
+def subscription_port(backend: RedisBackend) -> int:
+    """The node a backend's subscription listens on (the first it tries)."""
+    nodes = sorted(backend._client.get_nodes(), key=lambda node: node.name)
+    return int(nodes[backend._node_index % len(nodes)].port)
+
+
+async def test_the_wake_up_reaches_a_waiter_subscribed_on_another_node(
+    redis_cluster: RedisClusterServers, make_backend, emulator
+) -> None:
+    leader, waiter = make_backend(redis_cluster.url), make_backend(redis_cluster.url)
+    await assert_woken_by_message(leader, waiter, emulator)
 
 
 async def test_a_transient_error_is_not_stored_on_a_cluster(
@@ -169,7 +182,9 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
         backends = [make_backend(cluster.url, **options) for _ in range(3)]
         clients = [(await make_app(backend=b))[1] for b in backends]
         outcomes: dict[str, list[httpx.Response]] = {}
-        victim = cluster.masters()[0]
+        await assert_woken_by_message(backends[0], backends[1], emulator)  # subscribed
+        victim = subscription_port(backends[1])  # the master the subscriptions listen on
+        assert victim in cluster.masters()
         rounds, settled = 0, False
         with anyio.fail_after(60):
             while not settled:
@@ -189,6 +204,8 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
                     and all(emulator.exchange_count(code) == 1 for code in codes)
                 )
         assert rounds <= 12  # failover takes ~2 s (cluster-node-timeout 1 s), a batch ~0.2 s
+        # The subscriptions moved to another node: waiters are still woken by messages.
+        await assert_woken_by_message(backends[2], backends[1], emulator)
         # Every login succeeded. While the master was down a worker fell back to in-process
         # dedupe: a pair split over two workers may then trade the code twice, and the one that
         # loses answers 400 code_used (the documented limit; with login_path it re-authorizes).
