@@ -176,8 +176,8 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
     tmp_path: Path, make_backend, make_app, emulator, prefix
 ) -> None:
     cluster = RedisClusterServers(tmp_path)
-    cluster.start()
     try:
+        cluster.start()
         options = {"operation_timeout": 1.0, "retry_interval": 0.5}
         backends = [make_backend(cluster.url, **options) for _ in range(3)]
         clients = [(await make_app(backend=b))[1] for b in backends]
