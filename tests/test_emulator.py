@@ -4,12 +4,14 @@ scopes, refresh, sns/auth, injected faults and latency."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx
 import pytest
 
+from asgi_wechat_oauth._core.singleflight import code_hash, flight_key
 from asgi_wechat_oauth.testing import EmulatedUser, Fault, WeChatEmulator
 from support import WECHAT_URL
 
@@ -322,3 +324,25 @@ async def test_consent_helper_returns_the_callback_url_with_a_fresh_code(emulato
         await consent(
             upstream, "http://wechat.test", appid="wx-other", redirect_uri="http://app.test/cb"
         )
+
+
+async def test_duplicate_exchanges_name_each_code_by_its_products_key(emulator, upstream):
+    """Web codes hash as ``appid:code``, mini-program codes as ``mp:appid:code``: the keys the
+    middlewares log as ``code_hash``. A ``since`` snapshot leaves earlier exchanges out."""
+    web, mini = emulator.issue_code(), emulator.issue_miniprogram_code()
+    for _ in range(2):
+        await _exchange(upstream, emulator, web)
+    before = Counter(emulator.exchanges)
+    mp_params = {**_token_params(emulator, ""), "js_code": mini}
+    for _ in range(3):
+        await upstream.get("/sns/jscode2session", params=mp_params)
+    await _exchange(upstream, emulator, emulator.issue_code())  # once: not a duplicate
+    assert emulator.duplicate_exchanges() == {
+        code_hash(flight_key("", emulator.appid, web)): 2,
+        code_hash(flight_key("mp", emulator.appid, mini)): 3,
+    }
+    assert emulator.duplicate_exchanges(since=before) == {
+        code_hash(flight_key("mp", emulator.appid, mini)): 3
+    }
+    emulator.reset()
+    assert emulator.duplicate_exchanges() == {}

@@ -143,8 +143,9 @@ class WeChatEmulator:
         self._tokens: dict[str, _Token] = {}
         self._refresh_tokens: dict[str, _Token] = {}
         self._faults: dict[str, deque[Fault]] = {}
-        #: Exchanged code → the key namespace of the product that trades it (``mp``, or none).
-        self._namespaces: dict[str, str] = {}
+        #: Exchanged code → the backend key a middleware trading it holds it under: its product's
+        #: namespace (``mp`` for ``jscode2session``) and the appid the exchange came with.
+        self._keys: dict[str, str] = {}
         #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
         self._reissues: dict[str, str] = {}
         self._router = Router(
@@ -222,7 +223,7 @@ class WeChatEmulator:
         which is the bug this package exists for."""
         counts = self.exchanges - since if since is not None else self.exchanges
         return {
-            code_hash(flight_key(self._namespaces.get(code, ""), self.appid, code)): count
+            code_hash(self._keys.get(code) or flight_key("", self.appid, code)): count
             for code, count in counts.items()
             if count > 1
         }
@@ -251,7 +252,7 @@ class WeChatEmulator:
         self._faults.clear()
         self._reissues.clear()
         self.exchanges.clear()
-        self._namespaces.clear()
+        self._keys.clear()
         self.calls.clear()
 
     # --- control surface, for tests that run the emulator in another process ----------------
@@ -361,7 +362,7 @@ class WeChatEmulator:
     async def _access_token(self, request: Request) -> Response:
         params = request.query_params
         code = params.get("code", "")
-        fault = self._arrive("access_token", code)
+        fault = self._arrive("access_token", code, params.get("appid", ""))
         if fault in _BEFORE_USE:
             return await self._answer_fault(fault)
         answer = self._trade(params, code)
@@ -480,7 +481,8 @@ class WeChatEmulator:
 
     async def _jscode2session(self, request: Request) -> Response:
         params = request.query_params
-        fault = self._arrive("jscode2session", code := params.get("js_code", ""))
+        code = params.get("js_code", "")
+        fault = self._arrive("jscode2session", code, params.get("appid", ""))
         if fault in _BEFORE_USE:
             return await self._answer_fault(fault)
         issued = self._spend(params, code, self._miniprogram_codes)
@@ -495,13 +497,14 @@ class WeChatEmulator:
 
     # --- answers -----------------------------------------------------------------------------
 
-    def _arrive(self, endpoint: str, code: str) -> Fault | None:
-        """Count an exchange of ``code`` at ``endpoint``; the fault queued for it, if any."""
+    def _arrive(self, endpoint: str, code: str, appid: str) -> Fault | None:
+        """Count an exchange of ``code`` for ``appid`` at ``endpoint``; the fault queued for it,
+        if any."""
         self.calls[endpoint] += 1
         if code:
             self.exchanges[code] += 1
-            if endpoint == "jscode2session":
-                self._namespaces[code] = MINIPROGRAM_NAMESPACE
+            namespace = MINIPROGRAM_NAMESPACE if endpoint == "jscode2session" else ""
+            self._keys[code] = flight_key(namespace, appid, code)
         return self._next_fault(endpoint)
 
     def _next_fault(self, endpoint: str) -> Fault | None:
