@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
-import httpx
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -37,8 +36,9 @@ from starlette.responses import (
 from starlette.routing import Route, Router
 
 from .._core.asgi import Receive, Scope, Send
-from .._core.singleflight import code_hash, flight_key
+from .._core.singleflight import flight_key
 from ..miniprogram._middleware import KEY_NAMESPACE as MINIPROGRAM_NAMESPACE
+from ._base import EmulatorBase
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
 QRCONNECT_SCOPES = frozenset({"snsapi_login"})
@@ -107,7 +107,7 @@ class _Token:
 
 
 @dataclass
-class WeChatEmulator:
+class WeChatEmulator(EmulatorBase):
     """WeChat's OAuth endpoints as an ASGI app.
 
     Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
@@ -208,29 +208,10 @@ class WeChatEmulator:
         mini-program code, to ``sns/jscode2session``)."""
         return self.exchanges[code]
 
-    def http_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """An ``httpx.AsyncClient`` that reaches this emulator in-process (``ASGITransport``,
-        any host), with ``base_url=self.url``: pass it as the middleware's ``http_client``.
-        It holds no connections; closing it is optional."""
-        kwargs.setdefault("base_url", self.url)
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self), **kwargs)
-
-    def duplicate_exchanges(self, since: Counter[str] | None = None) -> dict[str, int]:
-        """Codes presented to ``sns/oauth2/access_token`` or ``sns/jscode2session`` more than
-        once (since the ``since`` snapshot of :attr:`exchanges`), by the hash the middleware
-        logs as ``code_hash`` (a mini-program code's under the ``mp`` namespace, as
-        ``MiniProgramLoginMiddleware`` hashes it): at WeChat all but the first of these fail,
-        which is the bug this package exists for."""
-        counts = self.exchanges - since if since is not None else self.exchanges
-        return {
-            code_hash(self._keys.get(code) or flight_key("", self.appid, code)): count
-            for code, count in counts.items()
-            if count > 1
-        }
-
-    @property
-    def total_exchanges(self) -> int:
-        return sum(self.exchanges.values())
+    def _flight_key(self, code: str) -> str:
+        """A web code's key is ``appid:code``, a mini-program code's ``mp:appid:code``, with
+        the appid its exchange came with (:meth:`duplicate_exchanges` names codes by it)."""
+        return self._keys.get(code) or flight_key("", self.appid, code)
 
     def inject_fault(
         self, fault: Fault | str, *, count: int = 1, endpoint: str = "access_token"
