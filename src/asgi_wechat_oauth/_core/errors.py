@@ -123,6 +123,8 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
     )
 }
 
+#: Reasons saying a code can never be traded, which a fresh login fixes.
+UNUSABLE_CODE_REASONS = frozenset({"code_invalid", "code_used", "code_expired"})
 #: errcodes that say this code can never be traded; 40029 and 40163 also mean "already used".
 CODE_USED_ERRCODES = frozenset({40029, 40163})
 _CODE_ERRORS = {

@@ -17,6 +17,9 @@ import struct
 import time
 from dataclasses import dataclass
 
+from starlette.requests import cookie_parser
+
+from .asgi import Scope
 from .errors import InvalidCallbackRequest, StateRejected
 
 _VERSION = 1
@@ -39,6 +42,16 @@ class VerifiedState:
     scope: str
     #: The login was started by an automatic re-authorization: do not start another.
     retried: bool
+
+
+def read_cookie(scope: Scope, name: str) -> str | None:
+    """The value of cookie ``name`` (the nonce), parsed as leniently as Starlette does."""
+    for header, value in scope.get("headers", ()):
+        if header == b"cookie":
+            found = cookie_parser(value.decode("latin-1")).get(name)
+            if found:
+                return found
+    return None
 
 
 def derive_state_secret(app_secret: str) -> bytes:

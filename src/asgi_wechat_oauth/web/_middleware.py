@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Literal
-from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -16,28 +14,26 @@ import httpx
 from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
 from .._core.callback import parse_callback_query
 from .._core.counters import Counters
+from .._core.endpoints import matches, require_get, send_error, send_redirect
 from .._core.errors import (
     ConfigurationError,
     InvalidCallbackRequest,
-    MethodNotAllowed,
     SnapshotUserRejected,
     StateRejected,
     UpstreamError,
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .._core.login import login_again_url, should_reauthorize
 from .._core.singleflight import SingleFlight, code_hash
-from .._core.state import StateSigner, VerifiedState, derive_state_secret
+from .._core.state import StateSigner, VerifiedState, derive_state_secret, read_cookie
 from ..backends import Backend, MemoryBackend, Outcome
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
-from ._login import LoginEndpoint, read_cookie
+from ._login import LoginEndpoint
 
 logger = logging.getLogger("asgi_wechat_oauth")
-
-#: WeChat's answers that a code can never be traded, which a fresh login fixes.
-_UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
@@ -172,10 +168,10 @@ class WeChatOAuthMiddleware:
         # Every path this middleware answers ends with one of its own paths: one suffix test
         # lets all other requests through at once.
         if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if _matches(scope, self.callback_path):
+            if matches(scope, self.callback_path):
                 await self._callback(scope, receive, send)
                 return
-            if self.login_path and _matches(scope, self.login_path):
+            if self.login_path and matches(scope, self.login_path):
                 await self._redirect_to_wechat(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
@@ -203,10 +199,7 @@ class WeChatOAuthMiddleware:
         key = None
         outcome: WeChatIdentity | WeChatOAuthError
         try:
-            if scope["method"] not in ("GET", "HEAD"):
-                raise MethodNotAllowed(
-                    "method_not_allowed", "The WeChat callback accepts GET only."
-                )
+            require_get(scope, "The WeChat callback")
             params = parse_callback_query(scope["query_string"])
             if self.verify_state:
                 nonce = read_cookie(scope, self.nonce_cookie)
@@ -225,13 +218,14 @@ class WeChatOAuthMiddleware:
         if isinstance(outcome, WeChatIdentity):
             scope["wechat"] = outcome
             await self.app(scope, receive, send)
-        elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
+        elif should_reauthorize(outcome, verified, enabled=self.on_invalid_code == "reauthorize"):
             assert verified is not None and key is not None  # a code error comes from a flight
+            assert self.login_path is not None
             self.counters.reauthorized += 1
             logger.debug(
                 "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, code_hash(key)
             )
-            await self._send_redirect(send, self._login_again_url(scope, verified))
+            await send_redirect(send, login_again_url(scope, self.login_path, verified))
         else:
             self.counters.errors[outcome.reason] += 1
             logger.log(
@@ -258,19 +252,6 @@ class WeChatOAuthMiddleware:
                 "use the full service, then log in again.",
             )
 
-    def _reauthorizes(self, verified: VerifiedState | None) -> bool:
-        """Send the browser through login again, once: only with a verified state (it carries
-        ``next`` and the scope) that did not itself come from a re-authorization."""
-        return (
-            self.on_invalid_code == "reauthorize" and verified is not None and not verified.retried
-        )
-
-    def _login_again_url(self, scope: Scope, verified: VerifiedState) -> str:
-        query = {"scope": verified.scope, "retry": "1"}
-        if verified.next:
-            query["next"] = verified.next
-        return f"{scope.get('root_path', '')}{self.login_path}?{urlencode(query)}"
-
     def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
         """Only failures a user sees log at WARNING; the rest is expected noise."""
         if isinstance(error, (UpstreamError, ConfigurationError)):
@@ -285,29 +266,16 @@ class WeChatOAuthMiddleware:
             return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
         return logging.WARNING
 
-    async def _send_redirect(
-        self, send: Send, location: str, *extra_headers: tuple[bytes, bytes]
-    ) -> None:
-        headers = [
-            (b"location", location.encode()),
-            *extra_headers,
-            (b"cache-control", b"no-store"),
-            (b"content-length", b"0"),
-        ]
-        await send({"type": "http.response.start", "status": 302, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-
     async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            if scope["method"] not in ("GET", "HEAD"):
-                raise MethodNotAllowed("method_not_allowed", "The login page accepts GET only.")
+            require_get(scope, "The login page")
             location, cookie = self._login.redirect(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
             logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
             await self._respond_error(scope, receive, send, exc)
             return
-        await self._send_redirect(send, location, (b"set-cookie", cookie.encode()))
+        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
@@ -351,18 +319,7 @@ class WeChatOAuthMiddleware:
             if replacement is not None:
                 await replacement(scope, receive, send)
                 return
-        body = json.dumps({"error": error.reason, "message": error.message}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if isinstance(error, MethodNotAllowed):
-            headers.append((b"allow", b"GET, HEAD"))
-        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-        if scope["method"] == "HEAD":
-            body = b""
-        await send({"type": "http.response.body", "body": body})
+        await send_error(scope, send, error)
 
 
 def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
@@ -370,12 +327,3 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
         return outcome
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
-
-
-def _matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path

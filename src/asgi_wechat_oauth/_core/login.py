@@ -1,0 +1,140 @@
+"""The login endpoint every product shares: a 302 to the provider's consent page, carrying a
+signed state whose nonce goes into a cookie, and the way back to it for an unusable code.
+
+A product says only which scopes it offers and how its authorize URL is built
+(:meth:`LoginEndpoint.authorize`); parsing the query, ``next``, the callback URL and the
+cookie are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode
+
+from .asgi import Scope
+from .errors import UNUSABLE_CODE_REASONS, InvalidCallbackRequest, WeChatOAuthError
+from .state import StateSigner, VerifiedState
+
+#: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+#: A same-site path: one leading slash, printable ASCII, no backslash anywhere.
+_NEXT = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
+
+
+def validate_next(next_path: str) -> str:
+    """Accept only a relative path on this site: no ``//host``, ``/\\host``, scheme or controls
+    (an open redirect is what a ``next`` parameter is usually abused for)."""
+    if not _NEXT.fullmatch(next_path):
+        raise InvalidCallbackRequest(
+            "invalid_next", "The next parameter must be a path on this site, such as /profile."
+        )
+    return next_path
+
+
+def should_reauthorize(
+    error: WeChatOAuthError, verified: VerifiedState | None, *, enabled: bool
+) -> bool:
+    """Send the browser through login again, once: only for a code that can never be traded,
+    with a verified state (it carries ``next`` and the scope) that did not itself come from a
+    re-authorization."""
+    return (
+        enabled
+        and error.reason in UNUSABLE_CODE_REASONS
+        and verified is not None
+        and not verified.retried
+    )
+
+
+def login_again_url(scope: Scope, login_path: str, verified: VerifiedState) -> str:
+    """The login endpoint's URL for a re-authorization: same scope and ``next``, marked retried."""
+    query = {"scope": verified.scope, "retry": "1"}
+    if verified.next:
+        query["next"] = verified.next
+    return f"{scope.get('root_path', '')}{login_path}?{urlencode(query)}"
+
+
+class LoginEndpoint:
+    """Builds the answer to ``GET login_path?scope=...&next=...``; subclasses build the
+    authorize URL."""
+
+    #: The scopes ``?scope=`` may ask for.
+    scopes: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        signer: StateSigner,
+        callback_path: str,
+        redirect_uri: str | None,
+        default_scope: str,
+        trust_forwarded: bool,
+        cookie_name: str,
+    ) -> None:
+        self.signer = signer
+        self.callback_path = callback_path
+        self.redirect_uri = redirect_uri
+        self.default_scope = default_scope
+        self.trust_forwarded = trust_forwarded
+        self.cookie_name = cookie_name
+
+    def authorize(self, scope: Scope, redirect_uri: str, oauth_scope: str, state: str) -> str:
+        """The provider's authorize URL for this request."""
+        raise NotImplementedError
+
+    def redirect(self, scope: Scope) -> tuple[str, str]:
+        """The 302's ``Location`` and its ``Set-Cookie`` (the nonce). Raises a 400 error for a
+        bad ``scope``/``next`` parameter or an unusable ``Host``."""
+        try:
+            params = dict(
+                parse_qsl(
+                    scope["query_string"].decode("ascii"),
+                    keep_blank_values=True,
+                    errors="strict",
+                    max_num_fields=16,
+                )
+            )
+        except ValueError:
+            raise InvalidCallbackRequest(
+                "invalid_query", "The login query string could not be read."
+            ) from None
+        oauth_scope = params.get("scope") or self.default_scope
+        if oauth_scope not in self.scopes:
+            raise InvalidCallbackRequest(
+                "invalid_scope", f"scope must be one of {', '.join(sorted(self.scopes))}."
+            )
+        next_path = validate_next(params["next"]) if params.get("next") else None
+        redirect_uri = self.redirect_uri or self._own_callback_url(scope)
+        retried = params.get("retry") == "1"
+        state, nonce = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
+        location = self.authorize(scope, redirect_uri, oauth_scope, state)
+        cookie = (
+            f"{self.cookie_name}={nonce}; Path={_path_of(redirect_uri)}; "
+            f"Max-Age={int(self.signer.max_age)}; HttpOnly; SameSite=Lax"
+        )
+        if redirect_uri.startswith("https://"):
+            cookie += "; Secure"
+        return location, cookie
+
+    def _own_callback_url(self, scope: Scope) -> str:
+        headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
+        scheme = scope.get("scheme", "http")
+        host = headers.get(b"host", "")
+        if self.trust_forwarded:
+            scheme = _first(headers.get(b"x-forwarded-proto")) or scheme
+            host = _first(headers.get(b"x-forwarded-host")) or host
+        if scheme not in ("http", "https") or not _HOST.fullmatch(host):
+            raise InvalidCallbackRequest(
+                "invalid_host", "The request's Host header cannot form the callback URL."
+            )
+        return f"{scheme}://{host}{scope.get('root_path', '')}{self.callback_path}"
+
+
+def _first(value: str | None) -> str | None:
+    return value.split(",")[0].strip() if value else None
+
+
+def _path_of(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    path = rest[slash:] if slash >= 0 else "/"
+    return path.split("?", 1)[0] or "/"
