@@ -4,9 +4,19 @@ one function that answers an error (JSON today; HTML pages for browsers plug in 
 from __future__ import annotations
 
 import json
+import logging
 
 from .asgi import Scope, Send
-from .errors import MethodNotAllowed, WeChatOAuthError
+from .errors import (
+    ConfigurationError,
+    InvalidCallbackRequest,
+    LoginDeclined,
+    MethodNotAllowed,
+    SnapshotUserRejected,
+    StateRejected,
+    UpstreamError,
+    WeChatOAuthError,
+)
 
 
 def matches(scope: Scope, path: str) -> bool:
@@ -22,6 +32,21 @@ def require_get(scope: Scope, what: str) -> None:
     """Raise a 405 unless the request is a GET or HEAD (``what`` names the endpoint)."""
     if scope["method"] not in ("GET", "HEAD"):
         raise MethodNotAllowed("method_not_allowed", f"{what} accepts GET only.")
+
+
+def failure_level(error: WeChatOAuthError, *, has_nonce_cookie: bool) -> int:
+    """The level a failed request is logged at: only failures a user sees log at WARNING."""
+    if isinstance(error, (UpstreamError, ConfigurationError)):
+        return logging.DEBUG  # the exchange's own record already said it, once
+    if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected, LoginDeclined)):
+        return logging.INFO  # bad or refused input, not a failure of ours
+    if (
+        isinstance(error, StateRejected)
+        and error.reason == "invalid_state"
+        and not has_nonce_cookie
+    ):
+        return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
+    return logging.WARNING
 
 
 async def send_redirect(send: Send, location: str, *extra_headers: tuple[bytes, bytes]) -> None:

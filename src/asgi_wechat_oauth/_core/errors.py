@@ -67,6 +67,12 @@ class SnapshotUserRejected(WeChatOAuthError):
     status_code = 403
 
 
+class LoginDeclined(WeChatOAuthError):
+    """The user declined the login (a QR login that came back with ``state`` and no code)."""
+
+    status_code = 403
+
+
 class CodeRejected(WeChatOAuthError):
     """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
 
@@ -114,6 +120,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         MethodNotAllowed,
         StateRejected,
         SnapshotUserRejected,
+        LoginDeclined,
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,
@@ -134,6 +141,15 @@ _CODE_ERRORS = {
     41008: ("missing_code", "The login code is missing."),
 }
 _CONFIG_ERRCODES = frozenset({40013, 40125, 41002, 41004, 40164, 40002})
+
+
+def configuration_error(service: str, errcode: int, meaning: str) -> ConfigurationError:
+    """A 500 ``configuration_error`` that says what to fix (``meaning``), never a secret."""
+    return ConfigurationError(
+        "configuration_error",
+        f"{service} rejected the app's configuration (errcode {errcode}: {meaning}).",
+        errcode=errcode,
+    )
 
 
 def error_from_errcode(errcode: int) -> WeChatOAuthError:

@@ -12,7 +12,7 @@ import re
 
 import httpx
 
-SENSITIVE_PARAMETERS = ("secret", "code", "access_token", "refresh_token")
+SENSITIVE_PARAMETERS = ("secret", "corpsecret", "code", "access_token", "refresh_token")
 _PATTERN = re.compile(r"([?&](?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&#\s\"']*")
 
 

@@ -25,7 +25,7 @@ from .errors import InvalidCallbackRequest, StateRejected
 _VERSION = 1
 #: version, issued at (unix seconds), scope, flags, nonce hash
 _HEADER = struct.Struct(">BIBB8s")
-_SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login")
+_SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")
 _RETRIED = 1
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -52,6 +52,15 @@ def read_cookie(scope: Scope, name: str) -> str | None:
             if found:
                 return found
     return None
+
+
+def require_same_state(traded: str | None, state: str | None) -> None:
+    """A stored result belongs to the request that traded the code: a request with another
+    state carries a replayed or leaked code and gets nothing (403)."""
+    if traded != state:
+        raise StateRejected(
+            "state_mismatch", "This login link was already used; please log in again."
+        )
 
 
 def derive_state_secret(app_secret: str) -> bytes:

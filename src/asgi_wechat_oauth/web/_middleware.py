@@ -14,19 +14,22 @@ import httpx
 from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
 from .._core.callback import parse_callback_query
 from .._core.counters import Counters
-from .._core.endpoints import matches, require_get, send_error, send_redirect
+from .._core.endpoints import failure_level, matches, require_get, send_error, send_redirect
 from .._core.errors import (
-    ConfigurationError,
-    InvalidCallbackRequest,
     SnapshotUserRejected,
-    StateRejected,
     UpstreamError,
     UpstreamTimeout,
     WeChatOAuthError,
 )
 from .._core.login import login_again_url, should_reauthorize
 from .._core.singleflight import SingleFlight, code_hash
-from .._core.state import StateSigner, VerifiedState, derive_state_secret, read_cookie
+from .._core.state import (
+    StateSigner,
+    VerifiedState,
+    derive_state_secret,
+    read_cookie,
+    require_same_state,
+)
 from ..backends import Backend, MemoryBackend, Outcome
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
@@ -239,12 +242,7 @@ class WeChatOAuthMiddleware:
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         """Refuse an identity this request may not have (raises a 403 error)."""
-        if identity.state != state:
-            # The identity belongs to the request that traded the code; a request with another
-            # state carries a replayed or leaked code and gets nothing.
-            raise StateRejected(
-                "state_mismatch", "This login link was already used; please log in again."
-            )
+        require_same_state(identity.state, state)
         if identity.is_snapshotuser and self.snapshot_users == "reject":
             raise SnapshotUserRejected(
                 "snapshot_user",
@@ -254,17 +252,9 @@ class WeChatOAuthMiddleware:
 
     def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
         """Only failures a user sees log at WARNING; the rest is expected noise."""
-        if isinstance(error, (UpstreamError, ConfigurationError)):
-            return logging.DEBUG  # the exchange's own record already said it, once
-        if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected)):
-            return logging.INFO  # bad or refused input, not a failure of ours
-        if (
-            isinstance(error, StateRejected)
-            and error.reason == "invalid_state"
-            and read_cookie(scope, self.nonce_cookie) is None
-        ):
-            return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
-        return logging.WARNING
+        return failure_level(
+            error, has_nonce_cookie=read_cookie(scope, self.nonce_cookie) is not None
+        )
 
     async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
