@@ -12,5 +12,16 @@ or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
 
 from ._browser import consent, double_callback
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
+from ._tokens import ServerTokens
+from ._wecom import WeComEmulator, WeComMember
 
-__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "consent", "double_callback"]
+__all__ = [
+    "EmulatedUser",
+    "Fault",
+    "ServerTokens",
+    "WeChatEmulator",
+    "WeComEmulator",
+    "WeComMember",
+    "consent",
+    "double_callback",
+]
