@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable
-from functools import partial
 from typing import Literal
 
 import anyio
 import httpx
 
-from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
-from .._core.callback import parse_callback_query
+from .._core.asgi import ASGIApp
 from .._core.counters import Counters
-from .._core.endpoints import failure_level, matches, require_get, send_error, send_redirect
-from .._core.errors import (
-    SnapshotUserRejected,
-    UpstreamError,
-    UpstreamTimeout,
-    WeChatOAuthError,
-)
-from .._core.login import login_again_url, should_reauthorize
-from .._core.singleflight import SingleFlight, code_hash
-from .._core.state import (
-    StateSigner,
-    VerifiedState,
-    derive_state_secret,
-    read_cookie,
-    require_same_state,
-)
-from ..backends import Backend, MemoryBackend, Outcome
+from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
+from .._core.login import check_login_options
+from .._core.middleware import OAuthMiddleware, OnError
+from .._core.singleflight import SingleFlight
+from .._core.state import StateSigner, derive_state_secret
+from .._core.upstream import once_more_if_busy
+from ..backends import Backend, MemoryBackend
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
@@ -41,10 +27,8 @@ logger = logging.getLogger("asgi_wechat_oauth")
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
 
-OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
 
-
-class WeChatOAuthMiddleware:
+class WeChatOAuthMiddleware(OAuthMiddleware):
     """Trade each WeChat OAuth code once, however many callbacks carry it.
 
     Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
@@ -53,6 +37,12 @@ class WeChatOAuthMiddleware:
     WeChat's consent page with a signed state bound to the browser by a cookie, and callbacks
     are verified against it. Everything else passes through untouched.
     """
+
+    scope_key = "wechat"
+    identity_type = WeChatIdentity
+    provider = "WeChat"
+    log_prefix = "wechat_oauth"
+    client: WeChatOAuthClient
 
     def __init__(
         self,
@@ -86,34 +76,21 @@ class WeChatOAuthMiddleware:
             raise ValueError("appid is required")
         if not secret:
             raise ValueError("secret is required")
-        if not callback_path.startswith("/"):
-            raise ValueError("callback_path must start with '/'")
         if result_ttl < 0:
             raise ValueError("result_ttl must not be negative")
         if exchange_timeout <= 0:
             raise ValueError("exchange_timeout must be positive")
-        if login_path is not None and (
-            not login_path.startswith("/") or login_path == callback_path
-        ):
-            raise ValueError("login_path must start with '/' and differ from callback_path")
-        if verify_state is None:
-            verify_state = login_path is not None
-        if verify_state and login_path is None:
-            raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
         if default_scope not in SCOPES:
             raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
-            raise ValueError("redirect_uri must be an absolute http(s) URL")
-        if state_max_age <= 0:
-            raise ValueError("state_max_age must be positive")
-        if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
-            raise ValueError("nonce_cookie must be a plain ASCII name")
-        if on_invalid_code is None:
-            on_invalid_code = "reauthorize" if login_path is not None else "error"
-        if on_invalid_code not in ("reauthorize", "error"):
-            raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
-        if on_invalid_code == "reauthorize" and login_path is None:
-            raise ValueError("on_invalid_code='reauthorize' needs login_path")
+        verify_state, on_invalid_code = check_login_options(
+            callback_path=callback_path,
+            login_path=login_path,
+            verify_state=verify_state,
+            on_invalid_code=on_invalid_code,
+            redirect_uri=redirect_uri,
+            state_max_age=state_max_age,
+            nonce_cookie=nonce_cookie,
+        )
         if snapshot_users not in ("allow", "reject"):
             raise ValueError("snapshot_users must be 'allow' or 'reject'")
         self.app = app
@@ -167,82 +144,8 @@ class WeChatOAuthMiddleware:
             f"backend={self.backend!r})"
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every path this middleware answers ends with one of its own paths: one suffix test
-        # lets all other requests through at once.
-        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if matches(scope, self.callback_path):
-                await self._callback(scope, receive, send)
-                return
-            if self.login_path and matches(scope, self.login_path):
-                await self._redirect_to_wechat(scope, receive, send)
-                return
-        elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-            return
-        await self.app(scope, receive, send)
-
-    async def aclose(self) -> None:
-        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
-        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
-        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
-        await self.client.aclose()
-        await self.backend.aclose()
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                await self.aclose()
-            await send(message)
-
-        return send_wrapper
-
-    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verified: VerifiedState | None = None
-        key = None
-        outcome: WeChatIdentity | WeChatOAuthError
-        try:
-            require_get(scope, "The WeChat callback")
-            params = parse_callback_query(scope["query_string"])
-            if self.verify_state:
-                nonce = read_cookie(scope, self.nonce_cookie)
-                verified = self._signer.verify(params.state, nonce)
-            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
-            next_path = verified.next if verified is not None else None
-            outcome = _web_outcome(
-                await self._flight.run(
-                    key, partial(self._trade, params.code, params.state, next_path)
-                )
-            )
-            if isinstance(outcome, WeChatIdentity):
-                self._admit(outcome, params.state)
-        except WeChatOAuthError as exc:
-            outcome = exc
-        if isinstance(outcome, WeChatIdentity):
-            scope["wechat"] = outcome
-            await self.app(scope, receive, send)
-        elif should_reauthorize(outcome, verified, enabled=self.on_invalid_code == "reauthorize"):
-            assert verified is not None and key is not None  # a code error comes from a flight
-            assert self.login_path is not None
-            self.counters.reauthorized += 1
-            logger.debug(
-                "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, code_hash(key)
-            )
-            await send_redirect(send, login_again_url(scope, self.login_path, verified))
-        else:
-            self.counters.errors[outcome.reason] += 1
-            logger.log(
-                self._failure_level(scope, outcome),
-                "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
-                outcome.reason,
-                outcome.status_code,
-                code_hash(key) if key else None,
-            )
-            await self._respond_error(scope, receive, send, outcome)
-
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
-        """Refuse an identity this request may not have (raises a 403 error)."""
-        require_same_state(identity.state, state)
+        super()._admit(identity, state)
         if identity.is_snapshotuser and self.snapshot_users == "reject":
             raise SnapshotUserRejected(
                 "snapshot_user",
@@ -250,33 +153,11 @@ class WeChatOAuthMiddleware:
                 "use the full service, then log in again.",
             )
 
-    def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
-        """Only failures a user sees log at WARNING; the rest is expected noise."""
-        return failure_level(
-            error, has_nonce_cookie=read_cookie(scope, self.nonce_cookie) is not None
-        )
-
-    async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            require_get(scope, "The login page")
-            location, cookie = self._login.redirect(scope)
-        except WeChatOAuthError as exc:
-            self.counters.errors[exc.reason] += 1
-            logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
-            await self._respond_error(scope, receive, send, exc)
-            return
-        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
-
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
         token: AccessToken | None = None
         with anyio.move_on_after(self.exchange_timeout):
-            try:
-                token = await self.client.exchange_code(code)
-            except UpstreamError as exc:
-                if exc.errcode != -1:
-                    raise
-                token = await self.client.exchange_code(code)  # -1 "busy": one retry, then fail
+            token = await once_more_if_busy(lambda: self.client.exchange_code(code))
         if token is None:
             raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         userinfo = None
@@ -300,20 +181,3 @@ class WeChatOAuthMiddleware:
         if self.fetch_userinfo is not None:
             return self.fetch_userinfo
         return bool(token.scopes & USERINFO_SCOPES)
-
-    async def _respond_error(
-        self, scope: Scope, receive: Receive, send: Send, error: WeChatOAuthError
-    ) -> None:
-        if self.on_error is not None:
-            replacement = self.on_error(scope, error)
-            if replacement is not None:
-                await replacement(scope, receive, send)
-                return
-        await send_error(scope, send, error)
-
-
-def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
-    """Narrow a flight's outcome: under this middleware's keys only web identities are stored."""
-    if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
-        return outcome
-    raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")

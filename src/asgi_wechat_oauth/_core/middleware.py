@@ -1,0 +1,178 @@
+"""The middleware every product is: its callback and login paths, everything else passed on.
+
+A product subclasses :class:`OAuthMiddleware`, sets up its client, flight, signer and login
+endpoint in ``__init__``, and says how to trade a code (``_trade``); the request handling is
+this one class: the GET check, strict parsing, the state and its cookie, one exchange per
+code, the replay guard, one re-authorization for an unusable code, logging and the error
+answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
+
+from ..backends import Backend, Outcome, Result
+from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .callback import CallbackParams, parse_callback_query
+from .counters import Counters
+from .endpoints import failure_level, matches, require_get, send_error, send_redirect
+from .errors import WeChatOAuthError
+from .login import LoginEndpoint, login_again_url, should_reauthorize
+from .singleflight import SingleFlight, code_hash
+from .state import StateSigner, VerifiedState, read_cookie, require_same_state
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
+
+
+class OAuthMiddleware:
+    """Request handling shared by the products; subclasses set the attributes below."""
+
+    #: Where the identity goes in the ASGI scope, and its type.
+    scope_key: ClassVar[str]
+    identity_type: ClassVar[type[Any]]
+    #: The provider's name in messages, and the prefix of log events.
+    provider: ClassVar[str]
+    log_prefix: ClassVar[str]
+
+    app: ASGIApp
+    callback_path: str
+    login_path: str | None
+    verify_state: bool
+    nonce_cookie: str
+    on_invalid_code: str
+    on_error: OnError | None
+    counters: Counters
+    backend: Backend
+    client: Any  # the product's client: closed with the middleware
+    _flight: SingleFlight
+    _signer: StateSigner
+    _login: LoginEndpoint
+    _key_prefix: bytes
+    _own_paths: tuple[str, ...]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every path this middleware answers ends with one of its own paths: one suffix test
+        # lets all other requests through at once.
+        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
+            if matches(scope, self.callback_path):
+                await self._callback(scope, receive, send)
+                return
+            if self.login_path and matches(scope, self.login_path):
+                await self._redirect_to_login(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
+        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
+        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
+        await self.client.aclose()
+        await self.backend.aclose()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        return send_wrapper
+
+    # --- what a product says ------------------------------------------------------------------
+
+    async def _trade(self, code: str, state: str | None, next_path: str | None) -> Result:
+        """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
+        raise NotImplementedError
+
+    def _parse(self, query_string: bytes) -> CallbackParams:
+        return parse_callback_query(query_string)
+
+    def _admit(self, identity: Any, state: str | None) -> None:
+        """Refuse an identity this request may not have (raises a 403 error)."""
+        require_same_state(identity.state, state)
+
+    # --- the callback -------------------------------------------------------------------------
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        verified: VerifiedState | None = None
+        key = None
+        outcome: Any
+        try:
+            require_get(scope, f"The {self.provider} callback")
+            params = self._parse(scope["query_string"])
+            if self.verify_state:
+                nonce = read_cookie(scope, self.nonce_cookie)
+                verified = self._signer.verify(params.state, nonce)
+            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            next_path = verified.next if verified is not None else None
+            outcome = self._narrow(
+                await self._flight.run(
+                    key, partial(self._trade, params.code, params.state, next_path)
+                )
+            )
+            if not isinstance(outcome, WeChatOAuthError):
+                self._admit(outcome, params.state)
+        except WeChatOAuthError as exc:
+            outcome = exc
+        if not isinstance(outcome, WeChatOAuthError):
+            scope[self.scope_key] = outcome
+            await self.app(scope, receive, send)
+        elif should_reauthorize(outcome, verified, enabled=self.on_invalid_code == "reauthorize"):
+            assert verified is not None and key is not None  # a code error comes from a flight
+            assert self.login_path is not None
+            self.counters.reauthorized += 1
+            logger.debug(
+                "%s.reauthorize reason=%s code_hash=%s",
+                self.log_prefix,
+                outcome.reason,
+                code_hash(key),
+            )
+            await send_redirect(send, login_again_url(scope, self.login_path, verified))
+        else:
+            self.counters.errors[outcome.reason] += 1
+            has_cookie = read_cookie(scope, self.nonce_cookie) is not None
+            logger.log(
+                failure_level(outcome, has_nonce_cookie=has_cookie),
+                "%s.callback_failed reason=%s status=%s code_hash=%s",
+                self.log_prefix,
+                outcome.reason,
+                outcome.status_code,
+                code_hash(key) if key else None,
+            )
+            await self._respond_error(scope, receive, send, outcome)
+
+    def _narrow(self, outcome: Outcome) -> Any:
+        """Under this middleware's keys only its own identities are stored."""
+        if isinstance(outcome, (self.identity_type, WeChatOAuthError)):
+            return outcome
+        raise TypeError(f"a {type(outcome).__name__} is stored under a {self.provider} key")
+
+    async def _redirect_to_login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            require_get(scope, "The login page")
+            location, cookie = self._login.redirect(scope)
+        except WeChatOAuthError as exc:
+            self.counters.errors[exc.reason] += 1
+            logger.info("%s.login_refused reason=%s", self.log_prefix, exc.reason)
+            await self._respond_error(scope, receive, send, exc)
+            return
+        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
+
+    async def _respond_error(
+        self, scope: Scope, receive: Receive, send: Send, error: WeChatOAuthError
+    ) -> None:
+        """``on_error``'s app if it gives one, else the standard answer."""
+        if self.on_error is not None:
+            replacement = self.on_error(scope, error)
+            if replacement is not None:
+                await replacement(scope, receive, send)
+                return
+        await send_error(scope, send, error)
