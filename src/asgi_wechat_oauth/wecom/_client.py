@@ -22,7 +22,8 @@ from ._identity import WeComIdentity, WeComUserDetail
 class WeComOAuthClient(UpstreamClient):
     """``auth/getuserinfo`` and ``auth/getuserdetail`` for one app (agent), failures as
     :class:`WeChatOAuthError`. The corp token comes from ``tokens`` (an
-    :class:`~asgi_wechat_oauth.tokens.AccessTokenKeeper`, shared through ``backend``); an answer
+    :class:`~asgi_wechat_oauth.tokens.AccessTokenKeeper`; by default one of its own, shared with
+    other workers through ``backend``, and closed with the client); an answer
     that it is invalid or expired (40014, 42001) refreshes it once and retries, and a busy
     answer (-1) is retried once."""
 
@@ -45,6 +46,7 @@ class WeComOAuthClient(UpstreamClient):
         super().__init__(base_url=api_base_url, http_client=http_client, timeout=timeout)
         self.corpid = corpid
         self.agentid = agentid
+        self._owns_tokens = tokens is None
         if tokens is None:
             fetcher = WeComTokenFetcher(
                 corpid, secret, api_base_url=api_base_url, http_client=http_client, timeout=timeout
@@ -61,8 +63,9 @@ class WeComOAuthClient(UpstreamClient):
         return error_from_errcode(errcode)
 
     async def aclose(self) -> None:
-        """Close the token keeper and the HTTP client this client created."""
-        await self.tokens.aclose()
+        """Close the token keeper and the HTTP client, if this client created them."""
+        if self._owns_tokens:
+            await self.tokens.aclose()
         await super().aclose()
 
     async def get_identity(self, code: str) -> WeComIdentity:
