@@ -476,3 +476,34 @@ async def test_redis_workers_trade_each_code_once_with_one_corp_token(make, weco
     assert statuses == [200] * 18
     assert [wecom.exchange_count(code_of(url)) for url in urls] == [1] * 6
     assert wecom.calls["gettoken"] == 1
+
+
+async def test_on_error_replaces_the_answer(make, wecom):
+    def page(scope, error):
+        return PlainTextResponse(f"sorry: {error.reason}", status_code=error.status_code)
+
+    wecom.decline_qr_login = True
+    _, browser = await make(on_error=page)
+    to_wecom = await browser.get(LOGIN)
+    response = await browser.get(
+        (await browser.get(to_wecom.headers["location"])).headers["location"]
+    )
+    assert (response.status_code, response.text) == (403, "sorry: login_declined")
+
+
+async def test_a_token_keeper_of_the_apps_own_is_used_and_left_open(make, wecom):
+    from asgi_wechat_oauth.tokens import AccessTokenKeeper, WeComTokenFetcher
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wecom)) as upstream:
+        fetcher = WeComTokenFetcher(
+            wecom.corpid, wecom.secret, api_base_url=WECOM_URL, http_client=upstream
+        )
+        keeper = AccessTokenKeeper(fetcher)
+        token = await keeper.get()
+        middleware, browser = await make(token_keeper=keeper)
+        assert middleware.token_keeper is keeper
+        assert (await browser.get(await walk(browser))).status_code == 200
+        await middleware.aclose()
+        assert await keeper.get() == token  # still usable: the app owns it
+        assert wecom.calls["gettoken"] == 1
+        await keeper.aclose()
