@@ -507,3 +507,19 @@ async def test_a_token_keeper_of_the_apps_own_is_used_and_left_open(make, wecom)
         assert await keeper.get() == token  # still usable: the app owns it
         assert wecom.calls["gettoken"] == 1
         await keeper.aclose()
+
+
+async def test_browsers_get_a_page_that_says_wecom(make, wecom):
+    html = {"accept": "text/html,application/xhtml+xml", "accept-language": "zh-CN,zh;q=0.9"}
+    wecom.decline_qr_login = True
+    _, browser = await make()
+    to_wecom = await browser.get(LOGIN, headers=html)
+    back = (await browser.get(to_wecom.headers["location"])).headers["location"]
+    declined = await browser.get(back, headers=html)
+    assert declined.status_code == 403
+    assert declined.headers["content-type"].startswith("text/html")
+    assert "没有完成授权" in declined.text and 'href="/wecom/login"' in declined.text
+    wecom.decline_qr_login = False
+    wecom.inject_fault(Fault.BUSY, count=2, endpoint="getuserinfo")
+    busy = await browser.get(await walk(browser), headers=html)
+    assert busy.status_code == 502 and "企业微信繁忙" in busy.text

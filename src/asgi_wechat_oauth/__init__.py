@@ -12,6 +12,7 @@ from ._core.errors import (
     ExchangeLost,
     InvalidCallbackRequest,
     LoginDeclined,
+    LoginLoop,
     MethodNotAllowed,
     ServiceUnavailable,
     SnapshotUserRejected,
@@ -20,6 +21,7 @@ from ._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from ._core.pages import ErrorPages
 from .backends import Backend, Claim, MemoryBackend, Outcome, Result
 from .web import (
     AccessToken,
@@ -40,8 +42,10 @@ __all__ = [
     "ConfigurationError",
     "Counters",
     "ExchangeLost",
+    "ErrorPages",
     "InvalidCallbackRequest",
     "LoginDeclined",
+    "LoginLoop",
     "MemoryBackend",
     "MethodNotAllowed",
     "Outcome",

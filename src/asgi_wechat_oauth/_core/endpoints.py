@@ -17,6 +17,7 @@ from .errors import (
     UpstreamError,
     WeChatOAuthError,
 )
+from .pages import ErrorPages, preferred_language, wants_html
 
 
 def matches(scope: Scope, path: str) -> bool:
@@ -61,14 +62,35 @@ async def send_redirect(send: Send, location: str, *extra_headers: tuple[bytes, 
     await send({"type": "http.response.body", "body": b""})
 
 
-async def send_error(scope: Scope, send: Send, error: WeChatOAuthError) -> None:
-    """Answer ``error`` with its status and ``{"error": reason, "message": ...}``."""
-    body = json.dumps({"error": error.reason, "message": error.message}).encode()
+async def send_error(
+    scope: Scope,
+    send: Send,
+    error: WeChatOAuthError,
+    *,
+    pages: ErrorPages | None = None,
+    login_href: str | None = None,
+) -> None:
+    """Answer ``error`` with its status: a page for a browser (with ``pages``; its button logs
+    in again at ``login_href``), ``{"error": reason, "message": ...}`` for anyone else."""
+    if pages is not None and wants_html(scope):
+        body = pages.render(
+            error.reason,
+            error.status_code,
+            preferred_language(scope),
+            login_href=login_href,
+            back_href=f"{scope.get('root_path', '')}/",
+        )
+        content_type = b"text/html; charset=utf-8"
+    else:
+        body = json.dumps({"error": error.reason, "message": error.message}).encode()
+        content_type = b"application/json"
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
+    if pages is not None:
+        headers.append((b"vary", b"accept, accept-language"))
     if isinstance(error, MethodNotAllowed):
         headers.append((b"allow", b"GET, HEAD"))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})

@@ -1,5 +1,5 @@
 """The login endpoint every product shares: a 302 to the provider's consent page, carrying a
-signed state whose nonce goes into a cookie, and the way back to it for an unusable code.
+signed state bound to the browser by a cookie (its nonce and ``next``).
 
 A product says only which scopes it offers and how its authorize URL is built
 (:meth:`LoginEndpoint.authorize`); parsing the query, ``next``, the callback URL and the
@@ -9,27 +9,56 @@ cookie are the same everywhere.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote
 
 from .asgi import Scope
-from .errors import UNUSABLE_CODE_REASONS, InvalidCallbackRequest, WeChatOAuthError
-from .state import StateSigner, VerifiedState
+from .errors import InvalidCallbackRequest
+from .state import MAX_NEXT_BYTES, StateSigner
 
 #: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
-#: A same-site path: one leading slash, printable ASCII, no backslash anywhere.
-_NEXT = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
+#: Characters no redirect target holds: controls (browsers drop tabs and newlines from URLs,
+#: which can turn ``/\t/host`` into ``//host``), format characters, line separators, surrogates.
+_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Levels of percent-decoding an app or proxy might apply before using ``next``.
+_MAX_DECODES = 3
+#: Seconds the login cookie outlives its state, so that an expired login can still be started
+#: again with its ``next`` (the cookie proves nothing once the state has expired).
+COOKIE_GRACE = 86_400
 
 
 def validate_next(next_path: str) -> str:
-    """Accept only a relative path on this site: no ``//host``, ``/\\host``, scheme or controls
-    (an open redirect is what a ``next`` parameter is usually abused for)."""
-    if not _NEXT.fullmatch(next_path):
+    """Accept only a path on this site, up to 2,000 bytes, any query, non-ASCII included.
+
+    An open redirect is what a ``next`` parameter is usually abused for, and apps and proxies
+    decode: the value and each of its percent-decoded forms must start with one ``/`` not
+    followed by another ``/`` or ``\\``, and hold no control characters; the value itself holds
+    no backslash. Returned unchanged, so that it round-trips exactly."""
+    if len(next_path.encode("utf-8", "surrogatepass")) > MAX_NEXT_BYTES:
         raise InvalidCallbackRequest(
-            "invalid_next", "The next parameter must be a path on this site, such as /profile."
+            "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
         )
-    return next_path
+    form = "" if "\\" in next_path else next_path
+    for _ in range(_MAX_DECODES + 1):
+        if not _is_local(form):
+            break
+        decoded = unquote(form)
+        if decoded == form:
+            return next_path
+        form = decoded
+    raise InvalidCallbackRequest(
+        "invalid_next", "The next parameter must be a path on this site, such as /profile."
+    )
+
+
+def _is_local(path: str) -> bool:
+    return (
+        path.startswith("/")
+        and not path.startswith(("//", "/\\"))
+        and not any(unicodedata.category(char) in _FORBIDDEN for char in path)
+    )
 
 
 def check_login_options(
@@ -68,28 +97,6 @@ def check_login_options(
     return verify_state, on_invalid_code
 
 
-def should_reauthorize(
-    error: WeChatOAuthError, verified: VerifiedState | None, *, enabled: bool
-) -> bool:
-    """Send the browser through login again, once: only for a code that can never be traded,
-    with a verified state (it carries ``next`` and the scope) that did not itself come from a
-    re-authorization."""
-    return (
-        enabled
-        and error.reason in UNUSABLE_CODE_REASONS
-        and verified is not None
-        and not verified.retried
-    )
-
-
-def login_again_url(scope: Scope, login_path: str, verified: VerifiedState) -> str:
-    """The login endpoint's URL for a re-authorization: same scope and ``next``, marked retried."""
-    query = {"scope": verified.scope, "retry": "1"}
-    if verified.next:
-        query["next"] = verified.next
-    return f"{scope.get('root_path', '')}{login_path}?{urlencode(query)}"
-
-
 class LoginEndpoint:
     """Builds the answer to ``GET login_path?scope=...&next=...``; subclasses build the
     authorize URL."""
@@ -124,7 +131,7 @@ class LoginEndpoint:
         try:
             params = dict(
                 parse_qsl(
-                    scope["query_string"].decode("ascii"),
+                    scope["query_string"].decode("utf-8"),
                     keep_blank_values=True,
                     errors="strict",
                     max_num_fields=16,
@@ -142,11 +149,11 @@ class LoginEndpoint:
         next_path = validate_next(params["next"]) if params.get("next") else None
         redirect_uri = self.redirect_uri or self._own_callback_url(scope)
         retried = params.get("retry") == "1"
-        state, nonce = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
+        state, value = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
         location = self.authorize(scope, redirect_uri, oauth_scope, state)
         cookie = (
-            f"{self.cookie_name}={nonce}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={int(self.signer.max_age)}; HttpOnly; SameSite=Lax"
+            f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
+            f"Max-Age={int(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"

@@ -14,16 +14,26 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from ..backends import Backend, Outcome, Result
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .callback import CallbackParams, parse_callback_query
 from .counters import Counters
 from .endpoints import failure_level, matches, require_get, send_error, send_redirect
-from .errors import WeChatOAuthError
-from .login import LoginEndpoint, login_again_url, should_reauthorize
+from .errors import UNUSABLE_CODE_REASONS, LoginLoop, WeChatOAuthError
+from .login import LoginEndpoint
+from .loops import COOKIE as LOOP_COOKIE
+from .loops import LoginLoopGuard, check_loop_options, with_cookie
+from .pages import ErrorPages, wants_html
 from .singleflight import SingleFlight, code_hash
-from .state import StateSigner, VerifiedState, read_cookie, require_same_state
+from .state import (
+    StateSigner,
+    UnverifiedState,
+    VerifiedState,
+    read_cookie,
+    require_same_state,
+)
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -47,6 +57,7 @@ class OAuthMiddleware:
     nonce_cookie: str
     on_invalid_code: str
     on_error: OnError | None
+    error_pages: ErrorPages | None
     counters: Counters
     backend: Backend
     client: Any  # the product's client: closed with the middleware
@@ -55,6 +66,7 @@ class OAuthMiddleware:
     _login: LoginEndpoint
     _key_prefix: bytes
     _own_paths: tuple[str, ...]
+    _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Every path this middleware answers ends with one of its own paths: one suffix test
@@ -85,6 +97,20 @@ class OAuthMiddleware:
             await send(message)
 
         return send_wrapper
+
+    def _set_pages_and_loops(
+        self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float
+    ) -> None:
+        """Validate and set ``error_pages`` and the login loop guard (after ``login_path``)."""
+        if error_pages is not None and not isinstance(error_pages, ErrorPages):
+            raise ValueError("error_pages must be an ErrorPages or None")
+        check_loop_options(loop_limit, loop_window)
+        self.error_pages = error_pages
+        self._loops = (
+            LoginLoopGuard(limit=loop_limit, window=loop_window)
+            if self.login_path and loop_limit
+            else None
+        )
 
     # --- what a product says ------------------------------------------------------------------
 
@@ -124,30 +150,61 @@ class OAuthMiddleware:
             outcome = exc
         if not isinstance(outcome, WeChatOAuthError):
             scope[self.scope_key] = outcome
+            if self._loops is not None:
+                counted = self._loops.completed(
+                    scope, read_cookie(scope, LOOP_COOKIE), outcome.state
+                )
+                send = with_cookie(send, counted)
             await self.app(scope, receive, send)
-        elif should_reauthorize(outcome, verified, enabled=self.on_invalid_code == "reauthorize"):
-            assert verified is not None and key is not None  # a code error comes from a flight
-            assert self.login_path is not None
+            return
+        # What a state we signed says, verified or not: enough to start that login again.
+        signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
+        if self._reauthorizes(scope, outcome, signed):
+            assert signed is not None
             self.counters.reauthorized += 1
             logger.debug(
                 "%s.reauthorize reason=%s code_hash=%s",
                 self.log_prefix,
                 outcome.reason,
-                code_hash(key),
-            )
-            await send_redirect(send, login_again_url(scope, self.login_path, verified))
-        else:
-            self.counters.errors[outcome.reason] += 1
-            has_cookie = read_cookie(scope, self.nonce_cookie) is not None
-            logger.log(
-                failure_level(outcome, has_nonce_cookie=has_cookie),
-                "%s.callback_failed reason=%s status=%s code_hash=%s",
-                self.log_prefix,
-                outcome.reason,
-                outcome.status_code,
                 code_hash(key) if key else None,
             )
-            await self._respond_error(scope, receive, send, outcome)
+            await send_redirect(send, self._login_url(scope, signed, retry=True))
+            return
+        self.counters.errors[outcome.reason] += 1
+        has_cookie = read_cookie(scope, self.nonce_cookie) is not None
+        logger.log(
+            failure_level(outcome, has_nonce_cookie=has_cookie),
+            "%s.callback_failed reason=%s status=%s code_hash=%s",
+            self.log_prefix,
+            outcome.reason,
+            outcome.status_code,
+            code_hash(key) if key else None,
+        )
+        await self._respond_error(scope, receive, send, outcome, signed)
+
+    def _reauthorizes(
+        self, scope: Scope, error: WeChatOAuthError, signed: VerifiedState | None
+    ) -> bool:
+        """Send the browser through login again, once, instead of an error: for a code that
+        can never be traded (the state verified), or for a browser navigation whose state we
+        signed but that expired or lost its cookie (no code is traded for it). Only with a
+        state that says the scope and ``next`` and did not itself come from a re-authorization.
+        """
+        if self.on_invalid_code != "reauthorize" or signed is None or signed.retried:
+            return False
+        if isinstance(error, UnverifiedState):
+            return scope["method"] == "GET" and wants_html(scope)
+        return error.reason in UNUSABLE_CODE_REASONS
+
+    def _login_url(self, scope: Scope, signed: VerifiedState | None, *, retry: bool) -> str:
+        """The login endpoint (under ``root_path``), with the scope and ``next`` when known."""
+        query = {"scope": signed.scope} if signed is not None else {}
+        if retry:
+            query["retry"] = "1"
+        if signed is not None and signed.next:
+            query["next"] = signed.next
+        url = f"{scope.get('root_path', '')}{self.login_path}"
+        return f"{url}?{urlencode(query)}" if query else url
 
     def _narrow(self, outcome: Outcome) -> Any:
         """Under this middleware's keys only its own identities are stored."""
@@ -158,6 +215,12 @@ class OAuthMiddleware:
     async def _redirect_to_login(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             require_get(scope, "The login page")
+            if self._loops is not None and self._loops.exceeded(read_cookie(scope, LOOP_COOKIE)):
+                raise LoginLoop(
+                    "login_loop",
+                    "This browser keeps logging in, but its session is not kept: "
+                    "allow cookies and try again later.",
+                )
             location, cookie = self._login.redirect(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
@@ -167,12 +230,18 @@ class OAuthMiddleware:
         await send_redirect(send, location, (b"set-cookie", cookie.encode()))
 
     async def _respond_error(
-        self, scope: Scope, receive: Receive, send: Send, error: WeChatOAuthError
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: WeChatOAuthError,
+        signed: VerifiedState | None = None,
     ) -> None:
-        """``on_error``'s app if it gives one, else the standard answer."""
+        """``on_error``'s answer; else a page for a browser, JSON for anyone else."""
         if self.on_error is not None:
             replacement = self.on_error(scope, error)
             if replacement is not None:
                 await replacement(scope, receive, send)
                 return
-        await send_error(scope, send, error)
+        login_href = self._login_url(scope, signed, retry=False) if self.login_path else None
+        await send_error(scope, send, error, pages=self.error_pages, login_href=login_href)

@@ -13,6 +13,7 @@ from .._core.counters import Counters
 from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
 from .._core.login import check_login_options
 from .._core.middleware import OAuthMiddleware, OnError
+from .._core.pages import ErrorPages
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
 from .._core.upstream import once_more_if_busy
@@ -26,6 +27,9 @@ logger = logging.getLogger("asgi_wechat_oauth")
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
+
+#: The built-in pages: Simplified Chinese or English, the default texts and look.
+DEFAULT_ERROR_PAGES = ErrorPages()
 
 
 class WeChatOAuthMiddleware(OAuthMiddleware):
@@ -71,6 +75,9 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         on_invalid_code: Literal["reauthorize", "error"] | None = None,
         snapshot_users: Literal["allow", "reject"] = "allow",
         counters: Counters | None = None,
+        error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
+        login_loop_limit: int | None = 5,
+        login_loop_window: float = 120.0,
     ) -> None:
         if not appid:
             raise ValueError("appid is required")
@@ -121,6 +128,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self.snapshot_users = snapshot_users
         self.verify_state = verify_state
         self.nonce_cookie = nonce_cookie
+        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:

@@ -5,8 +5,10 @@ from ._authorize import in_wecom_browser, wecom_authorize_url, wecom_qr_login_ur
 from ._client import WeComOAuthClient
 from ._identity import WeComIdentity, WeComUserDetail
 from ._middleware import WeComOAuthMiddleware
+from ._pages import WECOM_TEXTS
 
 __all__ = [
+    "WECOM_TEXTS",
     "WeComIdentity",
     "WeComOAuthClient",
     "WeComOAuthMiddleware",

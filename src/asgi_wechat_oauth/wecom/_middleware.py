@@ -17,6 +17,7 @@ from .._core.counters import Counters
 from .._core.errors import InvalidCallbackRequest, LoginDeclined, UpstreamError, UpstreamTimeout
 from .._core.login import check_login_options
 from .._core.middleware import OAuthMiddleware, OnError
+from .._core.pages import ErrorPages
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
 from ..backends import Backend, MemoryBackend
@@ -26,6 +27,7 @@ from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL, S
 from ._client import WeComOAuthClient
 from ._identity import WeComIdentity, WeComUserDetail
 from ._login import WeComLoginEndpoint
+from ._pages import DEFAULT_WECOM_ERROR_PAGES
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -74,6 +76,9 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         token_keeper: AccessTokenKeeper | None = None,
         on_error: OnError | None = None,
         counters: Counters | None = None,
+        error_pages: ErrorPages | None = DEFAULT_WECOM_ERROR_PAGES,
+        login_loop_limit: int | None = 5,
+        login_loop_window: float = 120.0,
     ) -> None:
         verify_state, on_invalid_code = check_login_options(
             callback_path=callback_path,
@@ -95,6 +100,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         self.verify_state = verify_state
         self.nonce_cookie = nonce_cookie
         self.on_invalid_code = on_invalid_code
+        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
         self.exchange_timeout = exchange_timeout
         self.on_error = on_error
         self.backend: Backend = backend if backend is not None else MemoryBackend()
