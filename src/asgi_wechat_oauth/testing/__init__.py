@@ -1,4 +1,4 @@
-"""Test helpers, public: a WeChat OAuth emulator and the WeChat browser's double callback.
+"""Test helpers, public: WeChat and WeCom emulators and the WeChat browser's double callback.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
