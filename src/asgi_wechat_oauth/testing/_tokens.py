@@ -19,11 +19,12 @@ class ServerTokens:
     overlap: float = 300.0
     _expiry: dict[str, float] = field(default_factory=dict, repr=False)
     _current: str | None = field(default=None, repr=False)
+    _issued: list[str] = field(default_factory=list, repr=False)
 
     @property
     def issued(self) -> list[str]:
-        """Every token issued and not revoked (for tests that look for leaks)."""
-        return list(self._expiry)
+        """Every token ever issued, revoked ones included (for tests that look for leaks)."""
+        return list(self._issued)
 
     def current(self, *, force: bool = False) -> tuple[str, int]:
         """The valid current token and its remaining seconds, or a new one if there is none
@@ -42,6 +43,7 @@ class ServerTokens:
             self._expiry[self._current] = min(self._expiry[self._current], now + self.overlap)
         token = self.prefix + secrets.token_urlsafe(32)
         self._expiry[token] = now + self.ttl
+        self._issued.append(token)
         self._current = token
         return token, self.ttl
 
