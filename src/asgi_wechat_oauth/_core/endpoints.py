@@ -1,5 +1,5 @@
-"""What every product's endpoints share: matching their paths, the GET check, the 302, and the
-one function that answers an error (JSON today; HTML pages for browsers plug in here)."""
+"""What every product's endpoints share: the GET check, the 302, the log level of a failure,
+and the one function that answers an error (a page for browsers, JSON for programs)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ from .errors import (
     WeChatOAuthError,
 )
 from .pages import ErrorPages, preferred_language, wants_html
-
-
-def matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path
 
 
 def require_get(scope: Scope, what: str) -> None:

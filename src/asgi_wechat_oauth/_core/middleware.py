@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from ..backends import Backend, Outcome, Result
-from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .asgi import ASGIApp, Receive, Scope, Send, closing_on_shutdown, path_matches
 from .callback import CallbackParams, parse_callback_query
 from .counters import Counters
-from .endpoints import failure_level, matches, require_get, send_error, send_redirect
+from .endpoints import failure_level, require_get, send_error, send_redirect
 from .errors import UNUSABLE_CODE_REASONS, LoginLoop, WeChatOAuthError
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
@@ -72,14 +72,14 @@ class OAuthMiddleware:
         # Every path this middleware answers ends with one of its own paths: one suffix test
         # lets all other requests through at once.
         if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if matches(scope, self.callback_path):
+            if path_matches(scope, self.callback_path):
                 await self._callback(scope, receive, send)
                 return
-            if self.login_path and matches(scope, self.login_path):
+            if self.login_path and path_matches(scope, self.login_path):
                 await self._redirect_to_login(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
             return
         await self.app(scope, receive, send)
 
@@ -89,14 +89,6 @@ class OAuthMiddleware:
         await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
         await self.client.aclose()
         await self.backend.aclose()
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                await self.aclose()
-            await send(message)
-
-        return send_wrapper
 
     def _set_pages_and_loops(
         self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float

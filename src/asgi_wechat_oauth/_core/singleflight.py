@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -165,12 +166,15 @@ class SingleFlight:
             "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
             "wechat_deduplicated": False,
         }
+        # WeChat's errcode, what it means and the fix: the line to read when logins fail.
+        hint = outcome.hint if isinstance(outcome, WeChatOAuthError) else None
         logger.log(
             level,
-            "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f",
+            "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f%s",
             fields["wechat_code_hash"],
             result,
             fields["wechat_duration_ms"],
+            f" ({hint})" if hint else "",
             extra=fields,
         )
         return outcome
@@ -184,6 +188,14 @@ def _fields(key: str, outcome: str) -> dict[str, object]:
         "wechat_outcome": outcome,
         "wechat_deduplicated": True,
     }
+
+
+def flight_key(namespace: str, appid: str, code: str) -> str:
+    """The backend key of ``code``: a hash, never the code. ``namespace`` keeps the products
+    apart on a shared backend (``""`` for web OAuth, ``"mp"`` for mini-programs), and the appid
+    keeps apps apart, so the same string used as a code twice never shares a result."""
+    prefix = f"{namespace}:" if namespace else ""
+    return hashlib.sha256(f"{prefix}{appid}:{code}".encode()).hexdigest()
 
 
 def code_hash(key: str) -> str:

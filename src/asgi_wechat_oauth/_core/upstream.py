@@ -1,4 +1,5 @@
-"""Calling a WeChat or WeCom JSON API: the one place the new products make HTTP requests.
+"""Calling a WeChat or WeCom JSON API: the one request helper, and a client base that maps
+errcodes to errors.
 
 Every failure becomes a :class:`WeChatOAuthError` whose message holds no URL (WeChat's carry
 secrets, codes and tokens). A configuration error (a wrong secret, an untrusted server IP) is
@@ -10,57 +11,29 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 
+from .apiclient import APIClient
 from .errors import ConfigurationError, UpstreamError, UpstreamTimeout, WeChatOAuthError
 from .redact import install as _install_log_redaction
 
 logger = logging.getLogger("asgi_wechat_oauth")
 _T = TypeVar("_T")
-_Self = TypeVar("_Self", bound="UpstreamClient")
+
+#: WeChat's answers are a few hundred bytes; anything far larger is not WeChat.
+MAX_ANSWER_BYTES = 64 * 1024
 
 _install_log_redaction()
 
 
-class UpstreamClient:
-    """Owns an ``httpx.AsyncClient`` (created on first use) unless one is passed in, which the
-    caller then closes. ``service`` names the remote side in error messages."""
+class UpstreamClient(APIClient):
+    """An :class:`APIClient` whose calls answer JSON with an ``errcode``; ``service`` names the
+    remote side in messages, :meth:`error_for` maps its errcodes."""
 
     service = "WeChat"
-
-    def __init__(
-        self, *, base_url: str, http_client: httpx.AsyncClient | None, timeout: float
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._owns_http_client = http_client is None
-        self._http_client = http_client
-        self._timeout = timeout
-
-    @property
-    def http_client(self) -> httpx.AsyncClient:
-        if self._http_client is None:
-            self._http_client = httpx.AsyncClient(timeout=self._timeout)
-        return self._http_client
-
-    async def aclose(self) -> None:
-        """Close the ``httpx.AsyncClient`` if this client created it."""
-        if self._owns_http_client and self._http_client is not None:
-            client, self._http_client = self._http_client, None
-            await client.aclose()
-
-    async def __aenter__(self: _Self) -> _Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def error_for(self, errcode: int) -> WeChatOAuthError:
         """The error an answer with ``errcode`` raises; products map their own codes."""
@@ -72,7 +45,13 @@ class UpstreamClient:
         """``method path?params`` (with ``body`` as JSON), the answer's JSON object; raises
         ``error_for(errcode)`` for a non-zero errcode."""
         data = await request_json(
-            self.http_client, method, self._base_url + path, params, body, self.service
+            self.http_client,
+            method,
+            self._base_url + path,
+            params=params,
+            body=body,
+            timeout=self._timeout,
+            service=self.service,
         )
         errcode = data.get("errcode", 0)
         if errcode in (0, None):
@@ -92,27 +71,39 @@ async def request_json(
     http_client: httpx.AsyncClient,
     method: str,
     url: str,
-    params: dict[str, str],
-    body: Any,
-    service: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    timeout: float,
+    service: str = "WeChat",
 ) -> dict[str, Any]:
-    """One HTTP call answered by a JSON object (HTTP errors, malformed JSON: 502; timeout: 504).
+    """One HTTP call answered by a JSON object, or an ``UpstreamError`` (HTTP errors, a body
+    over :data:`MAX_ANSWER_BYTES`, malformed JSON: 502; ``UpstreamTimeout`` past ``timeout``,
+    which bounds the whole call: httpx's own timeouts are per phase).
 
-    Kept as one small function so that a bounded request helper (a total deadline, a body cap)
-    can replace its inside without touching the callers."""
+    Exceptions are reduced to their type name: their text may hold the URL, with the secret and
+    the code."""
+    content = bytearray()
     try:
-        response = await http_client.request(method, url, params=params, json=body)
-        content = await response.aread()
-    except httpx.TimeoutException:
+        with anyio.fail_after(timeout):
+            async with http_client.stream(method, url, params=params, json=body) as response:
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        "upstream_unavailable", f"{service} answered HTTP {response.status_code}."
+                    )
+                # Read to the end, keeping at most the cap: leaving httpx's nested chunk
+                # generators early leaves them to the garbage collector, which warns.
+                async for chunk in response.aiter_bytes():
+                    if len(content) <= MAX_ANSWER_BYTES:
+                        content += chunk[: MAX_ANSWER_BYTES + 1 - len(content)]
+    except (TimeoutError, httpx.TimeoutException):
         raise UpstreamTimeout("upstream_timeout", f"{service} did not answer in time.") from None
     except (httpx.HTTPError, OSError) as exc:
         raise UpstreamError(
             "upstream_unavailable", f"Could not reach {service} ({type(exc).__name__})."
         ) from None
-    if response.status_code != 200:
-        raise UpstreamError(
-            "upstream_unavailable", f"{service} answered HTTP {response.status_code}."
-        )
+    if len(content) > MAX_ANSWER_BYTES:
+        raise UpstreamError("upstream_bad_response", f"{service}'s answer is too large.")
     try:
         data = json.loads(content)  # often labelled text/plain: the content type is not checked
     except ValueError:

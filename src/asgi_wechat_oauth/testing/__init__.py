@@ -1,4 +1,5 @@
-"""Test helpers, public: WeChat and WeCom emulators and the WeChat browser's double callback.
+"""Test helpers, public: WeChat and WeCom emulators, the WeChat browser's double callback,
+and a mini-program's retried login.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -7,16 +8,21 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
     app = WeChatOAuthMiddleware(my_app, appid=emulator.appid, secret=emulator.secret,
                                 api_base_url="http://wechat.test", http_client=http)
 
-or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
+or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
+plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
+``wechat_emulator_server`` and ``wechat_login``.
 """
 
-from ._browser import consent, double_callback
+from ._browser import consent, double_callback, web_login
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
+from ._miniprogram import double_login
+from ._server import EmulatorServer
 from ._tokens import ServerTokens
 from ._wecom import WeComEmulator, WeComMember
 
 __all__ = [
     "EmulatedUser",
+    "EmulatorServer",
     "Fault",
     "ServerTokens",
     "WeChatEmulator",
@@ -24,4 +30,6 @@ __all__ = [
     "WeComMember",
     "consent",
     "double_callback",
+    "double_login",
+    "web_login",
 ]

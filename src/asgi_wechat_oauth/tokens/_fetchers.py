@@ -67,11 +67,9 @@ class _Fetcher(UpstreamClient):
         http_client: httpx.AsyncClient | None,
         timeout: float,
     ) -> None:
-        if not appid or not secret:
-            raise ValueError("the app id and secret are required")
-        super().__init__(base_url=api_base_url, http_client=http_client, timeout=timeout)
-        self.appid = appid
-        self._secret = secret
+        super().__init__(
+            appid, secret, api_base_url=api_base_url, http_client=http_client, timeout=timeout
+        )
         digest = hashlib.sha256(secret.encode()).hexdigest()
         self.key_material = f"access_token:{product}:{appid}:{digest}".encode()
 

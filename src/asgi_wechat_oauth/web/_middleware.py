@@ -8,6 +8,7 @@ from typing import Literal
 import anyio
 import httpx
 
+from .._core.apiclient import DEFAULT_API_BASE_URL
 from .._core.asgi import ASGIApp
 from .._core.counters import Counters
 from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
@@ -19,7 +20,7 @@ from .._core.state import StateSigner, derive_state_secret
 from .._core.upstream import once_more_if_busy
 from ..backends import Backend, MemoryBackend
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
-from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
+from ._client import WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint
 

@@ -41,9 +41,11 @@ class WeComOAuthClient(UpstreamClient):
         timeout: float = 10.0,
         tokens: AccessTokenKeeper | None = None,
     ) -> None:
-        if not corpid or not agentid or not secret:
-            raise ValueError("corpid, agentid and secret are required")
-        super().__init__(base_url=api_base_url, http_client=http_client, timeout=timeout)
+        if not agentid:
+            raise ValueError("agentid is required")
+        super().__init__(
+            corpid, secret, api_base_url=api_base_url, http_client=http_client, timeout=timeout
+        )
         self.corpid = corpid
         self.agentid = agentid
         self._owns_tokens = tokens is None
