@@ -31,8 +31,10 @@ from .web import (
     UserInfo,
     WeChatIdentity,
     WeChatOAuthClient,
+    WeChatOAuthConfig,
     WeChatOAuthMiddleware,
     authorize_url,
+    login_url,
 )
 
 __version__ = "0.1.0"
@@ -64,7 +66,9 @@ __all__ = [
     "UserInfo",
     "WeChatIdentity",
     "WeChatOAuthClient",
+    "WeChatOAuthConfig",
     "WeChatOAuthError",
     "WeChatOAuthMiddleware",
     "authorize_url",
+    "login_url",
 ]

@@ -17,15 +17,17 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from ..backends import Backend, Outcome, Result
-from .asgi import ASGIApp, Receive, Scope, Send, closing_on_shutdown, path_matches
+from .asgi import ASGIApp, Receive, Scope, Send
 from .callback import CallbackParams, parse_callback_query
 from .counters import Counters
 from .endpoints import failure_level, require_get, send_error, send_redirect
 from .errors import UNUSABLE_CODE_REASONS, LoginLoop, WeChatOAuthError
+from .lifespan import serve_lifespan
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
 from .loops import LoginLoopGuard, check_loop_options, with_cookie
 from .pages import ErrorPages, wants_html
+from .paths import matches
 from .singleflight import SingleFlight, code_hash
 from .state import (
     StateSigner,
@@ -49,6 +51,8 @@ class OAuthMiddleware:
     #: The provider's name in messages, and the prefix of log events.
     provider: ClassVar[str]
     log_prefix: ClassVar[str]
+    #: A scope key that tells the app's helpers where the login endpoint is (or None).
+    login_path_key: ClassVar[str | None] = None
 
     app: ASGIApp
     callback_path: str
@@ -65,21 +69,26 @@ class OAuthMiddleware:
     _signer: StateSigner
     _login: LoginEndpoint
     _key_prefix: bytes
+    _callback_paths: tuple[str, ...]
+    _login_paths: tuple[str, ...]
     _own_paths: tuple[str, ...]
     _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every path this middleware answers ends with one of its own paths: one suffix test
-        # lets all other requests through at once.
-        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if path_matches(scope, self.callback_path):
-                await self._callback(scope, receive, send)
-                return
-            if self.login_path and path_matches(scope, self.login_path):
-                await self._redirect_to_login(scope, receive, send)
-                return
+        if scope["type"] == "http":
+            if self.login_path is not None and self.login_path_key is not None:
+                scope[self.login_path_key] = self.login_path
+            # Every path this middleware answers ends with one of its own paths: one suffix
+            # test lets all other requests through at once.
+            if scope["path"].endswith(self._own_paths):
+                if matches(scope, self._callback_paths):
+                    await self._callback(scope, receive, send)
+                    return
+                if self._login_paths and matches(scope, self._login_paths):
+                    await self._redirect_to_login(scope, receive, send)
+                    return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
+            await serve_lifespan(self.app, scope, receive, send, self.aclose)
             return
         await self.app(scope, receive, send)
 
@@ -109,6 +118,11 @@ class OAuthMiddleware:
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> Result:
         """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
         raise NotImplementedError
+
+    def _watch_answer(self, scope: Scope, send: Send) -> Send:
+        """``send`` for the app's answer to a callback that got its identity (a product may
+        check that the app really handled it)."""
+        return send
 
     def _parse(self, query_string: bytes) -> CallbackParams:
         return parse_callback_query(query_string)
@@ -147,7 +161,7 @@ class OAuthMiddleware:
                     scope, read_cookie(scope, LOOP_COOKIE), outcome.state
                 )
                 send = with_cookie(send, counted)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, self._watch_answer(scope, send))
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified

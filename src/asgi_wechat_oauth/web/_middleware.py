@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
-from typing import Literal
+from typing import Any
 
 import anyio
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.asgi import ASGIApp
+from .._core.asgi import ASGIApp, Scope, Send
 from .._core.counters import Counters
 from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
-from .._core.login import check_login_options
-from .._core.middleware import OAuthMiddleware, OnError
-from .._core.pages import ErrorPages
+from .._core.loops import LoginLoopGuard
+from .._core.middleware import OAuthMiddleware
+from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
+from .._core.paths import spellings
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
 from .._core.upstream import once_more_if_busy
 from ..backends import Backend, MemoryBackend
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
 from ._client import WeChatOAuthClient
+from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint
+from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
-
-#: The built-in pages: Simplified Chinese or English, the default texts and look.
-DEFAULT_ERROR_PAGES = ErrorPages()
 
 
 class WeChatOAuthMiddleware(OAuthMiddleware):
@@ -47,14 +50,16 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     identity_type = WeChatIdentity
     provider = "WeChat"
     log_prefix = "wechat_oauth"
+    login_path_key = LOGIN_PATH_KEY
     client: WeChatOAuthClient
 
     def __init__(
         self,
         app: ASGIApp,
+        config: WeChatOAuthConfig | None = None,
         *,
-        appid: str,
-        secret: str,
+        appid: str = "",
+        secret: str = "",
         callback_path: str = "/wechat/callback",
         backend: Backend | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
@@ -65,7 +70,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         on_error: OnError | None = None,
         login_path: str | None = None,
         redirect_uri: str | None = None,
-        default_scope: str = "snsapi_base",
+        default_scope: WeChatScope = "snsapi_base",
         trust_forwarded: bool = False,
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
@@ -73,78 +78,69 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
-        on_invalid_code: Literal["reauthorize", "error"] | None = None,
-        snapshot_users: Literal["allow", "reject"] = "allow",
+        on_invalid_code: InvalidCodeAction | None = None,
+        snapshot_users: SnapshotPolicy = "allow",
         counters: Counters | None = None,
         error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
         login_loop_limit: int | None = 5,
         login_loop_window: float = 120.0,
     ) -> None:
-        if not appid:
-            raise ValueError("appid is required")
-        if not secret:
-            raise ValueError("secret is required")
-        if result_ttl < 0:
-            raise ValueError("result_ttl must not be negative")
-        if exchange_timeout <= 0:
-            raise ValueError("exchange_timeout must be positive")
-        if default_scope not in SCOPES:
-            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        verify_state, on_invalid_code = check_login_options(
-            callback_path=callback_path,
-            login_path=login_path,
-            verify_state=verify_state,
-            on_invalid_code=on_invalid_code,
-            redirect_uri=redirect_uri,
-            state_max_age=state_max_age,
-            nonce_cookie=nonce_cookie,
-        )
-        if snapshot_users not in ("allow", "reject"):
-            raise ValueError("snapshot_users must be 'allow' or 'reject'")
+        # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
+        # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        self.config = config = _config_of(config, options)
         self.app = app
-        self.appid = appid
-        self.callback_path = callback_path
-        self.fetch_userinfo = fetch_userinfo
-        self.exchange_timeout = exchange_timeout
-        self.on_error = on_error
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
-        self.counters = counters if counters is not None else Counters()
+        self.appid = config.appid
+        self.callback_path = config.callback_path
+        self.fetch_userinfo = config.fetch_userinfo
+        self.exchange_timeout = config.exchange_timeout
+        self.on_error = config.on_error
+        self.backend: Backend = config.backend if config.backend is not None else MemoryBackend()
+        self.counters = config.counters if config.counters is not None else Counters()
         self.client = WeChatOAuthClient(
-            appid,
-            secret,
-            api_base_url=api_base_url,
-            http_client=http_client,
-            timeout=exchange_timeout,
+            config.appid,
+            config.secret,
+            api_base_url=config.api_base_url,
+            http_client=config.http_client,
+            timeout=config.exchange_timeout,
         )
         self._flight = SingleFlight(
             self.backend,
-            exchange_timeout=exchange_timeout,
-            result_ttl=result_ttl,
+            exchange_timeout=config.exchange_timeout,
+            result_ttl=config.result_ttl,
             counters=self.counters,
         )
-        self._key_prefix = f"{appid}:".encode()
-        self.login_path = login_path
-        self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
-        self.on_invalid_code = on_invalid_code
-        self.snapshot_users = snapshot_users
-        self.verify_state = verify_state
-        self.nonce_cookie = nonce_cookie
-        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
+        self._key_prefix = f"{config.appid}:".encode()
+        self.login_path = config.login_path
+        self._callback_paths = spellings(config.callback_path)
+        self._login_paths = spellings(config.login_path)
+        self._own_paths = self._callback_paths + self._login_paths
+        self.on_invalid_code = config.resolved_on_invalid_code
+        self.snapshot_users = config.snapshot_users
+        self.verify_state = config.resolved_verify_state
+        self.nonce_cookie = config.nonce_cookie
+        self.error_pages = config.error_pages
+        self._loops = (
+            LoginLoopGuard(limit=config.login_loop_limit, window=config.login_loop_window)
+            if config.login_path and config.login_loop_limit
+            else None
+        )
+        state_secret = config.state_secret
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:
-            state_secret = derive_state_secret(secret)
-        self._signer = StateSigner(state_secret, max_age=state_max_age)
+            state_secret = derive_state_secret(config.secret)
+        self._signer = StateSigner(state_secret, max_age=config.state_max_age)
         self._login = LoginEndpoint(
-            appid=appid,
+            appid=config.appid,
             signer=self._signer,
-            callback_path=callback_path,
-            redirect_uri=redirect_uri,
-            default_scope=default_scope,
-            trust_forwarded=trust_forwarded,
-            authorize_base_url=authorize_base_url,
-            cookie_name=nonce_cookie,
-            connect_redirect=connect_redirect,
+            callback_path=config.callback_path,
+            redirect_uri=config.redirect_uri,
+            default_scope=config.default_scope,
+            trust_forwarded=config.trust_forwarded,
+            authorize_base_url=config.authorize_base_url,
+            cookie_name=config.nonce_cookie,
+            connect_redirect=config.connect_redirect,
         )
 
     def __repr__(self) -> str:
@@ -152,6 +148,9 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             f"WeChatOAuthMiddleware(appid={self.appid!r}, callback_path={self.callback_path!r}, "
             f"backend={self.backend!r})"
         )
+
+    def _watch_answer(self, scope: Scope, send: Send) -> Send:
+        return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         super()._admit(identity, state)
@@ -190,3 +189,28 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         if self.fetch_userinfo is not None:
             return self.fetch_userinfo
         return bool(token.scopes & USERINFO_SCOPES)
+
+
+def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:
+    """The middleware's config: the one given, or one built from the keyword options."""
+    if config is None:
+        return WeChatOAuthConfig(**options)
+    if not isinstance(config, WeChatOAuthConfig):
+        raise TypeError(f"config must be a WeChatOAuthConfig, not {type(config).__name__}")
+    given = sorted(
+        name
+        for name, value in options.items()
+        if value is not _DEFAULTS[name] and value != _DEFAULTS[name]
+    )
+    if given:
+        raise TypeError(f"pass either config= or options, not both (got {', '.join(given)})")
+    return config
+
+
+_OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(WeChatOAuthConfig))
+#: The constructor's defaults, to tell the options a caller gave from those left alone.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(WeChatOAuthMiddleware.__init__).parameters.items()
+    if name in _OPTION_NAMES
+}
