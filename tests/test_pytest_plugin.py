@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 
 
 async def callback(request):
@@ -85,6 +86,41 @@ def make_unshared_workers(emulator):
 
     async def balancer(scope, receive, send):
         turn.append(None)
+        await workers[len(turn) % 2](scope, receive, send)
+
+    return balancer
+
+
+async def wecom_callback(request):
+    me = request.scope["wecom"]
+    return JSONResponse(
+        {"userid": me.userid, "openid": me.openid, "ticket": me.user_ticket is not None,
+         "next": me.next}
+    )
+
+
+def make_wecom_app(emulator, **options):
+    options = {"http_client": emulator.http_client(), **options}
+    return WeComOAuthMiddleware(
+        Starlette(routes=[Route("/wecom/callback", wecom_callback)]),
+        corpid=emulator.corpid,
+        agentid=emulator.agentid,
+        secret=emulator.secret,
+        login_path="/wecom/login",
+        api_base_url=emulator.url,
+        authorize_base_url=emulator.url,
+        qr_login_base_url=emulator.url,
+        **options,
+    )
+
+
+def make_unshared_wecom_workers(emulator):
+    workers = [make_wecom_app(emulator) for _ in range(2)]
+    turn = []
+
+    async def balancer(scope, receive, send):
+        if scope["type"] == "http":
+            turn.append(None)
         await workers[len(turn) % 2](scope, receive, send)
 
     return balancer
@@ -435,6 +471,84 @@ def test_a_miniprogram_code_traded_twice_fails_with_the_logged_code_hash(suite):
                 response = await wechat_miniprogram_login(client)
             assert response.status_code == 400  # the retry's worker got 40163: code_used
             assert response.json()["error"] == "code_used"
+        """
+    )
+    result = suite.runpytest("--strict-markers", "--log-level=INFO")
+    result.assert_outcomes(passed=2, errors=2)
+    output = result.stdout.str()
+    failed = set(re.findall(r"code_hash=([0-9a-f]{16}) traded 2 times", output))
+    logged = set(re.findall(r"wechat_oauth\.exchange code_hash=([0-9a-f]{16})", output))
+    assert len(failed) == 2  # one code per backend (asyncio, trio)
+    assert failed <= logged
+
+
+def test_wecom_login_through_the_fixtures(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from asgi_wechat_oauth.testing import WeComEmulator, WeComMember
+        from myapp import client_for, make_wecom_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wecom_emulator(latency=0.05)  # the duplicate arrives mid-exchange
+        async def test_in_wecoms_browser(wecom_emulator, wecom_login):
+            assert isinstance(wecom_emulator, WeComEmulator)
+            async with client_for(make_wecom_app(wecom_emulator)) as client:
+                response = await wecom_login(client, next="/desk", scope="snsapi_privateinfo")
+            assert response.status_code == 200, response.text
+            assert response.json() == {
+                "userid": wecom_emulator.user.userid, "openid": None, "ticket": True,
+                "next": "/desk",
+            }
+            assert wecom_emulator.total_exchanges == 1
+            assert wecom_emulator.calls["authorize"] == 1
+
+
+        @pytest.mark.wecom_emulator(user=WeComMember(member=False))
+        async def test_qr_login_on_a_desktop(wecom_emulator, wecom_login):
+            async with client_for(make_wecom_app(wecom_emulator)) as client:
+                response = await wecom_login(client, in_wecom=False, double=False)
+            assert response.json()["openid"] == wecom_emulator.user.openid
+            assert wecom_emulator.calls["qr_login"] == 1
+
+
+        @pytest.mark.wecom_emulator(decline_qr_login=True)
+        async def test_a_declined_qr_login(wecom_emulator, wecom_login):
+            async with client_for(make_wecom_app(wecom_emulator)) as client:
+                response = await wecom_login(client, in_wecom=False)
+            assert response.status_code == 403
+            assert response.json()["error"] == "login_declined"
+            assert wecom_emulator.total_exchanges == 0
+
+
+        @pytest.mark.wecom_emulator(corpidd="ww1")
+        def test_unknown_option(wecom_emulator):
+            pass
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=6, errors=1)
+    result.stdout.fnmatch_lines(["*wecom_emulator: unknown option(s) corpidd; known: agentid, *"])
+
+
+def test_a_wecom_code_traded_twice_fails_with_the_logged_code_hash(suite):
+    """WeCom's double callback over two workers that do not share a backend: the teardown
+    check fails the test and names the code as ``WeComOAuthMiddleware`` logged it."""
+    suite.makepyfile(
+        """
+        import pytest
+        from myapp import client_for, make_unshared_wecom_workers
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wecom_emulator(latency=0.05)
+        async def test_unshared_workers(wecom_emulator, wecom_login):
+            async with client_for(make_unshared_wecom_workers(wecom_emulator)) as client:
+                await wecom_login(client)
+            assert wecom_emulator.total_exchanges == 2
         """
     )
     result = suite.runpytest("--strict-markers", "--log-level=INFO")

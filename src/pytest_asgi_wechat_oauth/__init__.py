@@ -14,6 +14,8 @@ import the emulator when a test asks for them, so a suite that does not use them
   login endpoint, the emulator's consent page and the WeChat browser's double callback.
 - ``wechat_miniprogram_login``: ``await wechat_miniprogram_login(client)`` posts a fresh
   ``wx.login()`` code to the app's mini-program login, twice, as a retrying client does.
+- ``wecom_emulator`` (``@pytest.mark.wecom_emulator(...)`` for its options) and ``wecom_login``:
+  the same for WeCom (企业微信): its emulator, and a login through WeCom's browser or QR page.
 - At teardown, a test whose emulator saw a code traded more than once fails, unless marked
   ``@pytest.mark.wechat_allow_duplicate_exchange``.
 """
@@ -24,7 +26,7 @@ import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -33,9 +35,13 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from asgi_wechat_oauth.testing import WeChatEmulator
+    from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator
+    from asgi_wechat_oauth.testing._base import EmulatorBase
+
+_E = TypeVar("_E", bound="EmulatorBase")
 
 MARKER = "wechat_emulator"
+WECOM_MARKER = "wecom_emulator"
 ALLOW_DUPLICATES = "wechat_allow_duplicate_exchange"
 
 
@@ -43,7 +49,7 @@ ALLOW_DUPLICATES = "wechat_allow_duplicate_exchange"
 class _Watch:
     """An emulator a test used: its counts before the test, and settings to restore after."""
 
-    emulator: WeChatEmulator
+    emulator: EmulatorBase
     before: Counter[str]
     restore: dict[str, Any] | None = None
 
@@ -59,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        f"{WECOM_MARKER}(**options): options of the test's WeCom emulator, e.g. latency=0.08, "
+        "user=WeComMember(...), decline_qr_login=True",
+    )
+    config.addinivalue_line(
+        "markers",
         f"{ALLOW_DUPLICATES}: the test trades a code more than once on purpose; do not fail it",
     )
 
@@ -69,8 +80,22 @@ def wechat_emulator(request: pytest.FixtureRequest) -> WeChatEmulator:
     ``api_base_url=wechat_emulator.url`` and ``http_client=wechat_emulator.http_client()``."""
     from asgi_wechat_oauth.testing import WeChatEmulator
 
-    emulator = WeChatEmulator(**_marker_options(request.node))
-    request.node.stash.setdefault(_WATCHES, []).append(_Watch(emulator, Counter()))
+    return _watched(request.node, WeChatEmulator(**_marker_options(request.node, MARKER)))
+
+
+@pytest.fixture
+def wecom_emulator(request: pytest.FixtureRequest) -> WeComEmulator:
+    """A WeCom (企业微信) emulator for this test, in-process: give the middleware
+    ``api_base_url``, ``authorize_base_url`` and ``qr_login_base_url`` ``wecom_emulator.url``,
+    and ``http_client=wecom_emulator.http_client()``."""
+    from asgi_wechat_oauth.testing import WeComEmulator
+
+    return _watched(request.node, WeComEmulator(**_marker_options(request.node, WECOM_MARKER)))
+
+
+def _watched(item: pytest.Item, emulator: _E) -> _E:
+    """``emulator``, counted by the teardown check of ``item``."""
+    item.stash.setdefault(_WATCHES, []).append(_Watch(emulator, Counter()))
     return emulator
 
 
@@ -113,6 +138,17 @@ def wechat_miniprogram_login(request: pytest.FixtureRequest) -> Any:
     return _bound(miniprogram_login, _test_emulator(request))
 
 
+@pytest.fixture
+def wecom_login(wecom_emulator: WeComEmulator) -> Any:
+    """``await wecom_login(client, login_path="/wecom/login", next=None, scope=None,
+    in_wecom=True, double=True)``: log in through the app as WeCom's browser does (or, with
+    ``in_wecom=False``, a desktop browser through the QR page) against ``wecom_emulator``, and
+    return the callback's response. See ``asgi_wechat_oauth.testing.wecom_login``."""
+    from asgi_wechat_oauth.testing import wecom_login
+
+    return _bound(wecom_login, wecom_emulator)
+
+
 def _test_emulator(request: pytest.FixtureRequest) -> WeChatEmulator:
     """The test's WeChat emulator: the session's server if the test uses it, else its own."""
     name = "wechat_emulator_server" if "wechat_emulator_server" in request.fixturenames else None
@@ -135,7 +171,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
     server = funcargs.get("wechat_emulator_server")
     if server is not None:
-        options = _marker_options(item)
+        options = _marker_options(item, MARKER)
         restore = {name: getattr(server, name) for name in _settable(type(server))}
         item.stash.setdefault(_WATCHES, []).append(
             _Watch(server, _snapshot(server.exchanges), restore)
@@ -165,35 +201,39 @@ def _duplicates_message(duplicates: dict[str, int]) -> str:
     return (
         f"WeChat emulator: {len(duplicates)} code(s) traded more than once ({listed}). At "
         "WeChat every exchange after the first fails (errcode 40163, then 40029) and the user "
-        "sees a login error: trade each code once (WeChatOAuthMiddleware and "
-        "MiniProgramLoginMiddleware do, with one backend shared by every worker). Mark the "
-        f"test @pytest.mark.{ALLOW_DUPLICATES} if it trades a code twice on purpose."
+        "sees a login error: trade each code once (WeChatOAuthMiddleware, "
+        "MiniProgramLoginMiddleware and WeComOAuthMiddleware do, with one backend shared by "
+        f"every worker). Mark the test @pytest.mark.{ALLOW_DUPLICATES} if it trades a code "
+        "twice on purpose."
     )
 
 
-def _marker_options(item: pytest.Item) -> dict[str, Any]:
-    """The options of every ``wechat_emulator`` marker on the test (the closest wins)."""
-    from asgi_wechat_oauth.testing import WeChatEmulator
+def _marker_options(item: pytest.Item, name: str) -> dict[str, Any]:
+    """The options of every ``name`` marker (``wechat_emulator``, ``wecom_emulator``) on the
+    test (the closest wins), checked against that emulator's settings."""
+    from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator
 
+    emulator_type = WeComEmulator if name == WECOM_MARKER else WeChatEmulator
     options: dict[str, Any] = {}
-    for marker in item.iter_markers(MARKER):  # closest first
+    for marker in item.iter_markers(name):  # closest first
         if marker.args:
-            pytest.fail(f"@pytest.mark.{MARKER} takes keyword options only", pytrace=False)
+            pytest.fail(f"@pytest.mark.{name} takes keyword options only", pytrace=False)
         options = {**marker.kwargs, **options}
-    unknown = sorted(set(options) - _settable(WeChatEmulator))
+    unknown = sorted(set(options) - _settable(emulator_type))
     if unknown:
-        known = ", ".join(sorted(_settable(WeChatEmulator)))
+        known = ", ".join(sorted(_settable(emulator_type)))
         pytest.fail(
-            f"@pytest.mark.{MARKER}: unknown option(s) {', '.join(unknown)}; known: {known}",
+            f"@pytest.mark.{name}: unknown option(s) {', '.join(unknown)}; known: {known}",
             pytrace=False,
         )
     return options
 
 
 def _settable(emulator_type: type[Any]) -> set[str]:
-    """The emulator's settings: its constructor fields, except its counters and its URL."""
+    """The emulator's settings: its constructor fields, except its counters, tokens and URL."""
     fields = dataclasses.fields(emulator_type)
-    return {f.name for f in fields if f.init} - {"exchanges", "calls", "url"}
+    counters = {"exchanges", "calls", "url", "tokens", "server_tokens"}
+    return {f.name for f in fields if f.init} - counters
 
 
 def _snapshot(counts: Counter[str]) -> Counter[str]:

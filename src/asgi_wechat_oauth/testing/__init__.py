@@ -10,10 +10,11 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
 
 or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
 plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
-``wechat_emulator_server``, ``wechat_login`` and ``wechat_miniprogram_login``.
+``wechat_emulator_server``, ``wechat_login``, ``wechat_miniprogram_login``, ``wecom_emulator``
+and ``wecom_login``.
 """
 
-from ._browser import consent, double_callback, web_login
+from ._browser import consent, double_callback, web_login, wecom_login
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
 from ._miniprogram import double_login, miniprogram_login
 from ._server import EmulatorServer
@@ -33,4 +34,5 @@ __all__ = [
     "double_login",
     "miniprogram_login",
     "web_login",
+    "wecom_login",
 ]

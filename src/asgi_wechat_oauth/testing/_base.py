@@ -20,6 +20,8 @@ class EmulatorBase:
     url: str
     #: Exchanges per code, whatever they answered.
     exchanges: Counter[str]
+    #: Faults queued per endpoint (the plugin drops a test's leftovers on a shared server).
+    _faults: dict[str, Any]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError

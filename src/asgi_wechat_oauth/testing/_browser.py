@@ -1,4 +1,5 @@
-"""The WeChat in-app browser's duplicate callback, reproduced."""
+"""The WeChat in-app browser's duplicate callback, reproduced, and logins that end with it (WeChat
+and WeCom, whose browser doubles callbacks too)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import anyio
 import httpx
 
 from ..web._authorize import authorize_url
+from ._base import EmulatorBase
 from ._emulator import WeChatEmulator
+from ._wecom import WeComEmulator
+
+#: WeCom's built-in browser (the login endpoint looks for ``wxwork/``), and a desktop browser.
+WECOM_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 (KHTML, like Gecko) Mobile "
+    "Safari/537.36 MicroMessenger/8.0.40 wxwork/4.1.22 Language/zh_CN"
+)
+DESKTOP_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
+    "Safari/537.36"
+)
 
 
 async def double_callback(
@@ -81,30 +94,80 @@ async def web_login(
     ``authorize_base_url`` names. With ``double`` (the default) the callback is sent twice
     with the same code, the first request cut off, as the WeChat browser does.
     """
-    params = {name: value for name, value in {"next": next, "scope": scope}.items() if value}
-    to_wechat = await client.get(login_path, params=params)
-    if not to_wechat.is_redirect:
-        raise AssertionError(
-            f"GET {login_path} answered {to_wechat.status_code}, not a redirect to WeChat: "
-            f"{to_wechat.text[:200]}"
-        )
     if emulator.double_navigation:
         raise RuntimeError(
             "the emulator's double_navigation page is for real browsers: web_login sends the "
             "double callback itself (double=True)"
         )
-    authorize = to_wechat.headers["location"].split("#")[0]
-    async with emulator.http_client() as wechat:
-        callback = _callback_url(await wechat.get(authorize))
+    return await _login(client, emulator, login_path, next, scope, double=double)
+
+
+async def wecom_login(
+    client: httpx.AsyncClient,
+    emulator: WeComEmulator,
+    *,
+    login_path: str = "/wecom/login",
+    next: str | None = None,
+    scope: str | None = None,
+    in_wecom: bool = True,
+    double: bool = True,
+) -> httpx.Response:
+    """Log in through the app's WeCom ``login_path`` and return the callback's response.
+
+    With ``in_wecom`` (the default) as a user of WeCom's browser (its User-Agent; WeCom's
+    authorize page, where ``scope`` applies), else as a desktop browser (the QR login page,
+    scanned and confirmed; with the emulator's ``decline_qr_login`` the callback comes back
+    with ``state`` only). With ``double`` the callback is sent twice with the same code, the
+    first request cut off, as WeCom's browser does.
+    """
+    user_agent = WECOM_USER_AGENT if in_wecom else DESKTOP_USER_AGENT
+    return await _login(
+        client,
+        emulator,
+        login_path,
+        next,
+        scope,
+        double=double,
+        headers={"user-agent": user_agent},
+        declinable=not in_wecom,
+    )
+
+
+async def _login(
+    client: httpx.AsyncClient,
+    emulator: EmulatorBase,
+    login_path: str,
+    next: str | None,
+    scope: str | None,
+    *,
+    double: bool,
+    headers: dict[str, str] | None = None,
+    declinable: bool = False,
+) -> httpx.Response:
+    """The app's login endpoint, the emulator's consent (in-process, whatever host the app
+    redirects to), then the callback, sent twice with ``double``."""
+    params = {name: value for name, value in {"next": next, "scope": scope}.items() if value}
+    to_provider = await client.get(login_path, params=params, headers=headers)
+    if not to_provider.is_redirect:
+        raise AssertionError(
+            f"GET {login_path} answered {to_provider.status_code}, not a redirect to the "
+            f"consent page: {to_provider.text[:200]}"
+        )
+    authorize = to_provider.headers["location"].split("#")[0]
+    async with emulator.http_client() as provider:
+        callback = _callback_url(await provider.get(authorize), declinable=declinable)
+    callback_request = partial(client.get, callback, headers=headers)
     if double:
-        return await double_callback(client, callback)
-    return await client.get(callback)
+        return await sent_twice(callback_request, abort_after=0.005, gap=0.019)
+    return await callback_request()
 
 
-def _callback_url(consent_answer: httpx.Response) -> str:
-    """The callback URL the consent page redirects to."""
+def _callback_url(consent_answer: httpx.Response, *, declinable: bool = False) -> str:
+    """The callback URL the consent page redirects to (with a code, unless the user may have
+    declined)."""
     location: str = consent_answer.headers.get("location", "")
-    if consent_answer.status_code != 302 or "code=" not in location:
+    has_code = "code=" in location or (declinable and "state=" in location)
+    if consent_answer.status_code != 302 or not has_code:
         raise RuntimeError(
             f"the emulator's consent page answered {consent_answer.status_code}: "
             f"{consent_answer.text[:200]}"

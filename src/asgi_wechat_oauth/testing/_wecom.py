@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route, Router
 
 from .._core.asgi import Receive, Scope, Send
+from .._core.singleflight import flight_key
+from ._base import EmulatorBase
 from ._emulator import _BEFORE_USE, Fault, _error, _flag, answer_fault, answer_with
 from ._tokens import ServerTokens
 
@@ -58,7 +60,7 @@ class _Code:
 
 
 @dataclass
-class WeComEmulator:
+class WeComEmulator(EmulatorBase):
     """WeCom's OAuth and token endpoints as an ASGI app; see the module docstring.
 
     ``decline_qr_login`` makes the QR page come back with ``state`` only (the user declined).
@@ -73,6 +75,9 @@ class WeComEmulator:
     latency: float = 0.0
     code_ttl: float = 300.0
     decline_qr_login: bool = False
+    #: The base URL to give the middleware as ``api_base_url``, ``authorize_base_url`` and
+    #: ``qr_login_base_url``: any host in-process (see :meth:`http_client`).
+    url: str = "http://wecom.test"
     #: ``auth/getuserinfo`` calls per code, whatever they answered.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint: ``gettoken``, ``getuserinfo``, ``getuserdetail``, ``authorize``,
@@ -112,6 +117,10 @@ class WeComEmulator:
     def exchange_count(self, code: str) -> int:
         """How many times ``code`` was presented to ``auth/getuserinfo``."""
         return self.exchanges[code]
+
+    def _flight_key(self, code: str) -> str:
+        """``wecom:corpid:agentid:code``, as ``WeComOAuthMiddleware`` keys it."""
+        return flight_key("wecom", f"{self.corpid}:{self.agentid}", code)
 
     def inject_fault(
         self, fault: Fault | str, *, count: int = 1, endpoint: str = "getuserinfo"
