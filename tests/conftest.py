@@ -229,6 +229,12 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
             logger.setLevel(level)
     if emulator is None:
         return
-    secrets = {emulator.secret, *emulator._codes, *emulator._tokens, *emulator._refresh_tokens}
+    secrets = {
+        emulator.secret,
+        emulator.website_secret,
+        *emulator._codes,
+        *emulator._tokens,
+        *emulator._refresh_tokens,
+    }
     leaked = [s for s in secrets if any(s in text for text in recorder.texts)]
     assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

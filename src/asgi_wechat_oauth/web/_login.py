@@ -1,10 +1,12 @@
-"""The login endpoint: a redirect to WeChat's consent page with a signed state and its cookie."""
+"""The login endpoint: a redirect to the consent page of the app this browser can log in with,
+with a signed state and its cookie."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import parse_qsl, unquote
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from starlette.requests import cookie_parser
 
@@ -12,6 +14,7 @@ from .._core.asgi import Scope
 from .._core.errors import InvalidCallbackRequest
 from .._core.state import MAX_NEXT_BYTES, StateSigner
 from ._authorize import SCOPES, authorize_url
+from ._browsers import LoginRoute, route_login
 
 #: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
@@ -67,8 +70,38 @@ def read_cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
+#: ``?format=`` values: the default 302, or WxLogin's parameters as JSON.
+FORMATS = frozenset({"", "wxlogin"})
+#: An HTML element id for WxLogin's ``id`` (``?id=``), nothing that needs escaping.
+_ELEMENT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+DEFAULT_WXLOGIN_ID = "wechat-login"
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    """A login that goes to WeChat: its authorize URL, the nonce cookie, and what built them."""
+
+    location: str
+    cookie: str
+    route: LoginRoute
+    redirect_uri: str
+    state: str
+
+
+@dataclass(frozen=True)
+class LoginQuery:
+    """``GET login_path``'s parameters, checked."""
+
+    scope: str | None
+    next: str | None
+    retried: bool
+    format: str
+    element_id: str
+
+
 class LoginEndpoint:
-    """Builds the answer to ``GET login_path?scope=...&next=...``."""
+    """Builds the answer to ``GET login_path?scope=...&next=...``: which app this browser logs
+    in with (:func:`route_login`), its authorize URL, the signed state and its cookie."""
 
     def __init__(
         self,
@@ -76,16 +109,20 @@ class LoginEndpoint:
         appid: str,
         signer: StateSigner,
         callback_path: str,
+        login_path: str,
         redirect_uri: str | None,
         default_scope: str,
         trust_forwarded: bool,
         authorize_base_url: str,
         cookie_name: str,
         connect_redirect: bool,
+        website_appid: str | None = None,
     ) -> None:
         self.appid = appid
+        self.website_appid = website_appid
         self.signer = signer
         self.callback_path = callback_path
+        self.login_path = login_path
         self.redirect_uri = redirect_uri
         self.default_scope = default_scope
         self.trust_forwarded = trust_forwarded
@@ -93,9 +130,8 @@ class LoginEndpoint:
         self.cookie_name = cookie_name
         self.connect_redirect = connect_redirect
 
-    def redirect(self, scope: Scope) -> tuple[str, str]:
-        """The 302's ``Location`` and its ``Set-Cookie`` (the nonce). Raises a 400 error for a
-        bad ``scope``/``next`` parameter or an unusable ``Host``."""
+    def read_query(self, scope: Scope) -> LoginQuery:
+        """The checked query; raises a 400 error for a bad ``scope``/``next``/``format``/``id``."""
         try:
             params = dict(
                 parse_qsl(
@@ -109,19 +145,46 @@ class LoginEndpoint:
             raise InvalidCallbackRequest(
                 "invalid_query", "The login query string could not be read."
             ) from None
-        wechat_scope = params.get("scope") or self.default_scope
-        if wechat_scope not in SCOPES:
+        asked = params.get("scope") or None
+        if asked is not None and asked not in SCOPES:
             raise InvalidCallbackRequest(
                 "invalid_scope", f"scope must be one of {', '.join(sorted(SCOPES))}."
             )
-        next_path = validate_next(params["next"]) if params.get("next") else None
-        redirect_uri = self.redirect_uri or self._own_callback_url(scope)
-        retried = params.get("retry") == "1"
-        state, value = self.signer.issue(next_path, scope=wechat_scope, retried=retried)
+        output = params.get("format", "")
+        element_id = params.get("id") or DEFAULT_WXLOGIN_ID
+        if output not in FORMATS or not _ELEMENT_ID.fullmatch(element_id):
+            raise InvalidCallbackRequest(
+                "invalid_query", "format may only be wxlogin, and id an HTML element id."
+            )
+        return LoginQuery(
+            scope=asked,
+            next=validate_next(params["next"]) if params.get("next") else None,
+            retried=params.get("retry") == "1",
+            format=output,
+            element_id=element_id,
+        )
+
+    def route(self, scope: Scope, query: LoginQuery) -> LoginRoute | None:
+        """The app this browser logs in with; None: show the QR page of the login link."""
+        return route_login(
+            scope,
+            query.scope,
+            appid=self.appid,
+            website_appid=self.website_appid,
+            default_scope=self.default_scope,
+        )
+
+    def start(self, scope: Scope, query: LoginQuery, route: LoginRoute) -> LoginStart:
+        """Sign a state for ``route`` and build its authorize URL and cookie. Raises a 400
+        error for an unusable ``Host``."""
+        redirect_uri = self.redirect_uri or self.own_url(scope, self.callback_path)
+        state, value = self.signer.issue(
+            query.next, scope=route.scope, retried=query.retried, website_app=route.website_app
+        )
         location = authorize_url(
-            self.appid,
+            route.appid,
             redirect_uri,
-            scope=wechat_scope,
+            scope=route.scope,
             state=state,
             connect_redirect=self.connect_redirect,
             base_url=self.authorize_base_url,
@@ -132,9 +195,23 @@ class LoginEndpoint:
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"
-        return location, cookie
+        return LoginStart(location, cookie, route, redirect_uri, state)
 
-    def _own_callback_url(self, scope: Scope) -> str:
+    def link(self, scope: Scope, query: LoginQuery) -> str:
+        """This login's own absolute URL (under ``root_path``, with its scope and ``next``), for
+        a phone to open in WeChat: on the ``redirect_uri``'s origin when that is set."""
+        params = {"scope": query.scope} if query.scope else {}
+        if query.next:
+            params["next"] = query.next
+        if self.redirect_uri is not None:
+            origin = "/".join(self.redirect_uri.split("/", 3)[:3])
+            url = f"{origin}{scope.get('root_path', '')}{self.login_path}"
+        else:
+            url = self.own_url(scope, self.login_path)
+        return f"{url}?{urlencode(params)}" if params else url
+
+    def own_url(self, scope: Scope, path: str) -> str:
+        """``path`` (under ``root_path``) on the host this request was sent to."""
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
         scheme = scope.get("scheme", "http")
         host = headers.get(b"host", "")
@@ -145,7 +222,20 @@ class LoginEndpoint:
             raise InvalidCallbackRequest(
                 "invalid_host", "The request's Host header cannot form the callback URL."
             )
-        return f"{scheme}://{host}{scope.get('root_path', '')}{self.callback_path}"
+        return f"{scheme}://{host}{scope.get('root_path', '')}{path}"
+
+
+def wxlogin_params(start: LoginStart, element_id: str) -> dict[str, object]:
+    """The options of WeChat's ``WxLogin`` JS for a started website login: the QR panel in the
+    site's own page. ``redirect_uri`` is URL-encoded, as ``WxLogin`` expects it."""
+    return {
+        "self_redirect": False,
+        "id": element_id,
+        "appid": start.route.appid,
+        "scope": start.route.scope,
+        "redirect_uri": quote(start.redirect_uri, safe=""),
+        "state": start.state,
+    }
 
 
 def _first(value: str | None) -> str | None:

@@ -33,10 +33,17 @@ from .._core.pages import ErrorPages, preferred_language, wants_html
 from .._core.singleflight import SingleFlight, code_hash
 from .._core.state import StateSigner, UnverifiedState, VerifiedState, derive_state_secret
 from ..backends import Backend, MemoryBackend, Outcome
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._authorize import (
+    DEFAULT_AUTHORIZE_BASE_URL,
+    OFFICIAL_ACCOUNT_SCOPES,
+    QR_LOGIN_SCOPE,
+    SCOPES,
+)
+from ._browsers import LoginRoute
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
-from ._login import LoginEndpoint, read_cookie
+from ._login import LoginEndpoint, read_cookie, wxlogin_params
+from ._qrpage import send_json, send_open_in_wechat, wants_json
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -92,6 +99,8 @@ class WeChatOAuthMiddleware:
         error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
         login_loop_limit: int | None = 5,
         login_loop_window: float = 120.0,
+        website_appid: str | None = None,
+        website_secret: str | None = None,
     ) -> None:
         if not appid:
             raise ValueError("appid is required")
@@ -127,6 +136,9 @@ class WeChatOAuthMiddleware:
             raise ValueError("on_invalid_code='reauthorize' needs login_path")
         if snapshot_users not in ("allow", "reject"):
             raise ValueError("snapshot_users must be 'allow' or 'reject'")
+        _check_website_app(
+            appid, website_appid, website_secret, login_path, verify_state, default_scope
+        )
         if error_pages is not None and not isinstance(error_pages, ErrorPages):
             raise ValueError("error_pages must be an ErrorPages or None")
         check_loop_options(login_loop_limit, login_loop_window)
@@ -145,13 +157,24 @@ class WeChatOAuthMiddleware:
             http_client=http_client,
             timeout=exchange_timeout,
         )
+        #: The website app's own client, with its own secret: used only for its codes.
+        self.website_client = (
+            WeChatOAuthClient(
+                website_appid,
+                website_secret,
+                api_base_url=api_base_url,
+                http_client=http_client,
+                timeout=exchange_timeout,
+            )
+            if website_appid and website_secret
+            else None
+        )
         self._flight = SingleFlight(
             self.backend,
             exchange_timeout=exchange_timeout,
             result_ttl=result_ttl,
             counters=self.counters,
         )
-        self._key_prefix = f"{appid}:".encode()
         self.login_path = login_path
         self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
         self.on_invalid_code = on_invalid_code
@@ -173,12 +196,14 @@ class WeChatOAuthMiddleware:
             appid=appid,
             signer=self._signer,
             callback_path=callback_path,
+            login_path=login_path or "",
             redirect_uri=redirect_uri,
             default_scope=default_scope,
             trust_forwarded=trust_forwarded,
             authorize_base_url=authorize_base_url,
             cookie_name=nonce_cookie,
             connect_redirect=connect_redirect,
+            website_appid=website_appid,
         )
 
     def __repr__(self) -> str:
@@ -207,6 +232,8 @@ class WeChatOAuthMiddleware:
         backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
         await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
         await self.client.aclose()
+        if self.website_client is not None:
+            await self.website_client.aclose()
         await self.backend.aclose()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
@@ -230,11 +257,14 @@ class WeChatOAuthMiddleware:
             if self.verify_state:
                 cookie = read_cookie(scope, self.nonce_cookie)
                 verified = self._signer.verify(params.state, cookie)
-            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            # The code is traded with the app the signed state says issued it; the appid in
+            # the key keeps the two apps' codes apart.
+            client = self._client_for(verified)
+            key = hashlib.sha256(f"{client.appid}:{params.code}".encode()).hexdigest()
             next_path = verified.next if verified is not None else None
             outcome = _web_outcome(
                 await self._flight.run(
-                    key, partial(self._trade, params.code, params.state, next_path)
+                    key, partial(self._trade, client, params.code, params.state, next_path)
                 )
             )
             if isinstance(outcome, WeChatIdentity):
@@ -271,6 +301,18 @@ class WeChatOAuthMiddleware:
             code_hash(key) if key else None,
         )
         await self._respond_error(scope, receive, send, outcome, signed)
+
+    def _client_for(self, verified: VerifiedState | None) -> WeChatOAuthClient:
+        """The client of the app that issued the callback's code, as its signed state says."""
+        if verified is not None and verified.website_app:
+            if self.website_client is None:
+                # Signed by this site for a website app it no longer has (configuration changed
+                # mid-login): no app here can trade the code.
+                raise StateRejected(
+                    "invalid_state", "The login was started elsewhere; please log in again."
+                )
+            return self.website_client
+        return self.client
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         """Refuse an identity this request may not have (raises a 403 error)."""
@@ -347,38 +389,62 @@ class WeChatOAuthMiddleware:
                     "This browser keeps logging in, but its session is not kept: "
                     "allow cookies and try again later.",
                 )
-            location, cookie = self._login.redirect(scope)
+            query = self._login.read_query(scope)
+            route = self._login.route(scope, query)
+            if query.format == "wxlogin" and (route is None or route.scope != QR_LOGIN_SCOPE):
+                raise InvalidCallbackRequest(
+                    "wxlogin_unavailable", "WxLogin needs a website app (website_appid)."
+                )
+            if route is None:
+                # Only the official account logs in, and this is not WeChat's browser.
+                if wants_html(scope) or wants_json(scope):
+                    link = self._login.link(scope, query)
+                    await send_open_in_wechat(scope, send, link, wants_html(scope))
+                    return
+                # A program, not a browser: the redirect, as before.
+                route = LoginRoute(self.appid, query.scope or self._login.default_scope, False)
+            start = self._login.start(scope, query, route)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
             logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
             await self._respond_error(scope, receive, send, exc)
             return
-        await self._send_redirect(send, location, (b"set-cookie", cookie.encode()))
+        cookie = (b"set-cookie", start.cookie.encode())
+        if query.format == "wxlogin":
+            await send_json(send, wxlogin_params(start, query.element_id), cookie)
+            return
+        await self._send_redirect(send, start.location, cookie)
 
-    async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
+    async def _trade(
+        self, client: WeChatOAuthClient, code: str, state: str | None, next_path: str | None
+    ) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
         token: AccessToken | None = None
         with anyio.move_on_after(self.exchange_timeout):
             try:
-                token = await self.client.exchange_code(code)
+                token = await client.exchange_code(code)
             except UpstreamError as exc:
                 if exc.errcode != -1:
                     raise
-                token = await self.client.exchange_code(code)  # -1 "busy": one retry, then fail
+                token = await client.exchange_code(code)  # -1 "busy": one retry, then fail
         if token is None:
             raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         userinfo = None
         if self._wants_userinfo(token):
-            userinfo = await self._fetch_userinfo(token, deadline)
-        return WeChatIdentity.from_token(token, userinfo, state=state, next=next_path)
+            userinfo = await self._fetch_userinfo(client, token, deadline)
+        return WeChatIdentity.from_token(
+            token, userinfo, state=state, next=next_path, appid=client.appid
+        )
 
-    async def _fetch_userinfo(self, token: AccessToken, deadline: float) -> UserInfo | None:
+    async def _fetch_userinfo(
+        self, client: WeChatOAuthClient, token: AccessToken, deadline: float
+    ) -> UserInfo | None:
         """The profile, or None: the code is spent by now, so failing the login would lose it
         for good. The app gets the tokens and can fetch the profile later."""
         reason, errcode = "upstream_timeout", None
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
-                return await self.client.get_userinfo(token.access_token, token.openid)
+                return await client.get_userinfo(token.access_token, token.openid)
             except UpstreamError as exc:
                 reason, errcode = exc.reason, exc.errcode
         logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
@@ -429,6 +495,34 @@ class WeChatOAuthMiddleware:
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
+
+
+def _check_website_app(
+    appid: str,
+    website_appid: str | None,
+    website_secret: str | None,
+    login_path: str | None,
+    verify_state: bool | None,
+    default_scope: str,
+) -> None:
+    """The website app's options: both or neither, and a login endpoint whose signed state
+    says which app each code is traded with."""
+    if bool(website_appid) != bool(website_secret):
+        raise ValueError("website_appid and website_secret go together: give both or neither")
+    if not website_appid:
+        return
+    if website_appid == appid:
+        raise ValueError("website_appid must differ from appid (the official account's)")
+    if login_path is None or verify_state is False:
+        raise ValueError(
+            "website_appid needs login_path and verify_state: the signed state says which app "
+            "traded each code"
+        )
+    if default_scope not in OFFICIAL_ACCOUNT_SCOPES:
+        raise ValueError(
+            "with website_appid, default_scope is the official account's: snsapi_base or "
+            "snsapi_userinfo (other browsers use the website app's snsapi_login)"
+        )
 
 
 def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
