@@ -13,7 +13,9 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
+from .._core.apiclient import DEFAULT_API_BASE_URL
+from .._core.asgi import ASGIApp, Receive, Scope, Send, closing_on_shutdown
+from .._core.asgi import path_matches as _matches
 from .._core.callback import parse_callback_query
 from .._core.counters import Counters
 from .._core.errors import (
@@ -40,7 +42,7 @@ from ._authorize import (
     SCOPES,
 )
 from ._browsers import LoginRoute
-from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
+from ._client import WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie, wxlogin_params
 from ._qrpage import send_json, send_open_in_wechat, wants_json
@@ -223,7 +225,7 @@ class WeChatOAuthMiddleware:
                 await self._redirect_to_wechat(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
             return
         await self.app(scope, receive, send)
 
@@ -235,14 +237,6 @@ class WeChatOAuthMiddleware:
         if self.website_client is not None:
             await self.website_client.aclose()
         await self.backend.aclose()
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                await self.aclose()
-            await send(message)
-
-        return send_wrapper
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
@@ -530,12 +524,3 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
         return outcome
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
-
-
-def _matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path
