@@ -16,6 +16,10 @@ Environment:
   callback stores the user in the session and redirects to ``next``. Without it the callback
   answers the identity as JSON (with the worker's pid), for clients that build the authorize
   URL themselves, such as the multi-worker tests.
+- ``WECHAT_WEBSITE_APPID``, ``WECHAT_WEBSITE_SECRET``: a website app beside the official
+  account: desktop browsers then log in by QR code (``connect/qrconnect``), WeChat's browser
+  with the official account. The login link then names no scope (``snsapi_userinfo`` is the
+  official account's default): a desktop browser cannot use an official-account scope.
 - ``WECHAT_SNAPSHOT_USERS=reject`` refuses WeChat's snapshot-mode users with a page asking them
   to open the full service (``snapshot_users``; the default, ``allow``, lets them in).
 - ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with
@@ -68,7 +72,7 @@ async def home(request: Request) -> HTMLResponse:
             '<form method="post" action="/logout"><button>Log out</button></form>'
         )
     elif login_path:
-        link = html.escape(LOGIN_LINK.format(login_path=login_path))
+        link = html.escape(request.app.state.login_link.format(login_path=login_path))
         body = f'<h1>Welcome</h1><p><a id="login" href="{link}">Log in with WeChat</a></p>'
     else:
         body = "<h1>Welcome</h1><p>The login flow is off (set WECHAT_LOGIN_PATH).</p>"
@@ -115,6 +119,10 @@ def options_from_env() -> dict[str, Any]:
     }
     if os.environ.get("WECHAT_LOGIN_PATH"):
         options["login_path"] = os.environ["WECHAT_LOGIN_PATH"]
+    if os.environ.get("WECHAT_WEBSITE_APPID"):
+        options["website_appid"] = os.environ["WECHAT_WEBSITE_APPID"]
+        options["website_secret"] = os.environ.get("WECHAT_WEBSITE_SECRET")
+        options["default_scope"] = "snsapi_userinfo"
     if os.environ.get("WECHAT_SNAPSHOT_USERS"):
         options["snapshot_users"] = os.environ["WECHAT_SNAPSHOT_USERS"]
     return options
@@ -135,6 +143,7 @@ def create_app(
     ]
     app = Starlette(routes=routes)
     app.state.login_path = options.get("login_path")
+    app.state.login_link = "{login_path}?next=/" if options.get("website_appid") else LOGIN_LINK
     app.add_middleware(WeChatOAuthMiddleware, **options)
     app.add_middleware(
         SessionMiddleware,

@@ -78,7 +78,7 @@ def qr_svg(text: str) -> str | None:
     except ImportError:
         return None
     svg: str = segno.make(text, error="m", micro=False).svg_inline(
-        scale=4, border=2, title="QR", omitsize=False
+        scale=4, border=2, title="QR", omitsize=True
     )
     return svg
 
