@@ -85,12 +85,12 @@ class EmulatedUser:
     """The user the emulator logs in. ``snapshot=True`` answers ``is_snapshotuser: 1``."""
 
     openid: str = "oEmulatedOpenId0000000000001"
-    #: The same person's openid in the website app (one openid per app; ``unionid`` links them).
-    website_openid: str = "oEmulatedWebOpenId00000000001"
     nickname: str = "微信用户 🐼"
     headimgurl: str = "https://thirdwx.qlogo.cn/mmopen/emulated/132"
     unionid: str | None = None
     snapshot: bool = False
+    #: The same person's openid in the website app (one openid per app; ``unionid`` links them).
+    website_openid: str = "oEmulatedWebOpenId00000000001"
 
 
 @dataclass
