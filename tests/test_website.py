@@ -322,6 +322,21 @@ async def test_json_client_gets_the_link_and_a_program_the_redirect(flow, emulat
     assert _query(program.headers["location"])["appid"] == emulator.appid
 
 
+async def test_head_gets_headers_only_and_the_link_uses_redirect_uris_origin(make_app):
+    middleware, _ = await make_app(
+        login_path=LOGIN, redirect_uri="https://www.example.com/wechat/callback"
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware),
+        base_url="http://10.0.0.7:8000",
+        headers={"user-agent": DESKTOP_CHROME, "accept": "application/json"},
+    ) as client:
+        head = await client.head(LOGIN)
+        answer = await client.get(LOGIN, params={"next": "/me"})
+    assert head.status_code == 200 and head.content == b""
+    assert answer.json()["login_url"] == f"https://www.example.com{LOGIN}?next=%2Fme"
+
+
 @pytest.mark.parametrize("user_agent", IN_WECHAT)
 async def test_wechat_browser_still_goes_straight_to_the_official_account(
     flow, emulator, user_agent

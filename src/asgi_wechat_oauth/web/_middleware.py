@@ -393,7 +393,7 @@ class WeChatOAuthMiddleware:
                 # Only the official account logs in, and this is not WeChat's browser.
                 if wants_html(scope) or wants_json(scope):
                     link = self._login.link(scope, query)
-                    await send_open_in_wechat(scope, send, link, wants_html(scope))
+                    await send_open_in_wechat(scope, send, link)
                     return
                 # A program, not a browser: the redirect, as before.
                 route = LoginRoute(self.appid, query.scope or self._login.default_scope, False)
@@ -405,7 +405,7 @@ class WeChatOAuthMiddleware:
             return
         cookie = (b"set-cookie", start.cookie.encode())
         if query.format == "wxlogin":
-            await send_json(send, wxlogin_params(start, query.element_id), cookie)
+            await send_json(scope, send, wxlogin_params(start, query.element_id), cookie)
             return
         await self._send_redirect(send, start.location, cookie)
 

@@ -13,7 +13,15 @@ import json
 from string import Template
 
 from .._core.asgi import Scope, Send
-from .._core.pages import _HTML_LANG, STYLE, Language, _header, _weights, preferred_language
+from .._core.pages import (
+    _HTML_LANG,
+    STYLE,
+    Language,
+    _header,
+    _weights,
+    preferred_language,
+    wants_html,
+)
 
 _TEXTS: dict[Language, dict[str, str]] = {
     "zh": {
@@ -106,22 +114,26 @@ def wants_json(scope: Scope) -> bool:
     return max(weights.get("application/json", 0.0), weights.get("application/*", 0.0)) > 0
 
 
-async def send_open_in_wechat(scope: Scope, send: Send, link: str, page: bool) -> None:
-    """200: the QR page (``page``), else ``{"open_in_wechat": true, "login_url": link}``."""
-    if page:
+async def send_open_in_wechat(scope: Scope, send: Send, link: str) -> None:
+    """200: the QR page for a browser, else ``{"open_in_wechat": true, "login_url": link}``."""
+    if wants_html(scope):
         body = render_qr_page(link, preferred_language(scope))
-        await _send(send, body, b"text/html; charset=utf-8", (b"vary", b"accept, accept-language"))
+        vary = (b"vary", b"accept, accept-language, user-agent")
+        await _send(scope, send, body, b"text/html; charset=utf-8", vary)
         return
-    await send_json(send, {"open_in_wechat": True, "login_url": link}, (b"vary", b"accept"))
+    data = {"open_in_wechat": True, "login_url": link}
+    await send_json(scope, send, data, (b"vary", b"accept, user-agent"))
 
 
-async def send_json(send: Send, data: dict[str, object], *headers: tuple[bytes, bytes]) -> None:
+async def send_json(
+    scope: Scope, send: Send, data: dict[str, object], *headers: tuple[bytes, bytes]
+) -> None:
     """200 with ``data`` as JSON, never cached."""
-    await _send(send, json.dumps(data).encode(), b"application/json", *headers)
+    await _send(scope, send, json.dumps(data).encode(), b"application/json", *headers)
 
 
 async def _send(
-    send: Send, body: bytes, content_type: bytes, *headers: tuple[bytes, bytes]
+    scope: Scope, send: Send, body: bytes, content_type: bytes, *headers: tuple[bytes, bytes]
 ) -> None:
     start = [
         (b"content-type", content_type),
@@ -130,4 +142,4 @@ async def _send(
         *headers,
     ]
     await send({"type": "http.response.start", "status": 200, "headers": start})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
