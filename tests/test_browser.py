@@ -423,6 +423,7 @@ def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium,
                 defaults,
                 WECHAT_WEBSITE_APPID=defaults.website_appid,
                 WECHAT_WEBSITE_SECRET=defaults.website_secret,
+                WECHAT_DEFAULT_SCOPE="snsapi_userinfo",
             ) as app:
                 page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
                 page.set_default_timeout(20_000)
