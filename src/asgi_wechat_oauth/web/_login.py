@@ -200,9 +200,9 @@ class LoginEndpoint:
     def link(self, scope: Scope, query: LoginQuery) -> str:
         """This login's own absolute URL (under ``root_path``, with its scope and ``next``), for
         a phone to open in WeChat: on the ``redirect_uri``'s origin when that is set."""
-        params = {"scope": query.scope} if query.scope else {}
-        if query.next:
-            params["next"] = query.next
+        params = {"next": query.next} if query.next else {}
+        if query.scope:
+            params["scope"] = query.scope
         if self.redirect_uri is not None:
             origin = "/".join(self.redirect_uri.split("/", 3)[:3])
             url = f"{origin}{scope.get('root_path', '')}{self.login_path}"
