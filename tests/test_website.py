@@ -472,3 +472,32 @@ async def test_emulator_has_no_official_account_page_for_the_website_app(upstrea
         },
     )
     assert response.status_code == 400
+
+
+# --- two workers sharing Redis: the website route ---------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the Redis client is asyncio-only
+async def test_two_workers_on_redis_trade_a_website_code_once(
+    both, make_app, browser_factory, emulator, redis_server
+):
+    """The WeChat browser's duplicate of a website login lands on another worker: one exchange,
+    with the website app, and both workers answer the identity."""
+    from asgi_wechat_oauth.backends.redis import RedisBackend
+
+    prefix = f"website-{id(emulator)}"
+    first, browser = await both(backend=RedisBackend(redis_server.url, prefix=prefix))
+    second, _ = await make_app(
+        login_path=LOGIN,
+        authorize_base_url=WECHAT_URL,
+        website_appid=emulator.website_appid,
+        website_secret=emulator.website_secret,
+        backend=RedisBackend(redis_server.url, prefix=prefix),
+    )
+    _, callback = await _to_callback(_as(browser, DESKTOP_CHROME))
+    other = browser_factory(second)
+    other.cookies = browser.cookies
+    answers = [await browser.get(callback), await other.get(callback)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert {a.json()["appid"] for a in answers} == {emulator.website_appid}
+    assert emulator.exchange_count(_query(callback)["code"]) == 1
