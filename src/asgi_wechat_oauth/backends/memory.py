@@ -7,6 +7,7 @@ process; several workers need :class:`~asgi_wechat_oauth.backends.redis.RedisBac
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -109,6 +110,13 @@ class MemoryBackend:
         # in flight elsewhere to wait for; a stored result is all there can be.
         stored = self._results.get(key)
         return stored.outcome if stored is not None else None
+
+    async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        stored = self._results.get(key)
+        if stored is None or (only_if is not None and not only_if(stored.outcome)):
+            return False
+        del self._results[key]
+        return True
 
     async def aclose(self) -> None:
         # Flights still running finish on their own; stored results are no longer needed.
