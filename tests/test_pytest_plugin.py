@@ -29,7 +29,7 @@ async def callback(request):
     me = request.scope["wechat"]
     return JSONResponse(
         {"openid": me.openid, "unionid": me.unionid, "snapshot": me.is_snapshotuser,
-         "next": me.next}
+         "next": me.next, "appid": me.appid}
     )
 
 
@@ -43,6 +43,28 @@ def make_app(emulator, **options):
         authorize_base_url=emulator.url,
         **options,
     )
+
+
+def make_two_app_workers(emulator):
+    # A site with an official account and a website app, on two workers that do not share a
+    # backend, behind a balancer that sends each request to the next.
+    workers = [
+        make_app(
+            emulator,
+            http_client=emulator.http_client(),
+            website_appid=emulator.website_appid,
+            website_secret=emulator.website_secret,
+        )
+        for _ in range(2)
+    ]
+    turn = []
+
+    async def balancer(scope, receive, send):
+        if scope["type"] == "http":
+            turn.append(None)
+        await workers[len(turn) % 2](scope, receive, send)
+
+    return balancer
 
 
 def make_naive_app(emulator):
@@ -549,6 +571,66 @@ def test_a_wecom_code_traded_twice_fails_with_the_logged_code_hash(suite):
             async with client_for(make_unshared_wecom_workers(wecom_emulator)) as client:
                 await wecom_login(client)
             assert wecom_emulator.total_exchanges == 2
+        """
+    )
+    result = suite.runpytest("--strict-markers", "--log-level=INFO")
+    result.assert_outcomes(passed=2, errors=2)
+    output = result.stdout.str()
+    failed = set(re.findall(r"code_hash=([0-9a-f]{16}) traded 2 times", output))
+    logged = set(re.findall(r"wechat_oauth\.exchange code_hash=([0-9a-f]{16})", output))
+    assert len(failed) == 2  # one code per backend (asyncio, trio)
+    assert failed <= logged
+
+
+def test_wechat_login_in_wechat_or_on_a_desktop_with_a_website_app(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from myapp import client_for, make_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        def site(emulator):
+            return make_app(
+                emulator,
+                http_client=emulator.http_client(),
+                website_appid=emulator.website_appid,
+                website_secret=emulator.website_secret,
+            )
+
+
+        @pytest.mark.wechat_emulator(latency=0.05)
+        async def test_both_routes(wechat_emulator, wechat_login):
+            async with client_for(site(wechat_emulator)) as phone:
+                in_wechat = await wechat_login(phone, scope="snsapi_userinfo")
+            async with client_for(site(wechat_emulator)) as desktop:
+                qr_login = await wechat_login(desktop, in_wechat=False)
+            assert in_wechat.json()["appid"] == wechat_emulator.appid
+            assert in_wechat.json()["openid"] == wechat_emulator.user.openid
+            assert qr_login.json()["appid"] == wechat_emulator.website_appid
+            assert qr_login.json()["openid"] == wechat_emulator.user.website_openid
+            assert wechat_emulator.total_exchanges == 2
+        """
+    )
+    suite.runpytest("--strict-markers").assert_outcomes(passed=2)
+
+
+def test_a_website_code_traded_twice_fails_with_the_logged_code_hash(suite):
+    """The website app's codes are keyed with its own appid: the check names them so."""
+    suite.makepyfile(
+        """
+        import pytest
+        from myapp import client_for, make_two_app_workers
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wechat_emulator(latency=0.05)
+        async def test_unshared_workers(wechat_emulator, wechat_login):
+            async with client_for(make_two_app_workers(wechat_emulator)) as desktop:
+                await wechat_login(desktop, in_wechat=False)
+            assert wechat_emulator.total_exchanges == 2
         """
     )
     result = suite.runpytest("--strict-markers", "--log-level=INFO")

@@ -119,7 +119,8 @@ def wechat_emulator_server() -> Iterator[WeChatEmulator]:
 @pytest.fixture
 def wechat_login(request: pytest.FixtureRequest) -> Any:
     """``await wechat_login(client, login_path="/wechat/login", next=None, scope=None,
-    double=True)``: log in through the app as the WeChat browser does, against this test's
+    in_wechat=True, double=True)``: log in through the app as the WeChat browser does (a desktop
+    browser with ``in_wechat=False``: a website app's QR login), against this test's
     emulator (``wechat_emulator_server`` if the test uses it, else ``wechat_emulator``), and
     return the callback's response. See ``asgi_wechat_oauth.testing.web_login``."""
     from asgi_wechat_oauth.testing import web_login

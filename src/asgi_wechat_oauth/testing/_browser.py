@@ -14,7 +14,12 @@ from ._base import EmulatorBase
 from ._emulator import WeChatEmulator
 from ._wecom import WeComEmulator
 
-#: WeCom's built-in browser (the login endpoint looks for ``wxwork/``), and a desktop browser.
+#: WeChat's and WeCom's built-in browsers (login endpoints look for ``MicroMessenger`` and
+#: ``wxwork/``), and a desktop browser.
+WECHAT_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 (KHTML, like Gecko) Mobile "
+    "Safari/537.36 MicroMessenger/8.0.47.2560(0x28002F30) NetType/WIFI Language/zh_CN"
+)
 WECOM_USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 (KHTML, like Gecko) Mobile "
     "Safari/537.36 MicroMessenger/8.0.40 wxwork/4.1.22 Language/zh_CN"
@@ -83,11 +88,16 @@ async def web_login(
     login_path: str = "/wechat/login",
     next: str | None = None,
     scope: str | None = None,
+    in_wechat: bool = True,
     double: bool = True,
 ) -> httpx.Response:
     """Log in through the app's ``login_path`` as a user of the WeChat browser, and return the
     callback's response (the page the user sees; with the login endpoint, a redirect to
     ``next``).
+
+    ``in_wechat`` (the default) sends WeChat's browser's User-Agent, which takes the official
+    account's route; ``in_wechat=False`` a desktop browser's, which takes the website app's QR
+    login when the app has one (``website_appid``).
 
     ``client`` reaches the app and keeps its cookies (the nonce cookie the login endpoint sets);
     the consent page is answered by ``emulator`` in-process, whatever host the app's
@@ -99,7 +109,10 @@ async def web_login(
             "the emulator's double_navigation page is for real browsers: web_login sends the "
             "double callback itself (double=True)"
         )
-    return await _login(client, emulator, login_path, next, scope, double=double)
+    user_agent = WECHAT_USER_AGENT if in_wechat else DESKTOP_USER_AGENT
+    return await _login(
+        client, emulator, login_path, next, scope, double=double, headers={"user-agent": user_agent}
+    )
 
 
 async def wecom_login(
