@@ -3,12 +3,16 @@ upstream answer that exposed it; on asyncio and trio."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 import pytest
 
+from asgi_wechat_oauth import WeChatOAuthError
 from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.tokens import StableTokenFetcher, WeComTokenFetcher
+from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 from support import call_asgi, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +59,45 @@ async def test_a_content_length_of_superscript_digits_is_a_400_not_a_500(length)
     assert response.status == 400
     assert b'"invalid_body"' in response.body
     await middleware.aclose()
+
+
+# --- token answers with an expiry no clock can hold --------------------------------------------
+
+_HUGE_EXPIRY = b'{"errcode": 0, "access_token": "TOKEN", "expires_in": 1' + b"0" * 400 + b"}"
+
+
+@pytest.mark.parametrize("fetcher_class", [WeComTokenFetcher, StableTokenFetcher])
+async def test_a_token_answer_with_a_huge_integer_expiry_is_a_bad_response(fetcher_class):
+    """``expires_in`` of 10**400 is a valid JSON integer; ``time.time() + expires_in`` raised
+    ``OverflowError`` out of the fetcher."""
+    async with answering(
+        {"/cgi-bin/gettoken": _HUGE_EXPIRY, "/cgi-bin/stable_token": _HUGE_EXPIRY}
+    ) as http:
+        fetcher = fetcher_class("wxaudit", "audit-secret", api_base_url=UPSTREAM, http_client=http)
+        with pytest.raises(WeChatOAuthError) as caught:
+            await fetcher.fetch(force_refresh=False, margin=300)
+    assert caught.value.reason == "upstream_bad_response"
+    assert caught.value.status_code == 502
+
+
+async def test_a_wecom_login_with_a_huge_token_expiry_is_502_without_a_crash(caplog):
+    caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
+    answers = {"/cgi-bin/gettoken": _HUGE_EXPIRY, "/cgi-bin/auth/getuserinfo": b'{"userid": "u"}'}
+    async with answering(answers) as http:
+        middleware = WeComOAuthMiddleware(
+            _ok,
+            corpid="wwaudit",
+            agentid="1000001",
+            secret="audit-corpsecret",
+            api_base_url=UPSTREAM,
+            http_client=http,
+            verify_state=False,
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=middleware), base_url="http://app.test"
+        ) as browser:
+            response = await browser.get("/wecom/callback", params={"code": "c1", "state": "s"})
+        await middleware.aclose()
+    assert response.status_code == 502
+    assert "upstream_bad_response" in response.text
+    assert "exchange_crashed" not in caplog.text
