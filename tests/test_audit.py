@@ -4,13 +4,14 @@ upstream answer that exposed it; on asyncio and trio."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from asgi_wechat_oauth import WeChatOAuthError
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthError
+from asgi_wechat_oauth.miniprogram import MiniProgramClient, MiniProgramLoginMiddleware
 from asgi_wechat_oauth.tokens import StableTokenFetcher, WeComTokenFetcher
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 from support import call_asgi, http_scope
@@ -101,3 +102,38 @@ async def test_a_wecom_login_with_a_huge_token_expiry_is_502_without_a_crash(cap
     assert response.status_code == 502
     assert "upstream_bad_response" in response.text
     assert "exchange_crashed" not in caplog.text
+
+
+# --- JSON nested deeper than the parser's recursion limit --------------------------------------
+
+#: Under the 64 KiB answer cap, and far deeper than ``json.loads`` can recurse.
+_DEEP_JSON = b"[" * 30_000 + b"]" * 30_000
+
+Call = Callable[[httpx.AsyncClient], Awaitable[object]]
+
+
+async def _jscode2session(http: httpx.AsyncClient) -> object:
+    client = MiniProgramClient("wxaudit", "audit-secret", api_base_url=UPSTREAM, http_client=http)
+    return await client.code2session("audit-code")
+
+
+async def _oauth_access_token(http: httpx.AsyncClient) -> object:
+    client = WeChatOAuthClient("wxaudit", "audit-secret", api_base_url=UPSTREAM, http_client=http)
+    return await client.exchange_code("audit-code")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="fix belongs in _core/upstream.py and web/_client.py (being merged): catch "
+    "RecursionError beside ValueError around json.loads",
+)
+@pytest.mark.parametrize("call", [_jscode2session, _oauth_access_token])
+async def test_an_upstream_answer_nested_too_deep_is_a_bad_response(call: Call):
+    """``json.loads`` raises ``RecursionError`` (not ``ValueError``) for deep nesting, which
+    escaped the clients raw (and the middlewares logged it as a crashed exchange)."""
+    paths = ("/sns/jscode2session", "/sns/oauth2/access_token")
+    async with answering(dict.fromkeys(paths, _DEEP_JSON)) as http:
+        with pytest.raises(WeChatOAuthError) as caught:
+            await call(http)
+    assert caught.value.reason == "upstream_bad_response"
