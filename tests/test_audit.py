@@ -4,6 +4,7 @@ upstream answer that exposed it; on asyncio and trio."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -137,3 +138,21 @@ async def test_an_upstream_answer_nested_too_deep_is_a_bad_response(call: Call):
         with pytest.raises(WeChatOAuthError) as caught:
             await call(http)
     assert caught.value.reason == "upstream_bad_response"
+
+
+# --- an infinite state_max_age ----------------------------------------------------------------
+
+
+def test_an_infinite_state_max_age_is_refused_at_construction():
+    """``state_max_age=inf`` passed validation, then every login answered 500 (the cookie's
+    ``Max-Age`` is ``int(state_max_age)``). (The web middleware's own config check is
+    tightened on the harden-core branch.)"""
+    with pytest.raises(ValueError, match="state_max_age"):
+        WeComOAuthMiddleware(
+            _ok,
+            corpid="wwaudit",
+            agentid="1000001",
+            secret="audit-corpsecret",
+            login_path="/wecom/login",
+            state_max_age=math.inf,
+        )
