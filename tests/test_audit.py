@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthError
+from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthError, WeChatOAuthMiddleware
 from asgi_wechat_oauth.miniprogram import MiniProgramClient, MiniProgramLoginMiddleware
 from asgi_wechat_oauth.tokens import StableTokenFetcher, WeComTokenFetcher
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
@@ -156,3 +156,22 @@ def test_an_infinite_state_max_age_is_refused_at_construction():
             login_path="/wecom/login",
             state_max_age=math.inf,
         )
+
+
+@pytest.mark.parametrize("product", ["web", "wecom"])
+def test_an_infinite_login_loop_window_is_refused_at_construction(product):
+    """``login_loop_window=inf`` passed validation, then every login answered 500 after its
+    code was traded (the loop cookie's ``Max-Age`` is ``int(login_loop_window)``)."""
+    with pytest.raises(ValueError, match="login_loop_window"):
+        if product == "web":
+            WeChatOAuthMiddleware(
+                _ok, appid="wxaudit", secret="audit-secret", login_loop_window=math.inf
+            )
+        else:
+            WeComOAuthMiddleware(
+                _ok,
+                corpid="wwaudit",
+                agentid="1000001",
+                secret="audit-corpsecret",
+                login_loop_window=math.inf,
+            )
