@@ -175,3 +175,23 @@ def test_an_infinite_login_loop_window_is_refused_at_construction(product):
                 secret="audit-corpsecret",
                 login_loop_window=math.inf,
             )
+
+
+@pytest.mark.parametrize("option", ["result_ttl", "exchange_timeout"])
+@pytest.mark.parametrize("product", ["miniprogram", "wecom"])
+def test_a_nan_ttl_or_timeout_is_refused_at_construction(product, option):
+    """NaN slipped past ``< 0`` / ``<= 0``: ``exchange_timeout=nan`` answered every login
+    500, ``result_ttl=nan`` stored nothing, so a retried request traded its code again."""
+    with pytest.raises(ValueError, match=option):
+        if product == "miniprogram":
+            MiniProgramLoginMiddleware(
+                _ok, appid="wxaudit", secret="audit-secret", **{option: math.nan}
+            )
+        else:
+            WeComOAuthMiddleware(
+                _ok,
+                corpid="wwaudit",
+                agentid="1000001",
+                secret="audit-corpsecret",
+                **{option: math.nan},
+            )
