@@ -40,6 +40,12 @@ def answering(answers: dict[str, bytes]) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream))
 
 
+def wecom(**options: Any) -> WeComOAuthMiddleware:
+    return WeComOAuthMiddleware(
+        _ok, corpid="wwaudit", agentid="1000001", secret="audit-corpsecret", **options
+    )
+
+
 async def _ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -86,11 +92,7 @@ async def test_a_wecom_login_with_a_huge_token_expiry_is_502_without_a_crash(cap
     caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
     answers = {"/cgi-bin/gettoken": _HUGE_EXPIRY, "/cgi-bin/auth/getuserinfo": b'{"userid": "u"}'}
     async with answering(answers) as http:
-        middleware = WeComOAuthMiddleware(
-            _ok,
-            corpid="wwaudit",
-            agentid="1000001",
-            secret="audit-corpsecret",
+        middleware = wecom(
             api_base_url=UPSTREAM,
             http_client=http,
             verify_state=False,
@@ -148,11 +150,7 @@ def test_an_infinite_state_max_age_is_refused_at_construction():
     ``Max-Age`` is ``int(state_max_age)``). (The web middleware's own config check is
     tightened on the harden-core branch.)"""
     with pytest.raises(ValueError, match="state_max_age"):
-        WeComOAuthMiddleware(
-            _ok,
-            corpid="wwaudit",
-            agentid="1000001",
-            secret="audit-corpsecret",
+        wecom(
             login_path="/wecom/login",
             state_max_age=math.inf,
         )
@@ -168,11 +166,7 @@ def test_an_infinite_login_loop_window_is_refused_at_construction(product):
                 _ok, appid="wxaudit", secret="audit-secret", login_loop_window=math.inf
             )
         else:
-            WeComOAuthMiddleware(
-                _ok,
-                corpid="wwaudit",
-                agentid="1000001",
-                secret="audit-corpsecret",
+            wecom(
                 login_loop_window=math.inf,
             )
 
@@ -188,10 +182,6 @@ def test_a_nan_ttl_or_timeout_is_refused_at_construction(product, option):
                 _ok, appid="wxaudit", secret="audit-secret", **{option: math.nan}
             )
         else:
-            WeComOAuthMiddleware(
-                _ok,
-                corpid="wwaudit",
-                agentid="1000001",
-                secret="audit-corpsecret",
+            wecom(
                 **{option: math.nan},
             )
