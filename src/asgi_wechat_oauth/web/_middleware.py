@@ -332,9 +332,15 @@ class WeChatOAuthMiddleware:
         reason, errcode = "upstream_timeout", None
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
-                return await self.client.get_userinfo(token.access_token, token.openid)
-            except UpstreamError as exc:
+                info = await self.client.get_userinfo(token.access_token, token.openid)
+            except WeChatOAuthError as exc:  # any errcode, 40029 included: not the code's fate
                 reason, errcode = exc.reason, exc.errcode
+            except Exception as exc:  # whatever it is, it must not lose the login now
+                reason = f"unexpected_{type(exc).__name__}"
+            else:
+                if info.openid == token.openid:
+                    return info
+                reason = "openid_mismatch"  # another user's profile: never attach it
         logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
         return None
 
