@@ -77,11 +77,18 @@ async def _fetch(
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(max_bytes)
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)
-                chunks.append(chunk)
+            # Past the cap, the next read is cancelled: the cancellation is raised inside
+            # httpx's own nested generators, so they end there (breaking out of the loop would
+            # leave them to the garbage collector, and the connection with them).
+            with anyio.CancelScope() as over_the_cap:
+                async for chunk in response.aiter_raw():  # raw: identity was asked for
+                    size += len(chunk)
+                    if size > max_bytes:
+                        over_the_cap.cancel()
+                    else:
+                        chunks.append(chunk)
+            if over_the_cap.cancel_called:
+                raise _too_large(max_bytes)
     except httpx.TimeoutException:
         raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.") from None
     except (httpx.HTTPError, OSError) as exc:
