@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import parse_qsl
 
@@ -99,7 +100,7 @@ class LoginEndpoint:
         )
         cookie = (
             f"{self.cookie_name}={nonce}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={int(self.signer.max_age)}; HttpOnly; SameSite=Lax"
+            f"Max-Age={math.ceil(self.signer.max_age)}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Literal
@@ -89,10 +90,10 @@ class WeChatOAuthMiddleware:
             raise ValueError("secret is required")
         if not callback_path.startswith("/"):
             raise ValueError("callback_path must start with '/'")
-        if result_ttl < 0:
-            raise ValueError("result_ttl must not be negative")
-        if exchange_timeout <= 0:
-            raise ValueError("exchange_timeout must be positive")
+        if not 0 <= result_ttl < math.inf:  # comparisons with NaN are all false
+            raise ValueError("result_ttl must not be negative (and finite)")
+        if not 0 < exchange_timeout < math.inf:
+            raise ValueError("exchange_timeout must be positive (and finite)")
         if login_path is not None and (
             not login_path.startswith("/") or login_path == callback_path
         ):
@@ -105,8 +106,9 @@ class WeChatOAuthMiddleware:
             raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
         if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
             raise ValueError("redirect_uri must be an absolute http(s) URL")
-        if state_max_age <= 0:
-            raise ValueError("state_max_age must be positive")
+        if not 1 <= state_max_age < math.inf:
+            # Under a second the cookie's whole-second Max-Age would be 0: every login fails.
+            raise ValueError("state_max_age must be at least 1 second (and finite)")
         if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
             raise ValueError("nonce_cookie must be a plain ASCII name")
         if on_invalid_code is None:
