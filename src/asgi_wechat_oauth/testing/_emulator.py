@@ -397,7 +397,10 @@ class WeChatEmulator:
 
     async def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
         await anyio.sleep(self.latency)
-        body = json.dumps(answer, ensure_ascii=False).encode()
+        try:
+            body = json.dumps(answer, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate (half an emoji): valid JSON when escaped
+            body = json.dumps(answer).encode()
         if fault is Fault.MALFORMED_JSON:
             return PlainTextResponse("<html>502 Bad Gateway</html>")
         if fault in (Fault.TRUNCATED, Fault.DROP):
