@@ -3,7 +3,8 @@
 One callback request runs: ``claim`` → (stored outcome: serve it) | (lease: trade the code, then
 ``complete``) | (neither: ``wait``, and claim again if the wait ends without an outcome). The
 single-flight loop lives in the middleware; a backend only stores and signals, so the memory and
-Redis backends are two implementations of the same four calls.
+Redis backends are two implementations of the same four calls (and ``note_code``, which counts
+the codes traded under one state).
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ class Backend(Protocol):
         waiting up to ``timeout`` for one still in flight elsewhere; ``None`` if nobody else
         traded it (the code really was used or invalid). An error outcome may explain a loss
         (:class:`~asgi_wechat_oauth.ExchangeLost`: the other holder died mid-exchange)."""
+        ...
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        """Count ``key`` (a code's hash) in ``group`` (a state's hash) for ``ttl`` seconds.
+
+        False when ``group`` already counts ``limit`` other keys; a key already counted stays
+        allowed and is not counted again. Bounds how many codes one signed state may trade."""
         ...
 
     async def aclose(self) -> None:

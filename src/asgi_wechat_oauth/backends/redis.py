@@ -78,6 +78,15 @@ redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
 return 1
 """
 
+# KEYS: the state's set of codes. ARGV: code key, limit, ms. -> 1 counted (or already), 0 full
+_NOTE_CODE = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+
 _LOCAL = "local:"
 #: How long the leaders count lives: longer than any code (QR login codes live 10 minutes).
 _LEADERS_TTL_MS = 15 * 60 * 1000
@@ -170,6 +179,7 @@ class RedisBackend:
         self._claim = self._client.register_script(_CLAIM)
         self._check = self._client.register_script(_CHECK)
         self._complete = self._client.register_script(_COMPLETE)
+        self._note_code = self._client.register_script(_NOTE_CODE)
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
@@ -298,6 +308,25 @@ class RedisBackend:
         return ExchangeLost(
             "exchange_lost", "The login was interrupted on the server; please log in again."
         )
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        _require_asyncio()
+        if not self._skip_redis():
+            try:
+                answer = await self._call(
+                    self._note_code(
+                        keys=[f"{self.prefix}:{{{group}}}:codes"],
+                        args=[key, limit, max(_ms(ttl), 1)],
+                    )
+                )
+                return bool(answer)
+            except _Unavailable:
+                pass  # counted in this process meanwhile, as claims are
+            except _Busy:
+                raise ServiceUnavailable(
+                    "overloaded", "Too many logins in progress; try again."
+                ) from None
+        return await self._local.note_code(group, key, limit=limit, ttl=ttl)
 
     @contextlib.asynccontextmanager
     async def _watch(self, key: str) -> AsyncIterator[tuple[_Slot, Any]]:

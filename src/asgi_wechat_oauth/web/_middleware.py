@@ -77,6 +77,7 @@ class WeChatOAuthMiddleware:
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
         state_max_age: float = 600.0,
+        max_codes_per_state: int = 3,
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
@@ -109,6 +110,8 @@ class WeChatOAuthMiddleware:
         if not 1 <= state_max_age < math.inf:
             # Under a second the cookie's whole-second Max-Age would be 0: every login fails.
             raise ValueError("state_max_age must be at least 1 second (and finite)")
+        if max_codes_per_state < 1:
+            raise ValueError("max_codes_per_state must be at least 1")
         if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
             raise ValueError("nonce_cookie must be a plain ASCII name")
         if on_invalid_code is None:
@@ -146,6 +149,7 @@ class WeChatOAuthMiddleware:
         self.on_invalid_code = on_invalid_code
         self.snapshot_users = snapshot_users
         self.verify_state = verify_state
+        self.max_codes_per_state = max_codes_per_state
         self.nonce_cookie = nonce_cookie
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
@@ -214,6 +218,8 @@ class WeChatOAuthMiddleware:
                 nonce = read_cookie(scope, self.nonce_cookie)
                 verified = self._signer.verify(params.state, nonce)
             key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            if verified is not None:
+                await self._count_code(params.state, key)
             next_path = verified.next if verified is not None else None
             outcome = _web_outcome(
                 await self._flight.run(
@@ -244,6 +250,17 @@ class WeChatOAuthMiddleware:
                 code_hash(key) if key else None,
             )
             await self._respond_error(scope, receive, send, outcome)
+
+    async def _count_code(self, state: str | None, key: str) -> None:
+        """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state
+        (raises a 403 error): a valid state and cookie must not turn into any number of calls
+        to WeChat with made-up codes. Counted as long as the state is valid."""
+        group = hashlib.sha256(self._key_prefix + b"state:" + str(state).encode()).hexdigest()
+        ttl = self._signer.max_age + 60  # states from up to a minute ahead are accepted
+        if not await self.backend.note_code(group, key, limit=self.max_codes_per_state, ttl=ttl):
+            raise StateRejected(
+                "too_many_codes", "This login link was used too many times; please log in again."
+            )
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
         """Refuse an identity this request may not have (raises a 403 error)."""
