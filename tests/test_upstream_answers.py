@@ -105,6 +105,8 @@ BAD_TOKEN_ANSWERS = {
     "is_snapshotuser '1'": _token_answer(is_snapshotuser="1"),
     "unionid a number": _token_answer(unionid=7),
     "scope a number": _token_answer(scope=5),
+    "expires_in of 5000 digits": _token_answer(expires_in="X").replace(b'"X"', b"9" * 5000),
+    "nested 50,000 deep": b"[" * 50_000 + b"]" * 50_000,  # RecursionError in json.loads
     "not an object": b'["openid"]',
     "errcode true": b'{"errcode": true, "errmsg": "?"}',
     "errcode a string": b'{"errcode": "0", "openid": "o", "access_token": "a"}',
