@@ -11,6 +11,7 @@ configured timeouts: they tell a bounded call from one that runs on, not how fas
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -238,3 +239,9 @@ async def test_a_huge_token_answer_is_upstream_bad_response():
             response = await _callback(url, exchange_timeout=10.0)
     assert response.status_code == 502
     assert response.json()["error"] == "upstream_bad_response"
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.nan, math.inf])
+def test_timeout_must_be_positive_and_finite(timeout):
+    with pytest.raises(ValueError, match="timeout"):
+        WeChatOAuthClient("wx", "secret", timeout=timeout)

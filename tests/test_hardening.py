@@ -8,18 +8,20 @@ import json
 import logging
 import math
 import traceback
+import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from asgi_wechat_oauth import MemoryBackend, Outcome, WeChatOAuthError, WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.state import StateSigner
 from asgi_wechat_oauth.backends._codec import dump_outcome
 from asgi_wechat_oauth.testing import EmulatedUser
-from support import CALLBACK, WECHAT_URL, CountingBackend, wait_until
+from support import CALLBACK, WECHAT_URL, CountingBackend, code_key, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -106,6 +108,15 @@ class ThroughTheCodec(MemoryBackend):
         await super().complete(key, lease, outcome, ttl=ttl)
 
 
+async def _echo_identity(scope, receive, send):
+    """The app behind the middleware, answering in JSON that escapes what UTF-8 cannot hold."""
+    me = scope["wechat"]
+    nickname = me.userinfo.nickname if me.userinfo else None
+    body = json.dumps({"openid": me.openid, "nickname": nickname}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _no_token_in(records: list[logging.LogRecord], emulator) -> None:
     tokens = [*emulator._tokens, *emulator._refresh_tokens]
     assert tokens
@@ -164,19 +175,52 @@ async def test_complete_that_always_raises_never_escapes(emulator, make_app):
 async def test_lone_surrogate_nickname_logs_in_and_leaks_no_token(emulator, make_app, caplog):
     caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
     emulator.user = EmulatedUser(nickname="Tom\ud83d")  # valid JSON, half an emoji
-
-    async def downstream(scope, receive, send):
-        me = scope["wechat"]
-        body = json.dumps({"openid": me.openid, "nickname": me.userinfo.nickname}).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": body})
-
     for backend in (MemoryBackend(), ThroughTheCodec()):
-        middleware, client = await make_app(app=downstream, backend=backend)
+        middleware, client = await make_app(app=_echo_identity, backend=backend)
         url = f"{CALLBACK}?code={emulator.issue_code('snsapi_userinfo')}&state=s1"
         response = await client.get(url)
         assert response.status_code == 200, response.text
         assert response.json() == {"openid": emulator.user.openid, "nickname": "Tom\ud83d"}
         late = await client.get(url)
         assert late.status_code in (200, 502)  # 502 exchange_lost if the codec cannot take it
+    _no_token_in(caplog.records, emulator)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_lone_surrogate_on_redis_leaves_no_lease_and_answers_duplicates_promptly(
+    emulator, make_app, redis_server, caplog
+):
+    """Whatever the Redis codec makes of the text, the login succeeds, the lease is released,
+    and a duplicate on another worker gets an answer (the identity, or ``exchange_lost`` if it
+    could not be stored) without waiting out ``lock_ttl``."""
+    from asgi_wechat_oauth.backends.redis import RedisBackend
+
+    caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
+    emulator.user = EmulatedUser(nickname="Tom\ud83d")
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    one, two = (RedisBackend(redis_server.url, prefix=prefix, lock_ttl=30) for _ in range(2))
+    try:
+        _, first = await make_app(app=_echo_identity, backend=one)
+        _, second = await make_app(app=_echo_identity, backend=two)
+        code = emulator.issue_code("snsapi_userinfo")
+        url = f"{CALLBACK}?code={code}&state=s1"
+        response = await first.get(url)
+        assert response.status_code == 200, response.text
+        assert response.json()["openid"] == emulator.user.openid
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            key = code_key(emulator.appid, code)
+            assert await client.exists(f"{prefix}:{{{key}}}:lease") == 0
+        finally:
+            await client.aclose()
+        with anyio.fail_after(10):  # well under lock_ttl
+            duplicate = await second.get(url)
+        assert duplicate.status_code in (200, 502)
+        if duplicate.status_code == 502:
+            assert duplicate.json()["error"] == "exchange_lost"
+        assert emulator.exchange_count(code) == 1
+    finally:
+        await one.aclose()
+        await two.aclose()
     _no_token_in(caplog.records, emulator)

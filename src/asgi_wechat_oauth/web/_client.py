@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,6 +45,8 @@ class WeChatOAuthClient:
     ) -> None:
         if not appid or not secret:
             raise ValueError("appid and secret are required")
+        if not 0 < timeout < math.inf:  # NaN fails too
+            raise ValueError("timeout must be positive (and finite)")
         self.appid = appid
         self._secret = secret
         self._base_url = api_base_url.rstrip("/")
