@@ -16,6 +16,8 @@ Environment:
   callback stores the user in the session and redirects to ``next``. Without it the callback
   answers the identity as JSON (with the worker's pid), for clients that build the authorize
   URL themselves, such as the multi-worker tests.
+- ``WECHAT_SNAPSHOT_USERS=reject`` refuses WeChat's snapshot-mode users with a page asking them
+  to open the full service (``snapshot_users``; the default, ``allow``, lets them in).
 - ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with
   several workers or restarts; the default, random per process, forgets sessions.
 
@@ -113,12 +115,18 @@ def options_from_env() -> dict[str, Any]:
     }
     if os.environ.get("WECHAT_LOGIN_PATH"):
         options["login_path"] = os.environ["WECHAT_LOGIN_PATH"]
+    if os.environ.get("WECHAT_SNAPSHOT_USERS"):
+        options["snapshot_users"] = os.environ["WECHAT_SNAPSHOT_USERS"]
     return options
 
 
-def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> Starlette:
+def create_app(
+    *, session_secret: str | None = None, session_https_only: bool = False, **wechat_options: Any
+) -> Starlette:
     """The app; ``wechat_options`` override the middleware options read from the environment
-    (tests pass ``http_client=`` and the emulator's URLs)."""
+    (tests pass ``http_client=`` and the emulator's URLs). ``session_https_only=True`` is right
+    in production; over plain http the browser then never sends the session back (a login
+    loop, which the middleware detects)."""
     options = {**options_from_env(), **wechat_options}
     routes = [
         Route("/", home),
@@ -134,7 +142,7 @@ def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> S
         or os.environ.get("WECHAT_SESSION_SECRET")
         or secrets.token_urlsafe(32),
         same_site="lax",  # the callback is a top-level navigation from WeChat: Lax sends it
-        https_only=False,  # True in production (https only), so the cookie never goes in clear
+        https_only=session_https_only,  # True in production, so the cookie never goes in clear
     )
     try:
         from prometheus_client import CollectorRegistry

@@ -156,6 +156,22 @@ async def browser_factory(
         await client.aclose()
 
 
+@pytest.fixture
+def flow(
+    make_app: MakeApp, browser_factory: Callable[[WeChatOAuthMiddleware], httpx.AsyncClient]
+) -> Callable[..., Awaitable[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]]]:
+    """``await flow(**options)`` → (middleware, browser) with ``login_path="/wechat/login"``
+    and the emulator's consent page."""
+
+    async def make(**options: Any) -> tuple[WeChatOAuthMiddleware, httpx.AsyncClient]:
+        middleware, _ = await make_app(
+            login_path="/wechat/login", authorize_base_url=WECHAT_URL, **options
+        )
+        return middleware, browser_factory(middleware)
+
+    return make
+
+
 Consent = Callable[..., Awaitable[str]]
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from _servers import ROOT, emulator_process, emulator_stats, free_port, process, uvicorn_args
+from asgi_wechat_oauth._core.state import StateSigner, derive_state_secret
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import APP_URL
 
@@ -234,3 +236,132 @@ def test_real_browser_logs_in_through_the_wechat_double_callback(chromium, serve
     assert metric(app_url, "wechat_oauth_exchanges_total") == 1
     shared = metric(app_url, "wechat_oauth_deduplicated_total")
     assert shared + metric(app_url, "wechat_oauth_cache_hits_total") == 1
+
+
+# --- what a WeChat user sees when a login cannot complete --------------------------------------
+
+#: WeChat's in-app browser on Android, Chinese UI (``MicroMessenger/``, ``Language/zh_CN``).
+WECHAT_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160065 MMWEBSDK/20231202 "
+    "MicroMessenger/8.0.47.2560(0x28002F35) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN "
+    "ABI/arm64"
+)
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.mark.anyio
+async def test_emulator_settings_switch_snapshot_mode(emulator, upstream):
+    on = await upstream.post("/_emulator/settings", params={"snapshot": "1"})
+    assert on.status_code == 200 and emulator.user.snapshot is True
+    await upstream.post("/_emulator/settings", params={"snapshot": "0"})
+    assert emulator.user.snapshot is False
+
+
+@pytest.fixture
+def page_servers() -> Iterator[tuple[str, str, WeChatEmulator]]:
+    """The emulator (plain redirects) and the Starlette example with its login flow and
+    ``snapshot_users="reject"``, each under uvicorn."""
+    defaults = WeChatEmulator()
+    with emulator_process() as emulator_url:
+        port = free_port()
+        env = {
+            "WECHAT_APPID": defaults.appid,
+            "WECHAT_SECRET": defaults.secret,
+            "WECHAT_REDIS_URL": "",
+            "WECHAT_API_BASE_URL": emulator_url,
+            "WECHAT_AUTHORIZE_BASE_URL": emulator_url,
+            "WECHAT_LOGIN_PATH": "/wechat/login",
+            "WECHAT_SNAPSHOT_USERS": "reject",
+            "WECHAT_SESSION_SECRET": secrets.token_urlsafe(32),
+        }
+        with process(uvicorn_args("examples.starlette_app:app", port), port, env) as app:
+            yield app.url, emulator_url, defaults
+
+
+def _phone(browser: Any, locale: str) -> Any:
+    """A page in a phone-sized context with WeChat's User-Agent and ``locale``'s language."""
+    context = browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale=locale,
+        user_agent=WECHAT_UA,
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def _shown(page: Any, name: str) -> tuple[int, str, str, str, str]:
+    """``(status, heading, button text, button target, all text)`` of the page now shown;
+    saves a screenshot."""
+    path = ROOT / "artifacts" / f"page-{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    status = page.evaluate("performance.getEntriesByType('navigation')[0].responseStatus")
+    button = page.locator("#action")
+    assert button.is_visible()
+    heading, text = page.inner_text("h1"), page.inner_text("body")
+    return status, heading, button.inner_text(), button.get_attribute("href"), text
+
+
+def _open_expired(browser: Any, locale: str, callback: str, cookie: str) -> Any:
+    """A phone that still has the login cookie opens the expired callback."""
+    page = _phone(browser, locale)
+    page.context.add_cookies(
+        [{"name": "wechat_oauth_nonce", "value": cookie, "domain": "127.0.0.1",
+          "path": "/wechat/callback"}]
+    )  # fmt: skip
+    page.goto(callback)
+    return page
+
+
+def _log_in(browser: Any, app_url: str, emulator_url: str, **settings: object) -> Any:
+    """A Chinese phone taps the example's login link, with the emulator set up to fail."""
+    httpx.post(f"{emulator_url}/_emulator/settings", params=settings).raise_for_status()
+    page = _phone(browser, "zh-CN")
+    page.goto(f"{app_url}/")
+    page.click("#login")
+    page.wait_for_selector("#action")
+    return page
+
+
+def _expired_login(app_url: str, emulator: WeChatEmulator) -> tuple[str, str]:
+    """A callback URL whose state (for ``next=/orders/42``, already retried once) expired an
+    hour ago, and the login cookie that goes with it."""
+    signer = StateSigner(derive_state_secret(emulator.secret), max_age=600)
+    state, cookie = signer.issue("/orders/42", retried=True, issued_at=int(time.time()) - 3600)
+    return f"{app_url}/wechat/callback?code=0a1B2c3D4e5F&state={state}", cookie
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_real_browser_shows_the_error_pages_in_chinese_and_english(chromium, page_servers):
+    sync_api, executable = chromium
+    app_url, emulator_url, emulator = page_servers
+    callback, cookie = _expired_login(app_url, emulator)
+    login_again = "/wechat/login?scope=snsapi_base&next=%2Forders%2F42"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            # An expired login that was already retried once: the page, in Chinese.
+            expired = _shown(_open_expired(browser, "zh-CN", callback, cookie), "expired-zh")
+            # WeChat busy (errcode -1, and again on the one retry).
+            busy = _shown(_log_in(browser, app_url, emulator_url, fault="busy", count=2), "busy-zh")
+            # A snapshot-mode user, refused by snapshot_users="reject".
+            snapshot = _shown(_log_in(browser, app_url, emulator_url, snapshot=1), "snapshot-zh")
+            # The expired login again, for an English-speaking browser.
+            english = _shown(_open_expired(browser, "en-US", callback, cookie), "expired-en")
+        finally:
+            browser.close()
+
+    assert expired[:4] == (403, "登录已失效", "重新登录", login_again)
+    assert "Cookie" in expired[4] and "invalid_state" in expired[4]
+    home_again = "/wechat/login?scope=snsapi_userinfo&next=%2F"  # the example's login link
+    assert busy[:4] == (502, "微信繁忙", "重新登录", home_again)
+    assert snapshot[:4] == (403, "请使用完整服务", "重新登录", home_again)
+    assert english[:4] == (403, "This login has expired", "Log in again", login_again)
+    # Busy twice (one retry), then the snapshot user's; nothing for the expired state.
+    assert emulator_stats(emulator_url)["total_exchanges"] == 3

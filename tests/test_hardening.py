@@ -21,6 +21,7 @@ from asgi_wechat_oauth import MemoryBackend, Outcome, WeChatOAuthError, WeChatOA
 from asgi_wechat_oauth._core.state import StateSigner
 from asgi_wechat_oauth.backends._codec import dump_outcome
 from asgi_wechat_oauth.testing import EmulatedUser
+from asgi_wechat_oauth.web._login import COOKIE_GRACE
 from support import CALLBACK, WECHAT_URL, CountingBackend, code_key, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -56,11 +57,11 @@ def test_non_finite_timeouts_are_refused(options):
 
 
 @pytest.mark.parametrize(("max_age", "cookie_max_age"), [(1, 1), (1.2, 2), (600.0, 600)])
-async def test_cookie_max_age_is_never_zero(make_app, max_age, cookie_max_age):
+async def test_cookie_max_age_is_rounded_up(make_app, max_age, cookie_max_age):
     middleware, client = await make_app(login_path=LOGIN, state_max_age=max_age)
     response = await client.get(LOGIN)
     assert response.status_code == 302
-    assert f"Max-Age={cookie_max_age};" in response.headers["set-cookie"]
+    assert f"Max-Age={cookie_max_age + COOKIE_GRACE};" in response.headers["set-cookie"]
 
 
 @pytest.mark.parametrize("prefix", ["0", "00", "0000000"])

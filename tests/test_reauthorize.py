@@ -19,18 +19,6 @@ pytestmark = pytest.mark.anyio
 LOGIN = "/wechat/login"
 
 
-@pytest.fixture
-async def flow(make_app, browser_factory):
-    """``await flow(**options)`` → (middleware, browser) with login_path and the emulator's
-    consent page."""
-
-    async def make(**options):
-        middleware, _ = await make_app(login_path=LOGIN, authorize_base_url=WECHAT_URL, **options)
-        return middleware, browser_factory(middleware)
-
-    return make
-
-
 def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 

@@ -11,6 +11,7 @@ from ._core.errors import (
     ConfigurationError,
     ExchangeLost,
     InvalidCallbackRequest,
+    LoginLoop,
     MethodNotAllowed,
     ServiceUnavailable,
     SnapshotUserRejected,
@@ -19,6 +20,7 @@ from ._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from ._core.pages import ErrorPages
 from .backends import Backend, Claim, MemoryBackend, Outcome, Result
 from .web import (
     AccessToken,
@@ -39,7 +41,9 @@ __all__ = [
     "ConfigurationError",
     "Counters",
     "ExchangeLost",
+    "ErrorPages",
     "InvalidCallbackRequest",
+    "LoginLoop",
     "MemoryBackend",
     "MethodNotAllowed",
     "Outcome",

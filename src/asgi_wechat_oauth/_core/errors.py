@@ -67,6 +67,13 @@ class SnapshotUserRejected(WeChatOAuthError):
     status_code = 403
 
 
+class LoginLoop(WeChatOAuthError):
+    """The browser completed ``login_loop_limit`` logins within ``login_loop_window``: its
+    session is evidently not kept, so the login endpoint stops sending it to WeChat."""
+
+    status_code = 429
+
+
 class CodeRejected(WeChatOAuthError):
     """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
 
@@ -114,6 +121,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         MethodNotAllowed,
         StateRejected,
         SnapshotUserRejected,
+        LoginLoop,
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,

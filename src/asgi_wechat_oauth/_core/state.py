@@ -1,15 +1,19 @@
 """Signed ``state``: login CSRF protection bound to the browser by a nonce cookie.
 
 The state carries when it was issued, the scope asked for, whether it comes from an automatic
-re-authorization, the ``next`` path, and a hash of a random nonce that the login endpoint also
-sets as an HttpOnly cookie; it is HMAC-signed. Only the browser that started
-the login holds the nonce, so a callback carrying someone else's code and state (login CSRF, a
-leaked or replayed link) fails verification before the code is traded. It is encoded in
-``[A-Za-z0-9]`` (base62), the alphabet WeChat passes through untouched, in at most 128 bytes.
+re-authorization, and a hash binding it to the login cookie; it is HMAC-signed. The cookie
+(HttpOnly, set by the login endpoint) holds a random nonce and the ``next`` path, so ``next``
+can be as long as a cookie allows instead of squeezing into WeChat's 128-byte state; the hash
+in the signed state makes the cookie as tamper-proof as the state itself. Only the browser that
+started the login holds the cookie, so a callback carrying someone else's code and state (login
+CSRF, a leaked or replayed link) fails verification before the code is traded. The state is
+encoded in ``[A-Za-z0-9]`` (base62), the alphabet WeChat passes through untouched.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import math
@@ -20,17 +24,17 @@ from dataclasses import dataclass
 
 from .errors import InvalidCallbackRequest, StateRejected
 
-_VERSION = 1
-#: version, issued at (unix seconds), scope, flags, nonce hash
-_HEADER = struct.Struct(">BIBB8s")
+_VERSION = 2
+#: version, issued at (unix seconds), scope, flags, hash of the cookie (nonce and next)
+_HEADER = struct.Struct(">BIBB16s")
 _SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login")
 _RETRIED = 1
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 MAX_STATE_BYTES = 128
-#: Longest ``next`` that fits: 128 base62 digits hold 95 bytes, less header, MAC and a marker.
-MAX_NEXT_BYTES = 95 - 1 - _HEADER.size - _MAC_SIZE
+#: Longest ``next`` (UTF-8 bytes): its base64 form keeps the cookie well under 4 KB.
+MAX_NEXT_BYTES = 2000
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,23 @@ class VerifiedState:
     retried: bool
 
 
+class UnverifiedState(StateRejected):
+    """A state we signed that does not verify here: expired, or its cookie is missing or
+    different. ``signed`` is what it says (``next`` only when the browser's cookie still
+    matches), enough to start the same login again; nothing in it may log anyone in."""
+
+    def __init__(self, message: str, signed: VerifiedState) -> None:
+        super().__init__("invalid_state", message)
+        self.signed = signed
+
+
 def derive_state_secret(app_secret: str) -> bytes:
     """A key for signing state, derived so that the app secret itself is never the HMAC key."""
     return hmac.new(app_secret.encode(), b"asgi-wechat-oauth/state/v1", hashlib.sha256).digest()
 
 
 class StateSigner:
-    """Issues and verifies signed states."""
+    """Issues and verifies signed states and the login cookie that goes with each."""
 
     def __init__(self, secret: bytes, *, max_age: float) -> None:
         if len(secret) < 16:
@@ -62,27 +76,34 @@ class StateSigner:
         return f"StateSigner(max_age={self.max_age!r})"
 
     def issue(
-        self, next_path: str | None, *, scope: str = "snsapi_base", retried: bool = False
+        self,
+        next_path: str | None,
+        *,
+        scope: str = "snsapi_base",
+        retried: bool = False,
+        issued_at: int | None = None,
     ) -> tuple[str, str]:
-        """Return ``(state, nonce)``; the nonce goes into the cookie."""
-        nonce = secrets.token_hex(16)
+        """Return ``(state, cookie)``: the cookie's value holds the nonce and ``next``."""
         next_bytes = (next_path or "").encode()
         if len(next_bytes) > MAX_NEXT_BYTES:
             raise InvalidCallbackRequest(
                 "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
             )
-        header = _HEADER.pack(
+        cookie = secrets.token_hex(16)
+        if next_bytes:
+            cookie += "." + base64.urlsafe_b64encode(next_bytes).decode().rstrip("=")
+        body = _HEADER.pack(
             _VERSION,
-            int(time.time()),
+            int(time.time()) if issued_at is None else issued_at,
             _SCOPES.index(scope),
             _RETRIED if retried else 0,
-            _nonce_hash(nonce),
+            _cookie_hash(cookie),
         )
-        body = header + next_bytes
-        return _b62encode(body + self._mac(body)), nonce
+        return _b62encode(body + self._mac(body)), cookie
 
-    def verify(self, state: str | None, nonce: str | None) -> VerifiedState:
-        """Check signature, age and nonce; raise :class:`StateRejected` (403) otherwise."""
+    def verify(self, state: str | None, cookie: str | None) -> VerifiedState:
+        """Check signature, age and cookie; raise :class:`StateRejected` (403) otherwise, or
+        its subclass :class:`UnverifiedState` when the signature holds."""
         if not state:
             raise StateRejected("invalid_state", "The login has no state; please log in again.")
         try:
@@ -90,34 +111,49 @@ class StateSigner:
         except ValueError:
             raw = b""
         body, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
-        if len(body) < _HEADER.size or not hmac.compare_digest(mac, self._mac(body)):
+        if len(body) != _HEADER.size or not hmac.compare_digest(mac, self._mac(body)):
             raise StateRejected(
                 "invalid_state", "The login state is not valid; please log in again."
             )
-        version, issued_at, scope, flags, nonce_hash = _HEADER.unpack_from(body)
-        age = time.time() - issued_at
-        if version != _VERSION or scope >= len(_SCOPES) or not -60 <= age <= self.max_age:
-            raise StateRejected("invalid_state", "The login has expired; please log in again.")
-        if not nonce or not hmac.compare_digest(nonce_hash, _nonce_hash(nonce)):
+        version, issued_at, scope, flags, cookie_hash = _HEADER.unpack(body)
+        if version != _VERSION or scope >= len(_SCOPES):
             raise StateRejected(
-                "invalid_state",
-                "The login was started in another browser or its cookie is missing; "
-                "please log in again.",
+                "invalid_state", "The login state is not valid; please log in again."
             )
-        next_path = body[_HEADER.size :].decode("utf-8", "replace") or None
-        return VerifiedState(
+        bound = bool(cookie) and hmac.compare_digest(cookie_hash, _cookie_hash(cookie or ""))
+        signed = VerifiedState(
             issued_at=issued_at,
-            next=next_path,
+            next=_next_of(cookie) if bound else None,
             scope=_SCOPES[scope],
             retried=bool(flags & _RETRIED),
         )
+        if not -60 <= time.time() - issued_at <= self.max_age:
+            raise UnverifiedState("The login has expired; please log in again.", signed)
+        if not bound:
+            raise UnverifiedState(
+                "The login was started in another browser or its cookie is missing; "
+                "please log in again.",
+                signed,
+            )
+        return signed
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._secret, body, hashlib.sha256).digest()[:_MAC_SIZE]
 
 
-def _nonce_hash(nonce: str) -> bytes:
-    return hashlib.sha256(nonce.encode()).digest()[:8]
+def _cookie_hash(cookie: str) -> bytes:
+    return hashlib.sha256(cookie.encode()).digest()[:16]
+
+
+def _next_of(cookie: str | None) -> str | None:
+    """The ``next`` a bound cookie holds (its hash was signed, so it decodes)."""
+    _, _, encoded = (cookie or "").partition(".")
+    if not encoded:
+        return None
+    try:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def _b62encode(data: bytes) -> str:

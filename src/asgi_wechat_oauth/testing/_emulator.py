@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -191,13 +191,16 @@ class WeChatEmulator:
 
     async def _settings(self, request: Request) -> Response:
         """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=access_token``,
-        and ``double_navigation=1`` (or ``0``) to switch the WeChat browser's behaviour."""
+        ``double_navigation=1`` (or ``0``) to switch the WeChat browser's behaviour, and
+        ``snapshot=1`` (or ``0``) to log the user in in snapshot mode."""
         params = request.query_params
         try:
             if "latency" in params:
                 self.latency = max(0.0, float(params["latency"]))
             if "double_navigation" in params:
                 self.double_navigation = _flag(params["double_navigation"])
+            if "snapshot" in params:
+                self.user = replace(self.user, snapshot=_flag(params["snapshot"]))
             if "fault" in params:
                 self.inject_fault(
                     params["fault"],

@@ -4,29 +4,58 @@ from __future__ import annotations
 
 import math
 import re
-from urllib.parse import parse_qsl
+import unicodedata
+from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import cookie_parser
 
 from .._core.asgi import Scope
 from .._core.errors import InvalidCallbackRequest
-from .._core.state import StateSigner
+from .._core.state import MAX_NEXT_BYTES, StateSigner
 from ._authorize import SCOPES, authorize_url
 
 #: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
-#: A same-site path: one leading slash, printable ASCII, no backslash anywhere.
-_NEXT = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
+#: Characters no redirect target holds: controls (browsers drop tabs and newlines from URLs,
+#: which can turn ``/\t/host`` into ``//host``), format characters, line separators, surrogates.
+_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Levels of percent-decoding an app or proxy might apply before using ``next``.
+_MAX_DECODES = 3
+#: Seconds the login cookie outlives its state, so that an expired login can still be started
+#: again with its ``next`` (the cookie proves nothing once the state has expired).
+COOKIE_GRACE = 86_400
 
 
 def validate_next(next_path: str) -> str:
-    """Accept only a relative path on this site: no ``//host``, ``/\\host``, scheme or controls
-    (an open redirect is what a ``next`` parameter is usually abused for)."""
-    if not _NEXT.fullmatch(next_path):
+    """Accept only a path on this site, up to 2,000 bytes, any query, non-ASCII included.
+
+    An open redirect is what a ``next`` parameter is usually abused for, and apps and proxies
+    decode: the value and each of its percent-decoded forms must start with one ``/`` not
+    followed by another ``/`` or ``\\``, and hold no control characters; the value itself holds
+    no backslash. Returned unchanged, so that it round-trips exactly."""
+    if len(next_path.encode("utf-8", "surrogatepass")) > MAX_NEXT_BYTES:
         raise InvalidCallbackRequest(
-            "invalid_next", "The next parameter must be a path on this site, such as /profile."
+            "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
         )
-    return next_path
+    form = "" if "\\" in next_path else next_path
+    for _ in range(_MAX_DECODES + 1):
+        if not _is_local(form):
+            break
+        decoded = unquote(form)
+        if decoded == form:
+            return next_path
+        form = decoded
+    raise InvalidCallbackRequest(
+        "invalid_next", "The next parameter must be a path on this site, such as /profile."
+    )
+
+
+def _is_local(path: str) -> bool:
+    return (
+        path.startswith("/")
+        and not path.startswith(("//", "/\\"))
+        and not any(unicodedata.category(char) in _FORBIDDEN for char in path)
+    )
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -71,7 +100,7 @@ class LoginEndpoint:
         try:
             params = dict(
                 parse_qsl(
-                    scope["query_string"].decode("ascii"),
+                    scope["query_string"].decode("utf-8"),
                     keep_blank_values=True,
                     errors="strict",
                     max_num_fields=16,
@@ -89,7 +118,7 @@ class LoginEndpoint:
         next_path = validate_next(params["next"]) if params.get("next") else None
         redirect_uri = self.redirect_uri or self._own_callback_url(scope)
         retried = params.get("retry") == "1"
-        state, nonce = self.signer.issue(next_path, scope=wechat_scope, retried=retried)
+        state, value = self.signer.issue(next_path, scope=wechat_scope, retried=retried)
         location = authorize_url(
             self.appid,
             redirect_uri,
@@ -99,8 +128,8 @@ class LoginEndpoint:
             base_url=self.authorize_base_url,
         )
         cookie = (
-            f"{self.cookie_name}={nonce}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={math.ceil(self.signer.max_age)}; HttpOnly; SameSite=Lax"
+            f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
+            f"Max-Age={math.ceil(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"

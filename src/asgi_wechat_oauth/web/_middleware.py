@@ -20,6 +20,7 @@ from .._core.counters import Counters
 from .._core.errors import (
     ConfigurationError,
     InvalidCallbackRequest,
+    LoginLoop,
     MethodNotAllowed,
     SnapshotUserRejected,
     StateRejected,
@@ -27,8 +28,11 @@ from .._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .._core.loops import COOKIE as LOOP_COOKIE
+from .._core.loops import LoginLoopGuard, check_loop_options, with_cookie
+from .._core.pages import ErrorPages, preferred_language, wants_html
 from .._core.singleflight import SingleFlight, code_hash
-from .._core.state import StateSigner, VerifiedState, derive_state_secret
+from .._core.state import StateSigner, UnverifiedState, VerifiedState, derive_state_secret
 from ..backends import Backend, MemoryBackend, Outcome
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
 from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
@@ -44,6 +48,9 @@ _UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
 
 OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
+
+#: The built-in pages: Simplified Chinese or English, the default texts and look.
+DEFAULT_ERROR_PAGES = ErrorPages()
 
 
 class WeChatOAuthMiddleware:
@@ -84,6 +91,9 @@ class WeChatOAuthMiddleware:
         on_invalid_code: Literal["reauthorize", "error"] | None = None,
         snapshot_users: Literal["allow", "reject"] = "allow",
         counters: Counters | None = None,
+        error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
+        login_loop_limit: int | None = 5,
+        login_loop_window: float = 120.0,
     ) -> None:
         if not appid:
             raise ValueError("appid is required")
@@ -108,7 +118,8 @@ class WeChatOAuthMiddleware:
         if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
             raise ValueError("redirect_uri must be an absolute http(s) URL")
         if not 1 <= state_max_age < math.inf:
-            # Under a second the cookie's whole-second Max-Age would be 0: every login fails.
+            # States carry their issue time in whole seconds: under a second, one may be
+            # expired as it is issued (and a cookie's whole-second Max-Age would be 0).
             raise ValueError("state_max_age must be at least 1 second (and finite)")
         if max_codes_per_state < 1:
             raise ValueError("max_codes_per_state must be at least 1")
@@ -122,6 +133,9 @@ class WeChatOAuthMiddleware:
             raise ValueError("on_invalid_code='reauthorize' needs login_path")
         if snapshot_users not in ("allow", "reject"):
             raise ValueError("snapshot_users must be 'allow' or 'reject'")
+        if error_pages is not None and not isinstance(error_pages, ErrorPages):
+            raise ValueError("error_pages must be an ErrorPages or None")
+        check_loop_options(login_loop_limit, login_loop_window)
         self.app = app
         self.appid = appid
         self.callback_path = callback_path
@@ -151,6 +165,12 @@ class WeChatOAuthMiddleware:
         self.verify_state = verify_state
         self.max_codes_per_state = max_codes_per_state
         self.nonce_cookie = nonce_cookie
+        self.error_pages = error_pages
+        self._loops = (
+            LoginLoopGuard(limit=login_loop_limit, window=login_loop_window)
+            if login_path and login_loop_limit
+            else None
+        )
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:
@@ -215,8 +235,8 @@ class WeChatOAuthMiddleware:
                 )
             params = parse_callback_query(scope["query_string"])
             if self.verify_state:
-                nonce = read_cookie(scope, self.nonce_cookie)
-                verified = self._signer.verify(params.state, nonce)
+                cookie = read_cookie(scope, self.nonce_cookie)
+                verified = self._signer.verify(params.state, cookie)
             key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
             if verified is not None:
                 await self._count_code(params.state, key)
@@ -232,24 +252,34 @@ class WeChatOAuthMiddleware:
             outcome = exc
         if isinstance(outcome, WeChatIdentity):
             scope["wechat"] = outcome
+            if self._loops is not None:
+                counted = self._loops.completed(
+                    scope, read_cookie(scope, LOOP_COOKIE), outcome.state
+                )
+                send = with_cookie(send, counted)
             await self.app(scope, receive, send)
-        elif outcome.reason in _UNUSABLE_CODE and self._reauthorizes(verified):
-            assert verified is not None and key is not None  # a code error comes from a flight
+            return
+        # What a state we signed says, verified or not: enough to start that login again.
+        signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
+        if self._reauthorizes(scope, outcome, signed):
+            assert signed is not None
             self.counters.reauthorized += 1
             logger.debug(
-                "wechat_oauth.reauthorize reason=%s code_hash=%s", outcome.reason, code_hash(key)
-            )
-            await self._send_redirect(send, self._login_again_url(scope, verified))
-        else:
-            self.counters.errors[outcome.reason] += 1
-            logger.log(
-                self._failure_level(scope, outcome),
-                "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
+                "wechat_oauth.reauthorize reason=%s code_hash=%s",
                 outcome.reason,
-                outcome.status_code,
                 code_hash(key) if key else None,
             )
-            await self._respond_error(scope, receive, send, outcome)
+            await self._send_redirect(send, self._login_url(scope, signed, retry=True))
+            return
+        self.counters.errors[outcome.reason] += 1
+        logger.log(
+            self._failure_level(scope, outcome),
+            "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
+            outcome.reason,
+            outcome.status_code,
+            code_hash(key) if key else None,
+        )
+        await self._respond_error(scope, receive, send, outcome, signed)
 
     async def _count_code(self, state: str | None, key: str) -> None:
         """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state
@@ -277,18 +307,29 @@ class WeChatOAuthMiddleware:
                 "use the full service, then log in again.",
             )
 
-    def _reauthorizes(self, verified: VerifiedState | None) -> bool:
-        """Send the browser through login again, once: only with a verified state (it carries
-        ``next`` and the scope) that did not itself come from a re-authorization."""
-        return (
-            self.on_invalid_code == "reauthorize" and verified is not None and not verified.retried
-        )
+    def _reauthorizes(
+        self, scope: Scope, error: WeChatOAuthError, signed: VerifiedState | None
+    ) -> bool:
+        """Send the browser through login again, once, instead of an error: for a code that
+        can never be traded (the state verified), or for a browser navigation whose state we
+        signed but that expired or lost its cookie (no code is traded for it). Only with a
+        state that says the scope and ``next`` and did not itself come from a re-authorization.
+        """
+        if self.on_invalid_code != "reauthorize" or signed is None or signed.retried:
+            return False
+        if isinstance(error, UnverifiedState):
+            return scope["method"] == "GET" and wants_html(scope)
+        return error.reason in _UNUSABLE_CODE
 
-    def _login_again_url(self, scope: Scope, verified: VerifiedState) -> str:
-        query = {"scope": verified.scope, "retry": "1"}
-        if verified.next:
-            query["next"] = verified.next
-        return f"{scope.get('root_path', '')}{self.login_path}?{urlencode(query)}"
+    def _login_url(self, scope: Scope, signed: VerifiedState | None, *, retry: bool) -> str:
+        """The login endpoint (under ``root_path``), with the scope and ``next`` when known."""
+        query = {"scope": signed.scope} if signed is not None else {}
+        if retry:
+            query["retry"] = "1"
+        if signed is not None and signed.next:
+            query["next"] = signed.next
+        url = f"{scope.get('root_path', '')}{self.login_path}"
+        return f"{url}?{urlencode(query)}" if query else url
 
     def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
         """Only failures a user sees log at WARNING; the rest is expected noise."""
@@ -320,6 +361,12 @@ class WeChatOAuthMiddleware:
         try:
             if scope["method"] not in ("GET", "HEAD"):
                 raise MethodNotAllowed("method_not_allowed", "The login page accepts GET only.")
+            if self._loops is not None and self._loops.exceeded(read_cookie(scope, LOOP_COOKIE)):
+                raise LoginLoop(
+                    "login_loop",
+                    "This browser keeps logging in, but its session is not kept: "
+                    "allow cookies and try again later.",
+                )
             location, cookie = self._login.redirect(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
@@ -369,19 +416,39 @@ class WeChatOAuthMiddleware:
         return bool(token.scopes & USERINFO_SCOPES)
 
     async def _respond_error(
-        self, scope: Scope, receive: Receive, send: Send, error: WeChatOAuthError
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: WeChatOAuthError,
+        signed: VerifiedState | None = None,
     ) -> None:
+        """``on_error``'s answer; else a page for a browser, JSON for anyone else."""
         if self.on_error is not None:
             replacement = self.on_error(scope, error)
             if replacement is not None:
                 await replacement(scope, receive, send)
                 return
-        body = json.dumps({"error": error.reason, "message": error.message}).encode()
+        if self.error_pages is not None and wants_html(scope):
+            root_path = scope.get("root_path", "")
+            body = self.error_pages.render(
+                error.reason,
+                error.status_code,
+                preferred_language(scope),
+                login_href=self._login_url(scope, signed, retry=False) if self.login_path else None,
+                back_href=f"{root_path}/",
+            )
+            content_type = b"text/html; charset=utf-8"
+        else:
+            body = json.dumps({"error": error.reason, "message": error.message}).encode()
+            content_type = b"application/json"
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
         ]
+        if self.error_pages is not None:
+            headers.append((b"vary", b"accept, accept-language"))
         if isinstance(error, MethodNotAllowed):
             headers.append((b"allow", b"GET, HEAD"))
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
