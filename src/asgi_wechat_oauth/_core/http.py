@@ -75,7 +75,7 @@ async def _fetch(
                     "upstream_unavailable", f"WeChat answered HTTP {response.status_code}."
                 )
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(max_bytes)
             # Past the cap, the next read is cancelled: the cancellation is raised inside
             # httpx's own nested generators, so they end there (breaking out of the loop would

@@ -207,8 +207,8 @@ class SingleFlight:
         if await self._try_complete(key, lease, outcome, ttl):
             return
         led.outcome = outcome
-        for waiter in led.waiters:
-            waiter.cancel()
+        for waiter in list(led.waiters):
+            waiter.cancel()  # wakes it: it then takes led.outcome
         if not isinstance(outcome, WeChatOAuthError):
             # The code is spent and its identity cannot be shared: later duplicates elsewhere
             # get a prompt answer instead of waiting for the lease to expire.
