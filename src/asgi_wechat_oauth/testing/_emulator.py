@@ -402,7 +402,7 @@ class WeChatEmulator:
         await anyio.sleep(self.latency)
         try:
             body = json.dumps(answer, ensure_ascii=False).encode()
-        except UnicodeEncodeError:  # a lone surrogate (half an emoji): valid JSON when escaped
+        except UnicodeEncodeError:  # a lone surrogate in a field: sent \u-escaped, as JSON can
             body = json.dumps(answer).encode()
         if fault is Fault.MALFORMED_JSON:
             return PlainTextResponse("<html>502 Bad Gateway</html>")
