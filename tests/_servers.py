@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import anyio
+import anyio.abc
 import httpx
 import pytest
 
@@ -155,3 +160,43 @@ def emulator_stats(url: str) -> dict[str, object]:
     response.raise_for_status()
     data: dict[str, object] = response.json()
     return data
+
+
+#: When a dropped request is cut off: halfway through sending it; after sending it (the
+#: exchange is in flight); after the first bytes of the response; after the whole response.
+PHASES = ("request", "in_flight", "response", "after")
+
+
+async def dropped_request(
+    app_url: str, request: bytes, rng: random.Random, latency: float
+) -> tuple[str, str, int | None]:
+    """Send ``request`` (raw HTTP/1.1) on a socket of its own and drop the connection at a
+    random moment; return the phase, how the connection ended (``fin`` or ``rst``), and the
+    status if the whole answer was read."""
+    host, port = urlsplit(app_url).netloc.split(":")
+    phase = rng.choice(PHASES)
+    close = rng.choice(("fin", "rst"))
+    status = None
+    stream = await anyio.connect_tcp(host, int(port))
+    try:
+        if phase == "request":
+            await stream.send(request[: rng.randrange(len(request))])
+            await anyio.sleep(rng.uniform(0, latency))
+        else:
+            await stream.send(request)
+            if phase == "in_flight":
+                await anyio.sleep(rng.uniform(0, latency))
+            elif phase == "response":
+                await stream.receive(rng.randint(1, 64))
+            else:
+                data = b""
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        data += await stream.receive()
+                status = int(data.split(b" ", 2)[1])
+    finally:
+        if close == "rst":
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+    return phase, close, status

@@ -105,13 +105,15 @@ async def make_app(
 
     Defaults: the emulator's credentials, ``api_base_url="http://wechat.test"``,
     ``http_client=upstream``, the ``downstream`` app; any of them can be overridden
-    (``app=``, ``backend=``, ``http_client=gated_upstream``, ...). Middlewares are closed with
-    ``aclose()`` and clients closed at teardown.
+    (``app=``, ``backend=``, ``http_client=gated_upstream``, ...), and ``middleware=`` picks
+    another product's middleware class. Middlewares are closed with ``aclose()`` and clients
+    closed at teardown.
     """
-    created: list[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]] = []
+    created: list[tuple[Any, httpx.AsyncClient]] = []
 
-    async def factory(**kwargs: Any) -> tuple[WeChatOAuthMiddleware, httpx.AsyncClient]:
+    async def factory(**kwargs: Any) -> tuple[Any, httpx.AsyncClient]:
         app = kwargs.pop("app", downstream)
+        middleware_class = kwargs.pop("middleware", WeChatOAuthMiddleware)
         options: dict[str, Any] = {
             "appid": emulator.appid,
             "secret": emulator.secret,
@@ -119,7 +121,7 @@ async def make_app(
             "http_client": upstream,
         }
         options.update(kwargs)
-        middleware = WeChatOAuthMiddleware(app, **options)
+        middleware = middleware_class(app, **options)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url=APP_URL)
         created.append((middleware, client))
         return middleware, client
@@ -211,7 +213,8 @@ class _Recorder(logging.Handler):
 @pytest.fixture(autouse=True)
 def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test runs with the package's and httpx's logging at DEBUG, and afterwards no
-    record may hold the emulator's app secret, a code it issued, or a token it granted."""
+    record may hold the emulator's app secret, a code it issued (web or mini-program), or a
+    token or mini-program session_key it granted."""
     emulator: WeChatEmulator | None = None
     if "emulator" in request.fixturenames:
         emulator = request.getfixturevalue("emulator")
@@ -229,6 +232,13 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
             logger.setLevel(level)
     if emulator is None:
         return
-    secrets = {emulator.secret, *emulator._codes, *emulator._tokens, *emulator._refresh_tokens}
+    secrets = {
+        emulator.secret,
+        *emulator._codes,
+        *emulator._tokens,
+        *emulator._refresh_tokens,
+        *emulator._miniprogram_codes,
+        *emulator._session_keys,
+    }
     leaked = [s for s in secrets if any(s in text for text in recorder.texts)]
     assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

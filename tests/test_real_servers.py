@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ import pytest
 
 from _servers import (
     ROOT,
+    dropped_request,
     emulator_process,
     emulator_stats,
     free_port,
@@ -79,13 +78,13 @@ def anyio_backend() -> str:
 # --- servers -------------------------------------------------------------------------------------
 
 
-def server_args(server: str, port: int, workers: int = 1) -> list[str]:
+def server_args(server: str, port: int, workers: int = 1, app: str = APP) -> list[str]:
     if server == "uvicorn":
         extra = ["--workers", str(workers)] if workers > 1 else []
-        return uvicorn_args(APP, port, *extra)
+        return uvicorn_args(app, port, *extra)
     worker_class = "trio" if server == "hypercorn-trio" else "asyncio"
     return [
-        sys.executable, "-m", "hypercorn", APP,
+        sys.executable, "-m", "hypercorn", app,
         "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
         "--worker-class", worker_class, "--workers", str(workers),
     ]  # fmt: skip
@@ -99,13 +98,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(server: str, env: dict[str, str], workers: int = 1) -> Iterator[Served]:
-    """The example app under ``server`` until the block ends. Its stderr goes to a file (a pipe
+def serving(server: str, env: dict[str, str], workers: int = 1, app: str = APP) -> Iterator[Served]:
+    """The example ``app`` under ``server`` until the block ends. Its stderr goes to a file (a pipe
     nobody reads could fill up and block the server), read back into ``output`` at the end."""
     port = free_port()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            server_args(server, port, workers),
+            server_args(server, port, workers, app),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
@@ -190,47 +189,19 @@ async def metrics(browser: httpx.AsyncClient, app_url: str) -> dict[str, float]:
 
 # --- 1. real client aborts ---------------------------------------------------------------------
 
+
 #: When callback #1 is dropped: halfway through sending the request; after sending it (the
 #: exchange is in flight); after the first bytes of the response; after the whole response.
-PHASES = ("request", "in_flight", "response", "after")
-
-
 async def aborted_callback(
     app_url: str, code: str, rng: random.Random, latency: float
 ) -> tuple[str, str, int | None]:
-    """Send callback #1 on a raw socket and drop the connection at a random moment; return the
-    phase, how the connection ended (``fin`` or ``rst``), and the status if it was read."""
-    host, port = urlsplit(app_url).netloc.split(":")
+    """Send callback #1 on a raw socket and drop the connection at a random moment."""
     request = (
         f"GET /wechat/callback?code={code}&state=real HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\nUser-Agent: aborting-browser\r\nConnection: close\r\n\r\n"
+        f"Host: {urlsplit(app_url).netloc}\r\nUser-Agent: aborting-browser\r\n"
+        "Connection: close\r\n\r\n"
     ).encode()
-    phase = rng.choice(PHASES)
-    close = rng.choice(("fin", "rst"))
-    status = None
-    stream = await anyio.connect_tcp(host, int(port))
-    try:
-        if phase == "request":
-            await stream.send(request[: rng.randrange(len(request))])
-            await anyio.sleep(rng.uniform(0, latency))
-        else:
-            await stream.send(request)
-            if phase == "in_flight":
-                await anyio.sleep(rng.uniform(0, latency))
-            elif phase == "response":
-                await stream.receive(rng.randint(1, 64))
-            else:
-                data = b""
-                with contextlib.suppress(anyio.EndOfStream):
-                    while True:
-                        data += await stream.receive()
-                status = int(data.split(b" ", 2)[1])
-    finally:
-        if close == "rst":
-            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await stream.aclose()
-    return phase, close, status
+    return await dropped_request(app_url, request, rng, latency)
 
 
 @dataclass

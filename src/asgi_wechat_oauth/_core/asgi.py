@@ -1,8 +1,9 @@
-"""ASGI type aliases, kept here so every module types the protocol the same way."""
+"""ASGI type aliases and the few helpers every product middleware needs, in one place."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -10,3 +11,49 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def path_matches(scope: Scope, path: str) -> bool:
+    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
+    includes ``root_path``, so both spellings match."""
+    if scope["path"] == path:
+        return True
+    root_path: str = scope.get("root_path", "")
+    return bool(root_path) and scope["path"] == root_path + path
+
+
+def closing_on_shutdown(send: Send, close: Callable[[], Awaitable[None]]) -> Send:
+    """Wrap a lifespan ``send`` so that ``close`` runs before shutdown is reported complete."""
+
+    async def send_wrapper(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            await close()
+        await send(message)
+
+    return send_wrapper
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    payload: object,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    head: bool = False,
+) -> None:
+    """Send ``payload`` as a complete JSON response that no cache keeps (only its headers when
+    answering a ``HEAD`` request)."""
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else body})

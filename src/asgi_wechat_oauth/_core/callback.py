@@ -28,14 +28,8 @@ def parse_callback_query(query_string: bytes) -> CallbackParams:
     over-long or oddly formed code; a repeated or malformed state; a query that does not decode.
     """
     try:
-        pairs = parse_qsl(
-            query_string.decode("ascii"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=_MAX_FIELDS,
-        )
-    except ValueError:  # non-ASCII bytes, bad UTF-8 after unquoting, too many fields
+        pairs = form_pairs(query_string)
+    except ValueError:
         raise InvalidCallbackRequest(
             "invalid_query", "The callback's query string could not be read."
         ) from None
@@ -50,10 +44,27 @@ def parse_callback_query(query_string: bytes) -> CallbackParams:
             "missing_code",
             "The callback carries no login code (the user may have declined to authorize).",
         )
-    code = codes[0]
-    if len(code) > MAX_CODE_LENGTH or not _CODE_PATTERN.fullmatch(code):
-        raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+    code = check_code(codes[0])
     state = states[0] if states else None
     if state is not None and (len(state) > MAX_STATE_LENGTH or not _STATE_PATTERN.fullmatch(state)):
         raise InvalidCallbackRequest("malformed_state", "The state parameter is malformed.")
     return CallbackParams(code=code, state=state)
+
+
+def form_pairs(data: bytes) -> list[tuple[str, str]]:
+    """Decode ``a=1&b=2`` (a query string or a form body) strictly; ``ValueError`` for
+    non-ASCII bytes, bad UTF-8 after unquoting, or more than 64 fields."""
+    return parse_qsl(
+        data.decode("ascii"),
+        keep_blank_values=True,
+        encoding="utf-8",
+        errors="strict",
+        max_num_fields=_MAX_FIELDS,
+    )
+
+
+def check_code(code: str) -> str:
+    """Return ``code`` if WeChat can have issued it; raise ``malformed_code`` otherwise."""
+    if len(code) > MAX_CODE_LENGTH or not _CODE_PATTERN.fullmatch(code):
+        raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+    return code

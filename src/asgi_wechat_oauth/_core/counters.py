@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Counters:
-    """What happened to callbacks since start.
+    """What happened to logins since start.
 
-    - ``exchanges``: calls to ``sns/oauth2/access_token`` made by this process;
+    - ``exchanges``: codes traded with WeChat by this process (``sns/oauth2/access_token``
+      for web OAuth, ``sns/jscode2session`` for mini-programs);
     - ``deduplicated``: requests that waited for an exchange already in flight;
     - ``cache_hits``: requests served a result stored by an earlier request;
     - ``recovered``: 40029/40163 answers replaced by a result another request obtained;

@@ -5,6 +5,7 @@ Messages never hold the app secret, a code or a token: they are shown to users a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -15,6 +16,8 @@ class WeChatOAuthError(Exception):
     #: Whether a duplicate arriving later gets this same error from the result cache. True only
     #: for errors that say the code itself can never be traded (used, invalid, expired).
     definitive: ClassVar[bool] = False
+    #: Seconds to send as ``Retry-After``, for errors that say when trying again makes sense.
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, reason: str, message: str, *, errcode: int | None = None) -> None:
         super().__init__(message)
@@ -45,13 +48,19 @@ class WeChatOAuthError(Exception):
 
 
 class InvalidCallbackRequest(WeChatOAuthError):
-    """The callback request itself is unusable (missing or malformed ``code``, bad query)."""
+    """The request itself is unusable (missing or malformed ``code``, bad query or body)."""
 
     status_code = 400
 
 
 class MethodNotAllowed(InvalidCallbackRequest):
     status_code = 405
+
+
+class RequestTooLarge(InvalidCallbackRequest):
+    """The request body is larger than the endpoint reads (refused before reading it all)."""
+
+    status_code = 413
 
 
 class StateRejected(WeChatOAuthError):
@@ -74,6 +83,13 @@ class LoginLoop(WeChatOAuthError):
     status_code = 429
 
 
+class RiskyUserRejected(WeChatOAuthError):
+    """WeChat refused to log this user in (mini-program errcode 40226, a high-risk user)."""
+
+    status_code = 403
+    definitive = True
+
+
 class CodeRejected(WeChatOAuthError):
     """WeChat refused the code: invalid (40029), used (40163) or expired (42003)."""
 
@@ -91,6 +107,13 @@ class UpstreamTimeout(UpstreamError):
     """WeChat did not answer within ``exchange_timeout``."""
 
     status_code = 504
+
+
+class RateLimited(UpstreamError):
+    """WeChat's call quota is used up for now (errcode 45011): try again in a minute."""
+
+    status_code = 429
+    retry_after = 60
 
 
 class ExchangeLost(UpstreamError):
@@ -119,12 +142,15 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         WeChatOAuthError,
         InvalidCallbackRequest,
         MethodNotAllowed,
+        RequestTooLarge,
         StateRejected,
         SnapshotUserRejected,
         LoginLoop,
+        RiskyUserRejected,
         CodeRejected,
         UpstreamError,
         UpstreamTimeout,
+        RateLimited,
         ExchangeLost,
         ConfigurationError,
         ServiceUnavailable,
@@ -141,9 +167,16 @@ _CODE_ERRORS = {
 }
 _CONFIG_ERRCODES = frozenset({40013, 40125, 41002, 41004, 40164, 40002})
 
+#: A product's own errcodes: errcode -> (error class, reason, message).
+ErrcodeTable = Mapping[int, tuple[type[WeChatOAuthError], str, str]]
 
-def error_from_errcode(errcode: int) -> WeChatOAuthError:
-    """Map a WeChat ``errcode`` to the error the middleware answers with."""
+
+def error_from_errcode(errcode: int, extra: ErrcodeTable | None = None) -> WeChatOAuthError:
+    """Map a WeChat ``errcode`` to the error the middleware answers with. ``extra`` holds the
+    errcodes only one product's endpoint answers; it is looked up first."""
+    if extra is not None and errcode in extra:
+        kind, reason, message = extra[errcode]
+        return kind(reason, message, errcode=errcode)
     if errcode in _CODE_ERRORS:
         reason, message = _CODE_ERRORS[errcode]
         return CodeRejected(reason, message, errcode=errcode)

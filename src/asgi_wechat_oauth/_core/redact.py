@@ -1,4 +1,4 @@
-"""Keep the app secret, codes and tokens out of httpx's own request log.
+"""Keep the app secret, codes, tokens and session keys out of httpx's own request log.
 
 httpx logs every request URL at INFO (``HTTP Request: GET https://...?secret=...&code=...``) on
 the ``httpx`` logger, so any app that turns on INFO logging would log WeChat credentials. The
@@ -12,7 +12,7 @@ import re
 
 import httpx
 
-SENSITIVE_PARAMETERS = ("secret", "code", "access_token", "refresh_token")
+SENSITIVE_PARAMETERS = ("secret", "code", "js_code", "access_token", "refresh_token", "session_key")
 _PATTERN = re.compile(r"([?&](?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&#\s\"']*")
 
 

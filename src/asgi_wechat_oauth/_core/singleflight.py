@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -245,6 +246,14 @@ def _fields(key: str, outcome: str) -> dict[str, object]:
         "wechat_outcome": outcome,
         "wechat_deduplicated": True,
     }
+
+
+def flight_key(namespace: str, appid: str, code: str) -> str:
+    """The backend key of ``code``: a hash, never the code. ``namespace`` keeps the products
+    apart on a shared backend (``""`` for web OAuth, ``"mp"`` for mini-programs), and the appid
+    keeps apps apart, so the same string used as a code twice never shares a result."""
+    prefix = f"{namespace}:" if namespace else ""
+    return hashlib.sha256(f"{prefix}{appid}:{code}".encode()).hexdigest()
 
 
 def code_hash(key: str) -> str:

@@ -1,4 +1,5 @@
-"""Test helpers, public: a WeChat OAuth emulator and the WeChat browser's double callback.
+"""Test helpers, public: a WeChat OAuth emulator, the WeChat browser's double callback, and a
+mini-program's retried login.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -12,5 +13,6 @@ or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
 
 from ._browser import consent, double_callback
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
+from ._miniprogram import double_login
 
-__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "consent", "double_callback"]
+__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "consent", "double_callback", "double_login"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 import anyio
 import httpx
 
@@ -23,14 +26,23 @@ async def double_callback(
     completes, as it would in the browser.
     """
 
+    return await sent_twice(partial(client.get, url), abort_after=abort_after, gap=gap)
+
+
+async def sent_twice(
+    request: Callable[[], Awaitable[httpx.Response]], *, abort_after: float, gap: float
+) -> httpx.Response:
+    """Start ``request``, abort it after ``abort_after`` seconds, start it again ``gap``
+    seconds after the first began, and return the second response."""
+
     async def first() -> None:
         with anyio.move_on_after(abort_after):
-            await client.get(url)
+            await request()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(first)
         await anyio.sleep(gap)
-        second = await client.get(url)
+        second = await request()
     return second
 
 

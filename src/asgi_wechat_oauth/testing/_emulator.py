@@ -1,4 +1,5 @@
-"""An ASGI app that answers like WeChat's web OAuth endpoints, with inspectable state.
+"""An ASGI app that answers like WeChat's web OAuth endpoints and the mini-program's
+``sns/jscode2session``, with inspectable state.
 
 Close enough to WeChat to catch the bug this project fixes: codes are one-time (the second
 exchange gets 40163, later ones 40029), expire (42003), and belong to one appid; credentials are
@@ -55,9 +56,19 @@ class Fault(str, enum.Enum):
     MALFORMED_JSON = "malformed_json"  #: the code is used, the answer is not JSON
     TRUNCATED = "truncated"  #: the code is used, the body stops halfway, the connection drops
     DROP = "drop"  #: the code is used, the connection drops after the status line
+    RATE_LIMITED = "rate_limited"  #: errcode 45011 (minute quota reached), before the code is used
+    RISKY_USER = "risky_user"  #: errcode 40226 (high-risk user), before the code is used
 
 
-_BEFORE_USE = frozenset({Fault.BUSY, Fault.HTTP_500, Fault.HTTP_502})
+_BEFORE_USE = frozenset(
+    {Fault.BUSY, Fault.HTTP_500, Fault.HTTP_502, Fault.RATE_LIMITED, Fault.RISKY_USER}
+)
+#: Faults answered with a WeChat errcode.
+_ERRCODE_FAULTS = {
+    Fault.BUSY: (-1, "system error"),
+    Fault.RATE_LIMITED: (45011, "api minute-quota reach limit"),
+    Fault.RISKY_USER: (40226, "high risk user"),
+}
 
 
 class EmulatedConnectionDrop(ConnectionResetError):
@@ -96,7 +107,8 @@ class WeChatEmulator:
     """WeChat's OAuth endpoints as an ASGI app.
 
     Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
-    ``sns/userinfo``, ``sns/oauth2/refresh_token`` and ``sns/auth``. ``latency`` (seconds) delays
+    ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
+    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`). ``latency`` (seconds) delays
     every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
     first of two racing exchanges wins.
     """
@@ -110,13 +122,17 @@ class WeChatEmulator:
     #: Answer ``connect/oauth2/authorize`` like the WeChat in-app browser does (two callbacks
     #: with the same code, the first cut off) instead of with a plain 302. Off by default.
     double_navigation: bool = False
-    #: Calls to ``sns/oauth2/access_token`` per code, whatever they answered.
+    #: Calls to ``sns/oauth2/access_token`` and ``sns/jscode2session`` per code, whatever they
+    #: answered.
     exchanges: Counter[str] = field(default_factory=Counter)
-    #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``).
+    #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``,
+    #: ``jscode2session``).
     calls: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._codes: dict[str, _Code] = {}
+        self._miniprogram_codes: dict[str, _Code] = {}
+        self._session_keys: set[str] = set()
         self._tokens: dict[str, _Token] = {}
         self._refresh_tokens: dict[str, _Token] = {}
         self._faults: dict[str, deque[Fault]] = {}
@@ -130,9 +146,13 @@ class WeChatEmulator:
                 Route("/sns/userinfo", self._userinfo),
                 Route("/sns/oauth2/refresh_token", self._refresh_token),
                 Route("/sns/auth", self._auth),
+                Route("/sns/jscode2session", self._jscode2session),
                 Route("/_emulator/stats", self._stats),
                 Route("/_emulator/settings", self._settings, methods=["POST"]),
                 Route("/_emulator/reset", self._reset, methods=["POST"]),
+                Route(
+                    "/_emulator/miniprogram_code", self._miniprogram_code_route, methods=["POST"]
+                ),
             ]
         )
 
@@ -148,8 +168,21 @@ class WeChatEmulator:
         self._codes[code] = _Code(user or self.user, scope, self.appid, time.monotonic() + ttl)
         return code
 
+    def issue_miniprogram_code(
+        self, user: EmulatedUser | None = None, *, appid: str | None = None
+    ) -> str:
+        """Issue a fresh ``wx.login()`` code for the mini-program ``appid`` (default: this
+        emulator's), as WeChat does in the mini-program. It is valid once, for ``code_ttl``."""
+        code = secrets.token_hex(16)
+        expires_at = time.monotonic() + self.code_ttl
+        self._miniprogram_codes[code] = _Code(
+            user or self.user, "miniprogram", appid or self.appid, expires_at
+        )
+        return code
+
     def exchange_count(self, code: str) -> int:
-        """How many times ``code`` was presented to ``sns/oauth2/access_token``."""
+        """How many times ``code`` was presented to ``sns/oauth2/access_token`` (or, for a
+        mini-program code, to ``sns/jscode2session``)."""
         return self.exchanges[code]
 
     @property
@@ -163,12 +196,14 @@ class WeChatEmulator:
         self._faults.setdefault(endpoint, deque()).extend([Fault(fault)] * count)
 
     def expire_code(self, code: str) -> None:
-        """Make ``code`` expired, as if its 5 minutes had passed."""
-        self._codes[code].expires_at = 0.0
+        """Make ``code`` (web or mini-program) expired, as if its 5 minutes had passed."""
+        (self._codes.get(code) or self._miniprogram_codes[code]).expires_at = 0.0
 
     def reset(self) -> None:
         """Forget codes, tokens, counts and pending faults."""
         self._codes.clear()
+        self._miniprogram_codes.clear()
+        self._session_keys.clear()
         self._tokens.clear()
         self._refresh_tokens.clear()
         self._faults.clear()
@@ -215,6 +250,10 @@ class WeChatEmulator:
         """``POST /_emulator/reset``: forget codes, tokens, counts and faults."""
         self.reset()
         return JSONResponse({"ok": True})
+
+    async def _miniprogram_code_route(self, request: Request) -> Response:
+        """``POST /_emulator/miniprogram_code``: ``{"code": ...}``, as ``wx.login()`` gives."""
+        return JSONResponse({"code": self.issue_miniprogram_code()})
 
     # --- authorize pages ---------------------------------------------------------------------
 
@@ -279,16 +318,20 @@ class WeChatEmulator:
     async def _access_token(self, request: Request) -> Response:
         params = request.query_params
         code = params.get("code", "")
-        self.calls["access_token"] += 1
-        if code:
-            self.exchanges[code] += 1
-        fault = self._next_fault("access_token")
+        fault = self._arrive("access_token", code)
         if fault in _BEFORE_USE:
             return await self._answer_fault(fault)
         answer = self._trade(params, code)
         return await self._answer(answer, fault)
 
     def _trade(self, params: Any, code: str) -> dict[str, Any]:
+        issued = self._spend(params, code, self._codes)
+        if isinstance(issued, _Code):
+            return self._grant(issued.user, issued.scope)
+        return issued
+
+    def _spend(self, params: Any, code: str, codes: dict[str, _Code]) -> _Code | dict[str, Any]:
+        """Check the credentials and use ``code`` once: the code, or WeChat's error answer."""
         if params.get("appid") != self.appid:
             return _error(40013, "invalid appid")
         if params.get("secret") != self.secret:
@@ -297,7 +340,7 @@ class WeChatEmulator:
             return _error(40002, "invalid grant_type")
         if not code:
             return _error(41008, "missing code")
-        issued = self._codes.get(code)
+        issued = codes.get(code)
         if issued is None or issued.appid != self.appid:
             return _error(40029, "invalid code")
         issued.uses += 1
@@ -310,7 +353,7 @@ class WeChatEmulator:
             )
         if time.monotonic() > issued.expires_at:
             return _error(42003, "code expired")
-        return self._grant(issued.user, issued.scope)
+        return issued
 
     def _grant(
         self, user: EmulatedUser, scope: str, refresh_token: str | None = None
@@ -392,7 +435,29 @@ class WeChatEmulator:
             answer = {"errcode": 0, "errmsg": "ok"}
         return await self._answer(answer, fault)
 
+    async def _jscode2session(self, request: Request) -> Response:
+        params = request.query_params
+        fault = self._arrive("jscode2session", code := params.get("js_code", ""))
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        issued = self._spend(params, code, self._miniprogram_codes)
+        if not isinstance(issued, _Code):
+            return await self._answer(issued, fault)
+        session_key = base64.b64encode(secrets.token_bytes(16)).decode()
+        self._session_keys.add(session_key)
+        answer = {"openid": issued.user.openid, "session_key": session_key}
+        if issued.user.unionid:
+            answer["unionid"] = issued.user.unionid
+        return await self._answer(answer, fault)
+
     # --- answers -----------------------------------------------------------------------------
+
+    def _arrive(self, endpoint: str, code: str) -> Fault | None:
+        """Count an exchange of ``code`` at ``endpoint``; the fault queued for it, if any."""
+        self.calls[endpoint] += 1
+        if code:
+            self.exchanges[code] += 1
+        return self._next_fault(endpoint)
 
     def _next_fault(self, endpoint: str) -> Fault | None:
         queue = self._faults.get(endpoint)
@@ -412,8 +477,9 @@ class WeChatEmulator:
 
     async def _answer_fault(self, fault: Fault) -> Response:
         await anyio.sleep(self.latency)
-        if fault is Fault.BUSY:
-            return Response(json.dumps(_error(-1, "system error")), media_type="text/plain")
+        if fault in _ERRCODE_FAULTS:
+            errcode, errmsg = _ERRCODE_FAULTS[fault]
+            return Response(json.dumps(_error(errcode, errmsg)), media_type="text/plain")
         return PlainTextResponse(
             "upstream error", status_code=500 if fault is Fault.HTTP_500 else 502
         )

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import httpx
-
+from .._core.apiclient import APIClient
 from .._core.errors import UpstreamError, WeChatOAuthError
 from .._core.http import request_json
 from .._core.redact import install as _install_log_redaction
 from ._identity import AccessToken, UserInfo
 
-DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 _T = TypeVar("_T")
 
 # httpx logs request URLs at INFO, and WeChat's carry the secret, codes and tokens: redact them
@@ -23,7 +19,7 @@ _T = TypeVar("_T")
 _install_log_redaction()
 
 
-class WeChatOAuthClient:
+class WeChatOAuthClient(APIClient):
     """Calls ``sns/oauth2/access_token``, ``sns/userinfo``, ``sns/oauth2/refresh_token`` and
     ``sns/auth``, and turns every failure into a :class:`WeChatOAuthError`.
 
@@ -33,56 +29,6 @@ class WeChatOAuthClient:
     messages never carry the secret, the code or a token: httpx exceptions (whose text may hold
     the request URL) are reduced to their type name.
     """
-
-    def __init__(
-        self,
-        appid: str,
-        secret: str,
-        *,
-        api_base_url: str = DEFAULT_API_BASE_URL,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        if not appid or not secret:
-            raise ValueError("appid and secret are required")
-        if not 0 < timeout < math.inf:  # NaN fails too
-            raise ValueError("timeout must be positive (and finite)")
-        self.appid = appid
-        self._secret = secret
-        self._base_url = api_base_url.rstrip("/")
-        self._owns_http_client = http_client is None
-        self._http_client = http_client
-        self._timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"WeChatOAuthClient(appid={self.appid!r}, api_base_url={self._base_url!r})"
-
-    @property
-    def http_client(self) -> httpx.AsyncClient:
-        # Created on first use so that constructing the client needs no running event loop.
-        if self._http_client is None:
-            self._http_client = httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            )
-        return self._http_client
-
-    async def aclose(self) -> None:
-        """Close the ``httpx.AsyncClient`` if this client created it."""
-        if self._owns_http_client and self._http_client is not None:
-            client, self._http_client = self._http_client, None
-            await client.aclose()
-
-    async def __aenter__(self) -> WeChatOAuthClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def exchange_code(self, code: str) -> AccessToken:
         """Trade an authorization code for an access token. A code can be traded once."""

@@ -14,7 +14,9 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from .._core.asgi import ASGIApp, Message, Receive, Scope, Send
+from .._core.apiclient import DEFAULT_API_BASE_URL
+from .._core.asgi import ASGIApp, Receive, Scope, Send, closing_on_shutdown
+from .._core.asgi import path_matches as _matches
 from .._core.callback import parse_callback_query
 from .._core.counters import Counters
 from .._core.errors import (
@@ -35,7 +37,7 @@ from .._core.singleflight import SingleFlight, code_hash
 from .._core.state import StateSigner, UnverifiedState, VerifiedState, derive_state_secret
 from ..backends import Backend, MemoryBackend, Outcome
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
-from ._client import DEFAULT_API_BASE_URL, WeChatOAuthClient
+from ._client import WeChatOAuthClient
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._login import LoginEndpoint, read_cookie
 
@@ -205,7 +207,7 @@ class WeChatOAuthMiddleware:
                 await self._redirect_to_wechat(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
             return
         await self.app(scope, receive, send)
 
@@ -215,14 +217,6 @@ class WeChatOAuthMiddleware:
         await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
         await self.client.aclose()
         await self.backend.aclose()
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                await self.aclose()
-            await send(message)
-
-        return send_wrapper
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
@@ -462,12 +456,3 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
         return outcome
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
-
-
-def _matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path

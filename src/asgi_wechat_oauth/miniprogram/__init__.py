@@ -1,0 +1,11 @@
+"""WeChat mini-program login: ``wx.login()`` codes traded once at ``sns/jscode2session``.
+
+A thin layer over the shared core (single flight, backends, errors): a shared ``RedisBackend``
+serves the web flow and this one, with their keys kept apart.
+"""
+
+from ._client import MiniProgramClient
+from ._middleware import MiniProgramLoginMiddleware
+from ._session import MiniProgramSession
+
+__all__ = ["MiniProgramClient", "MiniProgramLoginMiddleware", "MiniProgramSession"]

@@ -1,0 +1,102 @@
+"""Reading the login request's body: at most 4 KiB, JSON or a form, and replaying it to the app."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._core.asgi import Message, Receive, Scope
+from .._core.callback import check_code, form_pairs
+from .._core.errors import InvalidCallbackRequest, RequestTooLarge
+
+#: A login body is ``{"code": "..."}`` and perhaps a few fields of the app's own.
+MAX_BODY_BYTES = 4096
+
+
+async def read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, or ``None`` if the client went away; :class:`RequestTooLarge` past
+    :data:`MAX_BODY_BYTES` (by ``Content-Length`` before reading, or while reading)."""
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += bytes(message.get("body", b""))
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+        if not message.get("more_body", False):
+            return body
+
+
+def code_from_body(scope: Scope, body: bytes) -> str:
+    """The ``code`` of a JSON (``{"code": ...}``) or form (``code=...``) body, checked as the
+    web callback checks its code; :class:`InvalidCallbackRequest` with a reason otherwise."""
+    media_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        codes = _json_codes(body)
+    elif media_type == "application/x-www-form-urlencoded":
+        try:
+            codes = [value for name, value in form_pairs(body) if name == "code"]
+        except ValueError:
+            raise _invalid_body() from None
+    else:
+        raise _invalid_body()
+    if len(codes) > 1:
+        raise InvalidCallbackRequest("duplicate_parameter", "The body carries 'code' twice.")
+    if not codes or codes[0] in (None, ""):
+        raise InvalidCallbackRequest("missing_code", "The body carries no login code.")
+    if not isinstance(codes[0], str):
+        raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+    return check_code(codes[0])
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the real messages
+    (``http.disconnect``), so the app can read the body itself."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Object(list[tuple[str, Any]]):
+    """A JSON object as its pairs: a repeated key stays visible instead of the last one
+    winning."""
+
+
+def _json_codes(body: bytes) -> list[Any]:
+    try:
+        document = json.loads(body.decode("utf-8"), object_pairs_hook=_Object)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        raise _invalid_body() from None
+    if not isinstance(document, _Object):
+        raise _invalid_body()
+    return [value for name, value in document if name == "code"]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _invalid_body() -> InvalidCallbackRequest:
+    return InvalidCallbackRequest(
+        "invalid_body",
+        'The body must be JSON ({"code": ...}, application/json) or a form '
+        "(code=..., application/x-www-form-urlencoded).",
+    )
+
+
+def _too_large() -> RequestTooLarge:
+    return RequestTooLarge("body_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")

@@ -1,0 +1,63 @@
+"""A small typed client for ``sns/jscode2session``, usable with or without the middleware."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from .._core.apiclient import APIClient
+from .._core.errors import (
+    ErrcodeTable,
+    RateLimited,
+    RiskyUserRejected,
+    UpstreamError,
+    WeChatOAuthError,
+    error_from_errcode,
+)
+from .._core.http import request_json
+from .._core.redact import install as _install_log_redaction
+from ._session import MiniProgramSession
+
+#: The errcodes of ``jscode2session`` that the other WeChat endpoints do not answer.
+MINIPROGRAM_ERRCODES: ErrcodeTable = {
+    45011: (RateLimited, "rate_limited", "Too many logins right now; try again in a minute."),
+    40226: (RiskyUserRejected, "risky_user", "WeChat refused this login (high-risk user)."),
+}
+
+# httpx logs request URLs at INFO, with the secret and the code: redact them.
+_install_log_redaction()
+
+
+class MiniProgramClient(APIClient):
+    """Trades a ``wx.login()`` code at ``sns/jscode2session`` for a :class:`MiniProgramSession`,
+    and turns every failure into a :class:`~asgi_wechat_oauth.WeChatOAuthError`.
+
+    A code can be traded once: this client does no deduplication (the middleware does). Pass
+    ``http_client`` to share a pooled ``httpx.AsyncClient`` (you then close it); otherwise the
+    client owns one and :meth:`aclose` closes it. ``timeout`` bounds each call as a whole.
+    Errors never carry the secret, the code or the session key.
+    """
+
+    async def code2session(self, code: str) -> MiniProgramSession:
+        """Trade a ``wx.login()`` code for the user's openid, unionid and session key."""
+        query = urlencode(
+            {
+                "appid": self.appid,
+                "secret": self._secret,
+                "js_code": code,
+                "grant_type": "authorization_code",
+            }
+        )
+        url = f"{self._base_url}/sns/jscode2session?{query}"
+        data = await request_json(
+            self.http_client, "GET", url, timeout=self._timeout, errors=_error_from_errcode
+        )
+        try:
+            return MiniProgramSession.from_wechat(data, appid=self.appid)
+        except ValueError:
+            raise UpstreamError(
+                "upstream_bad_response", "WeChat's answer lacks a valid openid or session_key."
+            ) from None
+
+
+def _error_from_errcode(errcode: int) -> WeChatOAuthError:
+    return error_from_errcode(errcode, MINIPROGRAM_ERRCODES)

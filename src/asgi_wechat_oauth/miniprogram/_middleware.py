@@ -1,0 +1,176 @@
+"""The ASGI middleware: intercept the login POST, trade its code once, hand on the session."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import anyio
+import httpx
+
+from .._core.apiclient import DEFAULT_API_BASE_URL
+from .._core.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    closing_on_shutdown,
+    path_matches,
+    send_json,
+)
+from .._core.counters import Counters
+from .._core.errors import (
+    ConfigurationError,
+    InvalidCallbackRequest,
+    MethodNotAllowed,
+    RiskyUserRejected,
+    UpstreamError,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
+from .._core.singleflight import SingleFlight, code_hash, flight_key
+from ..backends import Backend, MemoryBackend
+from ._body import code_from_body, read_body, replaying
+from ._client import MiniProgramClient
+from ._session import MiniProgramSession
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+#: Backend keys of mini-program codes are apart from web OAuth's (and from other apps').
+KEY_NAMESPACE = "mp"
+
+
+class MiniProgramLoginMiddleware:
+    """Trade each ``wx.login()`` code once, however many requests carry it.
+
+    A ``POST`` to ``login_path`` with ``{"code": "..."}`` (JSON, or a form) has its code traded
+    at ``sns/jscode2session``; the :class:`MiniProgramSession` is put in ``scope["wechat"]`` and
+    the app is called with the body replayed. Concurrent and late duplicates of the code (a
+    retried request, two pages logging in at once) share that one exchange, across workers with
+    a shared backend. Everything else passes through untouched; errors are JSON.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        appid: str,
+        secret: str,
+        login_path: str = "/wechat/miniprogram/login",
+        backend: Backend | None = None,
+        api_base_url: str = DEFAULT_API_BASE_URL,
+        result_ttl: float = 120.0,
+        exchange_timeout: float = 10.0,
+        http_client: httpx.AsyncClient | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        if not appid or not secret:
+            raise ValueError("appid and secret are required")
+        if not login_path.startswith("/"):
+            raise ValueError("login_path must start with '/'")
+        if result_ttl < 0:
+            raise ValueError("result_ttl must not be negative")
+        if exchange_timeout <= 0:
+            raise ValueError("exchange_timeout must be positive")
+        self.app = app
+        self.appid = appid
+        self.login_path = login_path
+        self.exchange_timeout = exchange_timeout
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.counters = counters if counters is not None else Counters()
+        self.client = MiniProgramClient(
+            appid,
+            secret,
+            api_base_url=api_base_url,
+            http_client=http_client,
+            timeout=exchange_timeout,
+        )
+        self._flight = SingleFlight(
+            self.backend,
+            exchange_timeout=exchange_timeout,
+            result_ttl=result_ttl,
+            counters=self.counters,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MiniProgramLoginMiddleware(appid={self.appid!r}, login_path={self.login_path!r}, "
+            f"backend={self.backend!r})"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and path_matches(scope, self.login_path):
+            await self._login(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
+        else:
+            await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
+        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
+        await self._flight.runner.drain(timeout=self.exchange_timeout)
+        await self.client.aclose()
+        await self.backend.aclose()
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = None
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    "method_not_allowed", "The login endpoint accepts POST only."
+                )
+            body = await read_body(scope, receive)
+            if body is None:
+                return  # the client left before sending its body: nobody to answer
+            code = code_from_body(scope, body)
+            key = flight_key(KEY_NAMESPACE, self.appid, code)
+            outcome = await self._flight.run(key, partial(self._trade, code))
+        except WeChatOAuthError as exc:
+            await self._respond_error(scope, send, exc, key)
+            return
+        if isinstance(outcome, MiniProgramSession):
+            scope["wechat"] = outcome
+            await self.app(scope, replaying(body, receive), send)
+        elif isinstance(outcome, WeChatOAuthError):
+            await self._respond_error(scope, send, outcome, key)
+        else:
+            raise TypeError(f"a {type(outcome).__name__} is stored under a mini-program key")
+
+    async def _respond_error(
+        self, scope: Scope, send: Send, error: WeChatOAuthError, key: str | None
+    ) -> None:
+        self.counters.errors[error.reason] += 1
+        logger.log(
+            _failure_level(error),
+            "wechat_miniprogram.login_failed reason=%s status=%s code_hash=%s",
+            error.reason,
+            error.status_code,
+            code_hash(key) if key else None,
+        )
+        headers = []
+        if isinstance(error, MethodNotAllowed):
+            headers.append((b"allow", b"POST"))
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
+        payload = {"error": error.reason, "message": error.message}
+        await send_json(send, error.status_code, payload, headers, head=scope["method"] == "HEAD")
+
+    async def _trade(self, code: str) -> MiniProgramSession:
+        with anyio.move_on_after(self.exchange_timeout):
+            try:
+                return await self.client.code2session(code)
+            except UpstreamError as exc:
+                if exc.errcode != -1:
+                    raise
+            return await self.client.code2session(code)  # -1 "busy": one retry, then fail
+        raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+
+
+def _failure_level(error: WeChatOAuthError) -> int:
+    """Only failures a user sees for no fault of their own log at WARNING."""
+    if isinstance(error, (UpstreamError, ConfigurationError)):
+        return logging.DEBUG  # the exchange's own record already said it, once
+    if isinstance(error, (InvalidCallbackRequest, RiskyUserRejected)):
+        return logging.INFO  # bad input, or WeChat's verdict on the user
+    return logging.WARNING
