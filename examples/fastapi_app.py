@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.middleware.sessions import SessionMiddleware
 
-from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware, login_url
 from asgi_wechat_oauth.fastapi import WeChatUser
 
 LOGIN = "/wechat/login"
@@ -33,7 +33,7 @@ def session_user(request: Request) -> dict[str, str]:
     """The logged-in user from the session; 401 with the way to log in otherwise."""
     user: dict[str, str] | None = request.session.get("wechat")
     if not user:
-        raise HTTPException(401, detail=f"Log in first: {LOGIN}?next=/me")
+        raise HTTPException(401, detail=f"Log in first: {login_url(request, next='/me')}")
     return user
 
 
@@ -87,7 +87,8 @@ def create_app(*, session_secret: str | None = None, **wechat_options: Any) -> F
                 '<form method="post" action="/logout"><button>Log out</button></form>'
             )
         else:
-            body = f'<h1>Welcome</h1><p><a id="login" href="{LOGIN}?next=/">Log in with WeChat</a>'
+            link = html.escape(login_url(request, next="/"))
+            body = f'<h1>Welcome</h1><p><a id="login" href="{link}">Log in with WeChat</a>'
         return HTMLResponse(f'<!doctype html><meta charset="utf-8"><title>Home</title>{body}')
 
     @app.get("/me")

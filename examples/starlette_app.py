@@ -3,7 +3,7 @@
     WECHAT_APPID=wx... WECHAT_SECRET=... WECHAT_LOGIN_PATH=/wechat/login \\
     WECHAT_SESSION_SECRET=... uvicorn examples.starlette_app:app --workers 4
 
-Environment:
+Environment (read by ``WeChatOAuthConfig.from_env``, which refuses unknown ``WECHAT_*`` names):
 
 - ``WECHAT_APPID``, ``WECHAT_SECRET``: the app's credentials (defaults: the emulator's).
 - ``WECHAT_API_BASE_URL``, ``WECHAT_AUTHORIZE_BASE_URL``: WeChat's API and consent pages; point
@@ -38,10 +38,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthMiddleware
-from asgi_wechat_oauth.backends import Backend
-
-LOGIN_LINK = "{login_path}?scope=snsapi_userinfo&next=/"
+from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthConfig, WeChatOAuthMiddleware, login_url
 
 
 async def callback(request: Request) -> Response:
@@ -68,7 +65,7 @@ async def home(request: Request) -> HTMLResponse:
             '<form method="post" action="/logout"><button>Log out</button></form>'
         )
     elif login_path:
-        link = html.escape(LOGIN_LINK.format(login_path=login_path))
+        link = html.escape(login_url(request, next="/", scope="snsapi_userinfo"))
         body = f'<h1>Welcome</h1><p><a id="login" href="{link}">Log in with WeChat</a></p>'
     else:
         body = "<h1>Welcome</h1><p>The login flow is off (set WECHAT_LOGIN_PATH).</p>"
@@ -88,54 +85,38 @@ async def metrics(request: Request) -> Response:
     )
 
 
-def _backend() -> Backend | None:
-    url = os.environ.get("WECHAT_REDIS_URL")
-    if not url:
-        return None  # the default MemoryBackend: dedupes within one worker only
-    from asgi_wechat_oauth.backends.redis import RedisBackend
+#: Without WECHAT_APPID and WECHAT_SECRET: the emulator's (python -m asgi_wechat_oauth emulator).
+EMULATOR_CREDENTIALS = {
+    "WECHAT_APPID": "wxemulated0000001",
+    "WECHAT_SECRET": "emulated-app-secret-0123456789ab",
+}
 
-    return RedisBackend(
-        url,
-        prefix=os.environ.get("WECHAT_REDIS_PREFIX", "wechat-oauth"),
-        lock_ttl=float(os.environ.get("WECHAT_LOCK_TTL", "15")),
+
+def config_from_env(**overrides: Any) -> WeChatOAuthConfig:
+    """The middleware's options, from the environment variables above (``WECHAT_REDIS_URL``
+    makes the Redis backend); ``overrides`` win."""
+    return WeChatOAuthConfig.from_env(
+        environ={**EMULATOR_CREDENTIALS, **os.environ}, ignore=["SESSION_SECRET"], **overrides
     )
-
-
-def options_from_env() -> dict[str, Any]:
-    """The middleware's options, from the environment variables above."""
-    options: dict[str, Any] = {
-        "appid": os.environ.get("WECHAT_APPID", "wxemulated0000001"),
-        "secret": os.environ.get("WECHAT_SECRET", "emulated-app-secret-0123456789ab"),
-        "api_base_url": os.environ.get("WECHAT_API_BASE_URL", "https://api.weixin.qq.com"),
-        "authorize_base_url": os.environ.get(
-            "WECHAT_AUTHORIZE_BASE_URL", "https://open.weixin.qq.com"
-        ),
-        "exchange_timeout": float(os.environ.get("WECHAT_EXCHANGE_TIMEOUT", "10")),
-        "backend": _backend(),
-    }
-    if os.environ.get("WECHAT_LOGIN_PATH"):
-        options["login_path"] = os.environ["WECHAT_LOGIN_PATH"]
-    if os.environ.get("WECHAT_SNAPSHOT_USERS"):
-        options["snapshot_users"] = os.environ["WECHAT_SNAPSHOT_USERS"]
-    return options
 
 
 def create_app(
     *, session_secret: str | None = None, session_https_only: bool = False, **wechat_options: Any
 ) -> Starlette:
     """The app; ``wechat_options`` override the middleware options read from the environment
-    (tests pass ``http_client=`` and the emulator's URLs). ``session_https_only=True`` is right
-    in production; over plain http the browser then never sends the session back (a login
-    loop, which the middleware detects)."""
-    options = {**options_from_env(), **wechat_options}
+    (tests pass ``http_client=`` and the emulator's URLs). The config is built (and checked)
+    here, when the module is imported, not when the server starts. ``session_https_only=True``
+    is right in production; over plain http the browser then never sends the session back (a
+    login loop, which the middleware detects)."""
+    config = config_from_env(**wechat_options)
     routes = [
         Route("/", home),
         Route("/wechat/callback", callback),
         Route("/logout", logout, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
-    app.state.login_path = options.get("login_path")
-    app.add_middleware(WeChatOAuthMiddleware, **options)
+    app.state.login_path = config.login_path
+    app.add_middleware(WeChatOAuthMiddleware, config=config)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 STARLETTE = load_example("starlette_app")
 FASTAPI = load_example("fastapi_app")
 #: Each example's login link, as its home page renders it.
-LOGIN_LINKS = {"starlette": f"{LOGIN}?scope=snsapi_userinfo&next=/", "fastapi": f"{LOGIN}?next=/"}
+LOGIN_LINKS = {"starlette": f"{LOGIN}?next=/&scope=snsapi_userinfo", "fastapi": f"{LOGIN}?next=/"}
 
 MakeExample = Callable[..., Awaitable[httpx.AsyncClient]]
 
@@ -151,19 +151,21 @@ def test_starlette_example_reads_its_options_from_the_environment(monkeypatch):
     monkeypatch.setenv("WECHAT_API_BASE_URL", "http://127.0.0.1:8900")
     monkeypatch.setenv("WECHAT_AUTHORIZE_BASE_URL", "http://127.0.0.1:8901")
     monkeypatch.setenv("WECHAT_EXCHANGE_TIMEOUT", "3.5")
+    monkeypatch.setenv("WECHAT_SESSION_SECRET", "the example's own variable")
     monkeypatch.delenv("WECHAT_REDIS_URL", raising=False)
     monkeypatch.delenv("WECHAT_LOGIN_PATH", raising=False)
-    options = STARLETTE.options_from_env()
-    assert options == {
-        "appid": "wxfromenv",
-        "secret": "secret-from-env",
-        "api_base_url": "http://127.0.0.1:8900",
-        "authorize_base_url": "http://127.0.0.1:8901",
-        "exchange_timeout": 3.5,
-        "backend": None,
-    }
+    config = STARLETTE.config_from_env()
+    assert (config.appid, config.secret) == ("wxfromenv", "secret-from-env")
+    assert (config.api_base_url, config.authorize_base_url) == (
+        "http://127.0.0.1:8900",
+        "http://127.0.0.1:8901",
+    )
+    assert (config.exchange_timeout, config.backend, config.login_path) == (3.5, None, None)
     monkeypatch.setenv("WECHAT_LOGIN_PATH", "/auth/wechat")
-    assert STARLETTE.options_from_env()["login_path"] == "/auth/wechat"
+    assert STARLETTE.config_from_env().login_path == "/auth/wechat"
+    monkeypatch.setenv("WECHAT_LOGIN_PAHT", "/typo")
+    with pytest.raises(ValueError, match="WECHAT_LOGIN_PAHT"):
+        STARLETTE.config_from_env()
 
 
 # --- FastAPI: the session after the login ------------------------------------------------------

@@ -10,8 +10,9 @@ How the callback path matches (documented in the README's configuration table, t
 path property and the examples at the end): ``scope["path"]`` (already percent-decoded by the
 server, as the app's router sees it) must equal ``callback_path``, or ``root_path +
 callback_path`` when the app is mounted (servers differ on whether ``path`` includes
-``root_path``). Nothing else: no trailing slash, no case folding, no double slashes. So the
-handler routed at ``callback_path`` never runs without ``scope["wechat"]``.
+``root_path``), each with or without one trailing slash (so a framework's slash redirect comes
+back to the middleware). Nothing else: no case folding, no double slashes. So the handler routed
+at ``callback_path`` never runs without ``scope["wechat"]``.
 
 Each property runs on asyncio and on trio (one ``anyio.run`` per example).
 """
@@ -108,7 +109,11 @@ def callback_reasons(query: bytes) -> set[str]:
 def is_callback(scope: dict[str, Any]) -> bool:
     """The documented path rule (see the module docstring)."""
     root = scope.get("root_path", "")
-    return scope["path"] == CALLBACK or bool(root) and scope["path"] == root + CALLBACK
+    spellings = (CALLBACK, CALLBACK + "/")
+    path = scope["path"]
+    if path in spellings:
+        return True
+    return bool(root) and path.startswith(root) and path[len(root) :] in spellings
 
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -598,7 +603,9 @@ def test_fuzzed_logins_redirect_only_to_safe_places(backend, query, method, head
         pytest.param("/app", CALLBACK, True, id="root-path-stripped-from-path"),
         pytest.param("", "/app" + CALLBACK, False, id="prefix-that-is-no-root-path"),
         pytest.param("/app", "/other" + CALLBACK, False, id="another-prefix"),
-        pytest.param("", CALLBACK + "/", False, id="trailing-slash"),
+        pytest.param("", CALLBACK + "/", True, id="trailing-slash"),
+        pytest.param("/app", "/app" + CALLBACK + "/", True, id="root-path-and-trailing-slash"),
+        pytest.param("", CALLBACK + "//", False, id="two-trailing-slashes"),
         pytest.param("", "/" + CALLBACK, False, id="double-slash"),
         pytest.param("", "/wechat/%63allback", True, id="percent-encoded-is-decoded-first"),
         pytest.param("", "/wechat%2Fcallback", True, id="encoded-slash-is-decoded-first"),

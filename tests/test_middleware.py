@@ -59,7 +59,7 @@ async def test_callback_puts_the_identity_in_scope(emulator, make_app):
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/other", "/wechat/callback/", "/wechat/callbackx", "/wechat", "/WECHAT/CALLBACK"],
+    ["/", "/other", "/wechat/callback//", "/wechat/callbackx", "/wechat", "/WECHAT/CALLBACK"],
 )
 async def test_other_paths_pass_through_untouched(emulator, make_app, path):
     recorder = Recorder()

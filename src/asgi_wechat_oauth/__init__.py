@@ -30,8 +30,10 @@ from .web import (
     UserInfo,
     WeChatIdentity,
     WeChatOAuthClient,
+    WeChatOAuthConfig,
     WeChatOAuthMiddleware,
     authorize_url,
+    login_url,
 )
 
 __version__ = "0.1.0"
@@ -62,7 +64,9 @@ __all__ = [
     "UserInfo",
     "WeChatIdentity",
     "WeChatOAuthClient",
+    "WeChatOAuthConfig",
     "WeChatOAuthError",
     "WeChatOAuthMiddleware",
     "authorize_url",
+    "login_url",
 ]

@@ -1,7 +1,8 @@
-"""``python -m asgi_wechat_oauth``: the demo, and the WeChat emulator as a server.
+"""``python -m asgi_wechat_oauth``: the demo, the WeChat emulator as a server, and ``check``.
 
-Both need uvicorn, an optional dependency (``pip install 'asgi-wechat-oauth[demo]'``); it is
-checked before anything imports it so that a missing install gets a clear message, not a traceback.
+The demo and the emulator need uvicorn, an optional dependency (``pip install
+'asgi-wechat-oauth[demo]'``); it is checked before anything imports it so that a missing install
+gets a clear message, not a traceback.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m asgi_wechat_oauth",
-        description="Show the WeChat duplicate-callback problem, or run the WeChat emulator.",
+        description=(
+            "Show the WeChat duplicate-callback problem, run the WeChat emulator, or check a "
+            "configuration."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -92,7 +96,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make the consent page send the callback twice, as the WeChat browser does",
     )
+
+    check = commands.add_parser(
+        "check",
+        help="print and validate the middleware's configuration (--online: try it for real)",
+        description=(
+            "Print the effective configuration of the middleware (the secrets masked) and "
+            "validate it; exit 1 with every problem listed. Reads the environment "
+            "(WECHAT_APPID, WECHAT_SECRET, ...), or with --app the middleware in an app. "
+            "--online also trades a made-up code to learn whether WeChat accepts the appid "
+            "and secret (no user needed), and pings the Redis backend when one is configured."
+        ),
+    )
+    check.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="the ASGI app to inspect, as uvicorn takes it (e.g. main:app)",
+    )
+    check.add_argument(
+        "--prefix", default="WECHAT_", help="the environment variables' prefix (WECHAT_)"
+    )
+    check.add_argument(
+        "--online", action="store_true", help="ask WeChat (and Redis) whether it all works"
+    )
     return parser
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .web._check import run
+
+    return anyio.run(run, args.app, args.prefix, args.online, sys.stdout)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -117,12 +152,15 @@ def run_emulator(args: argparse.Namespace) -> int:
     base_url = f"http://{host}:{args.port}"
     print(
         "WeChat OAuth emulator (for tests and local development only)\n"
-        f"  api_base_url: {base_url}\n"
-        f"  appid:        {emulator.appid}\n"
-        f"  secret:       {emulator.secret}\n"
-        f"  authorize:    {base_url}/connect/oauth2/authorize?appid={emulator.appid}"
-        "&redirect_uri=...&response_type=code&scope=snsapi_base&state=...\n"
-        "Use these as WeChatOAuthMiddleware(app, appid=..., secret=..., api_base_url=...).",
+        f"  appid:              {emulator.appid}\n"
+        f"  secret:             {emulator.secret}\n"
+        f"  api_base_url:       {base_url}\n"
+        f"  authorize_base_url: {base_url}\n"
+        "Use them as WeChatOAuthMiddleware(app, appid=..., secret=..., api_base_url=..., "
+        "authorize_base_url=...),\nor in the environment, for WeChatOAuthConfig.from_env() "
+        "and the examples:\n"
+        f"  export WECHAT_APPID={emulator.appid} WECHAT_SECRET={emulator.secret} "
+        f"WECHAT_API_BASE_URL={base_url} WECHAT_AUTHORIZE_BASE_URL={base_url}",
         flush=True,
     )
     # No access log: request lines carry codes and the secret, even the emulator's.
@@ -132,6 +170,8 @@ def run_emulator(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return run_check(args)
     if not uvicorn_available():
         print(UVICORN_MISSING, file=sys.stderr)
         return 2

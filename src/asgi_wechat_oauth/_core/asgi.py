@@ -13,26 +13,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def path_matches(scope: Scope, path: str) -> bool:
-    """Whether the request is for ``path``. Servers differ on whether ``scope["path"]``
-    includes ``root_path``, so both spellings match."""
-    if scope["path"] == path:
-        return True
-    root_path: str = scope.get("root_path", "")
-    return bool(root_path) and scope["path"] == root_path + path
-
-
-def closing_on_shutdown(send: Send, close: Callable[[], Awaitable[None]]) -> Send:
-    """Wrap a lifespan ``send`` so that ``close`` runs before shutdown is reported complete."""
-
-    async def send_wrapper(message: Message) -> None:
-        if message["type"] == "lifespan.shutdown.complete":
-            await close()
-        await send(message)
-
-    return send_wrapper
-
-
 async def send_json(
     send: Send,
     status: int,

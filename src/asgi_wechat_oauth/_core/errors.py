@@ -28,6 +28,12 @@ class WeChatOAuthError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason!r}, errcode={self.errcode!r})"
 
+    @property
+    def hint(self) -> str | None:
+        """For the developer, not the user: what WeChat's errcode means and how to fix it
+        (``None`` without an errcode). Logged with the exchange; derived, so it is never stored."""
+        return errcode_hint(self.errcode)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": type(self).__name__,
@@ -183,11 +189,98 @@ def error_from_errcode(errcode: int, extra: ErrcodeTable | None = None) -> WeCha
     if errcode in _CONFIG_ERRCODES:
         return ConfigurationError(
             "configuration_error",
-            f"WeChat rejected the app's credentials (errcode {errcode}).",
+            f"WeChat rejected the app's credentials: {errcode_hint(errcode)}.",
             errcode=errcode,
         )
     if errcode == -1:
         return UpstreamError("upstream_busy", "WeChat is busy; try again.", errcode=errcode)
     return UpstreamError(
-        "upstream_error", f"WeChat answered with errcode {errcode}.", errcode=errcode
+        "upstream_error", f"WeChat answered {errcode_hint(errcode)}.", errcode=errcode
     )
+
+
+#: What each errcode means and what fixes it, in English, for logs and developer-facing messages
+#: (the Chinese names are in README.zh-CN.md's FAQ). Never for end users: they get ``message``.
+_ERRCODE_HINTS: dict[int, tuple[str, str]] = {
+    -1: ("WeChat's system is busy", "transient: try again shortly"),
+    40001: (
+        "the access_token is invalid or not the latest",
+        "get a new one (refresh it, or log the user in again); a server token must be "
+        "refreshed by one process only",
+    ),
+    40002: ("the grant_type is invalid", "a bug in the request: please report it"),
+    40003: ("the openid is invalid", "use an openid this AppID issued, with its own token"),
+    40013: (
+        "the AppID is invalid",
+        "copy the AppID from the WeChat console into appid= (an official account's AppID "
+        "for in-WeChat login, the website app's AppID for QR login)",
+    ),
+    40014: ("the access_token is invalid", "get a new access_token"),
+    40029: (
+        "the code is invalid: already used, issued to another AppID, or made up",
+        "a code can be traded once; make sure nothing else trades codes and that every worker "
+        "shares one backend (RedisBackend), and that the authorize link uses this AppID",
+    ),
+    40030: ("the refresh_token is invalid", "send the user through login again"),
+    40056: ("the agentid is invalid", "copy the app's AgentId from the WeCom console"),
+    40125: (
+        "the AppSecret is wrong or was reset in the console",
+        "copy the current AppSecret from the WeChat console into secret= (resetting it there "
+        "invalidates the old one at once)",
+    ),
+    40163: (
+        "the code was already used",
+        "a code can be traded once; make sure nothing else trades codes and that every worker "
+        "shares one backend (RedisBackend)",
+    ),
+    40164: (
+        "this server's IP address is not on the app's IP allowlist",
+        "add the server's outgoing IP address to the IP allowlist in the WeChat console",
+    ),
+    40226: (
+        "WeChat flagged the user as high-risk",
+        "nothing to fix on the server: the user cannot log in until WeChat lifts the flag",
+    ),
+    41002: ("the appid is missing", "set appid="),
+    41004: ("the AppSecret is missing", "set secret="),
+    41008: ("the code is missing", "the callback needs WeChat's ?code="),
+    42001: ("the access_token has expired", "get a new access_token"),
+    42002: ("the refresh_token has expired (30 days)", "send the user through login again"),
+    42003: (
+        "the code has expired (5 minutes, 10 for QR login)",
+        "the user must start the login again",
+    ),
+    42007: (
+        "the user's tokens were revoked (password changed)",
+        "send the user through login again",
+    ),
+    45011: (
+        "the API's call quota is used up for now (code2Session: 100 calls per user a minute)",
+        "try again in a minute, and look for a loop or a retry storm calling the API",
+    ),
+    48001: (
+        "the API is not authorized for this app or scope",
+        "sns/userinfo needs scope snsapi_userinfo or snsapi_login; for other APIs, check the "
+        "app's permissions in the WeChat console",
+    ),
+    50001: (
+        "the redirect URI is not a trusted domain of the WeCom app",
+        "add the callback's domain to the app's trusted domains in the WeCom console",
+    ),
+    60020: (
+        "this server's IP address is not on the WeCom app's allowlist",
+        "add the server's outgoing IP address to the app's trusted IPs in the WeCom console",
+    ),
+}
+
+
+def errcode_hint(errcode: int | None) -> str | None:
+    """``"errcode 40125: the AppSecret is wrong or was reset in the console; fix: ..."``: the
+    errcode, what it means and how to fix it, in English. ``None`` for no errcode."""
+    if errcode is None:
+        return None
+    known = _ERRCODE_HINTS.get(errcode)
+    if known is None:
+        return f"errcode {errcode}: see WeChat's global return codes"
+    meaning, fix = known
+    return f"errcode {errcode}: {meaning}; fix: {fix}"

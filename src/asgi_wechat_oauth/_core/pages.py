@@ -350,3 +350,7 @@ def _weights(header: str) -> dict[str, float]:
         if value:
             weights.setdefault(value.lower(), weight)
     return weights
+
+
+#: The built-in pages: Simplified Chinese or English, the default texts and look.
+DEFAULT_ERROR_PAGES = ErrorPages()

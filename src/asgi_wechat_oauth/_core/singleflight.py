@@ -189,12 +189,15 @@ class SingleFlight:
             "wechat_duration_ms": round((anyio.current_time() - started) * 1000, 1),
             "wechat_deduplicated": False,
         }
+        # WeChat's errcode, what it means and the fix: the line to read when logins fail.
+        hint = outcome.hint if isinstance(outcome, WeChatOAuthError) else None
         logger.log(
             level,
-            "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f",
+            "wechat_oauth.exchange code_hash=%s outcome=%s duration_ms=%.1f%s",
             fields["wechat_code_hash"],
             result,
             fields["wechat_duration_ms"],
+            f" ({hint})" if hint else "",
             extra=fields,
         )
         return outcome

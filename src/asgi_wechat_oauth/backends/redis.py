@@ -199,6 +199,12 @@ class RedisBackend:
         """False while Redis is considered down (the fallback, or 503s, are in use)."""
         return not self._down
 
+    async def ping(self) -> None:
+        """Raise unless Redis answers PING within ``operation_timeout`` (for
+        ``python -m asgi_wechat_oauth check --online``)."""
+        with anyio.fail_after(self.operation_timeout):
+            await self._client.ping()
+
     # --- the backend protocol -----------------------------------------------------------------
 
     async def claim(self, key: str) -> Claim:

@@ -14,8 +14,6 @@ from .._core.asgi import (
     Receive,
     Scope,
     Send,
-    closing_on_shutdown,
-    path_matches,
     send_json,
 )
 from .._core.counters import Counters
@@ -28,6 +26,8 @@ from .._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .._core.lifespan import serve_lifespan
+from .._core.paths import matches, spellings
 from .._core.singleflight import SingleFlight, code_hash, flight_key
 from ..backends import Backend, MemoryBackend
 from ._body import code_from_body, read_body, replaying
@@ -75,6 +75,7 @@ class MiniProgramLoginMiddleware:
         self.app = app
         self.appid = appid
         self.login_path = login_path
+        self._login_paths = spellings(login_path)
         self.exchange_timeout = exchange_timeout
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.counters = counters if counters is not None else Counters()
@@ -99,10 +100,10 @@ class MiniProgramLoginMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and path_matches(scope, self.login_path):
+        if scope["type"] == "http" and matches(scope, self._login_paths):
             await self._login(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
+            await serve_lifespan(self.app, scope, receive, send, self.aclose)
         else:
             await self.app(scope, receive, send)
 

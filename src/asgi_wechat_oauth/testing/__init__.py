@@ -8,11 +8,23 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
     app = WeChatOAuthMiddleware(my_app, appid=emulator.appid, secret=emulator.secret,
                                 api_base_url="http://wechat.test", http_client=http)
 
-or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``.
+or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
+plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
+``wechat_emulator_server`` and ``wechat_login``.
 """
 
-from ._browser import consent, double_callback
+from ._browser import consent, double_callback, web_login
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
 from ._miniprogram import double_login
+from ._server import EmulatorServer
 
-__all__ = ["EmulatedUser", "Fault", "WeChatEmulator", "consent", "double_callback", "double_login"]
+__all__ = [
+    "EmulatedUser",
+    "EmulatorServer",
+    "Fault",
+    "WeChatEmulator",
+    "consent",
+    "double_callback",
+    "double_login",
+    "web_login",
+]

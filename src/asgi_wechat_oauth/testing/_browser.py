@@ -9,6 +9,7 @@ import anyio
 import httpx
 
 from ..web._authorize import authorize_url
+from ._emulator import WeChatEmulator
 
 
 async def double_callback(
@@ -59,8 +60,53 @@ async def consent(
     redirects to (with a fresh code). The redirect is read, not followed: following it is the
     (double) callback's job."""
     url = authorize_url(appid, redirect_uri, scope=scope, state=state, base_url=emulator_url)
-    response = await client.get(url)
-    location: str = response.headers.get("location", "")
-    if response.status_code != 302 or "code=" not in location:
-        raise RuntimeError(f"the emulator's consent page answered {response.status_code}")
+    return _callback_url(await client.get(url))
+
+
+async def web_login(
+    client: httpx.AsyncClient,
+    emulator: WeChatEmulator,
+    *,
+    login_path: str = "/wechat/login",
+    next: str | None = None,
+    scope: str | None = None,
+    double: bool = True,
+) -> httpx.Response:
+    """Log in through the app's ``login_path`` as a user of the WeChat browser, and return the
+    callback's response (the page the user sees; with the login endpoint, a redirect to
+    ``next``).
+
+    ``client`` reaches the app and keeps its cookies (the nonce cookie the login endpoint sets);
+    the consent page is answered by ``emulator`` in-process, whatever host the app's
+    ``authorize_base_url`` names. With ``double`` (the default) the callback is sent twice
+    with the same code, the first request cut off, as the WeChat browser does.
+    """
+    params = {name: value for name, value in {"next": next, "scope": scope}.items() if value}
+    to_wechat = await client.get(login_path, params=params)
+    if not to_wechat.is_redirect:
+        raise AssertionError(
+            f"GET {login_path} answered {to_wechat.status_code}, not a redirect to WeChat: "
+            f"{to_wechat.text[:200]}"
+        )
+    if emulator.double_navigation:
+        raise RuntimeError(
+            "the emulator's double_navigation page is for real browsers: web_login sends the "
+            "double callback itself (double=True)"
+        )
+    authorize = to_wechat.headers["location"].split("#")[0]
+    async with emulator.http_client() as wechat:
+        callback = _callback_url(await wechat.get(authorize))
+    if double:
+        return await double_callback(client, callback)
+    return await client.get(callback)
+
+
+def _callback_url(consent_answer: httpx.Response) -> str:
+    """The callback URL the consent page redirects to."""
+    location: str = consent_answer.headers.get("location", "")
+    if consent_answer.status_code != 302 or "code=" not in location:
+        raise RuntimeError(
+            f"the emulator's consent page answered {consent_answer.status_code}: "
+            f"{consent_answer.text[:200]}"
+        )
     return location

@@ -14,7 +14,9 @@ that drive a real browser: see :meth:`WeChatEmulator._wechat_browser_page`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
+import hashlib
 import json
 import secrets
 import time
@@ -24,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -122,6 +125,9 @@ class WeChatEmulator:
     #: Answer ``connect/oauth2/authorize`` like the WeChat in-app browser does (two callbacks
     #: with the same code, the first cut off) instead of with a plain 302. Off by default.
     double_navigation: bool = False
+    #: The base URL to give the middleware as ``api_base_url`` and ``authorize_base_url``: any
+    #: host in-process (see :meth:`http_client`), the loopback address when served.
+    url: str = "http://wechat.test"
     #: Calls to ``sns/oauth2/access_token`` and ``sns/jscode2session`` per code, whatever they
     #: answered.
     exchanges: Counter[str] = field(default_factory=Counter)
@@ -161,11 +167,24 @@ class WeChatEmulator:
 
     # --- for tests ---------------------------------------------------------------------------
 
-    def issue_code(self, scope: str = "snsapi_base", user: EmulatedUser | None = None) -> str:
-        """Issue a fresh code, as the authorize page does after consent."""
+    def issue_code(
+        self,
+        scope: str = "snsapi_base",
+        user: EmulatedUser | None = None,
+        *,
+        openid: str | None = None,
+        unionid: str | None = None,
+        snapshot: bool | None = None,
+    ) -> str:
+        """Issue a fresh code, as the authorize page does after consent: for ``user`` (default:
+        the emulator's), with ``openid``, ``unionid`` or ``snapshot`` changed when given."""
+        changes: dict[str, Any] = {"openid": openid, "unionid": unionid, "snapshot": snapshot}
+        who = dataclasses.replace(
+            user or self.user, **{k: v for k, v in changes.items() if v is not None}
+        )
         ttl = self.qr_code_ttl if scope in QRCONNECT_SCOPES else self.code_ttl
         code = secrets.token_hex(16)
-        self._codes[code] = _Code(user or self.user, scope, self.appid, time.monotonic() + ttl)
+        self._codes[code] = _Code(who, scope, self.appid, time.monotonic() + ttl)
         return code
 
     def issue_miniprogram_code(
@@ -184,6 +203,24 @@ class WeChatEmulator:
         """How many times ``code`` was presented to ``sns/oauth2/access_token`` (or, for a
         mini-program code, to ``sns/jscode2session``)."""
         return self.exchanges[code]
+
+    def http_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` that reaches this emulator in-process (``ASGITransport``,
+        any host), with ``base_url=self.url``: pass it as the middleware's ``http_client``.
+        It holds no connections; closing it is optional."""
+        kwargs.setdefault("base_url", self.url)
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self), **kwargs)
+
+    def duplicate_exchanges(self, since: Counter[str] | None = None) -> dict[str, int]:
+        """Codes presented to ``sns/oauth2/access_token`` more than once (since the ``since``
+        snapshot of :attr:`exchanges`), by the hash the middleware logs as ``code_hash``: at
+        WeChat all but the first of these fail, which is the bug this package exists for."""
+        counts = self.exchanges - since if since is not None else self.exchanges
+        return {
+            hashlib.sha256(f"{self.appid}:{code}".encode()).hexdigest()[:16]: count
+            for code, count in counts.items()
+            if count > 1
+        }
 
     @property
     def total_exchanges(self) -> int:

@@ -6,7 +6,9 @@ Everything here is also importable from the top level, ``asgi_wechat_oauth``.
 
 from ._authorize import authorize_url
 from ._client import WeChatOAuthClient
+from ._config import WeChatOAuthConfig
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._links import login_url
 from ._middleware import WeChatOAuthMiddleware
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "UserInfo",
     "WeChatIdentity",
     "WeChatOAuthClient",
+    "WeChatOAuthConfig",
     "WeChatOAuthMiddleware",
     "authorize_url",
+    "login_url",
 ]

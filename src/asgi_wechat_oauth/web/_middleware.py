@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import logging
-import math
-from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.asgi import ASGIApp, Receive, Scope, Send, closing_on_shutdown
-from .._core.asgi import path_matches as _matches
+from .._core.asgi import ASGIApp, Receive, Scope, Send
 from .._core.callback import parse_callback_query
 from .._core.counters import Counters
 from .._core.errors import (
@@ -30,16 +29,21 @@ from .._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .._core.lifespan import serve_lifespan
 from .._core.loops import COOKIE as LOOP_COOKIE
-from .._core.loops import LoginLoopGuard, check_loop_options, with_cookie
-from .._core.pages import ErrorPages, preferred_language, wants_html
+from .._core.loops import LoginLoopGuard, with_cookie
+from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, preferred_language, wants_html
+from .._core.paths import matches, spellings
 from .._core.singleflight import SingleFlight, code_hash
 from .._core.state import StateSigner, UnverifiedState, VerifiedState, derive_state_secret
 from ..backends import Backend, MemoryBackend, Outcome
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
 from ._client import WeChatOAuthClient
+from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, read_cookie
+from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -48,11 +52,6 @@ _UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
-
-OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
-
-#: The built-in pages: Simplified Chinese or English, the default texts and look.
-DEFAULT_ERROR_PAGES = ErrorPages()
 
 
 class WeChatOAuthMiddleware:
@@ -68,9 +67,10 @@ class WeChatOAuthMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        config: WeChatOAuthConfig | None = None,
         *,
-        appid: str,
-        secret: str,
+        appid: str = "",
+        secret: str = "",
         callback_path: str = "/wechat/callback",
         backend: Backend | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
@@ -81,7 +81,7 @@ class WeChatOAuthMiddleware:
         on_error: OnError | None = None,
         login_path: str | None = None,
         redirect_uri: str | None = None,
-        default_scope: str = "snsapi_base",
+        default_scope: WeChatScope = "snsapi_base",
         trust_forwarded: bool = False,
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
@@ -90,104 +90,70 @@ class WeChatOAuthMiddleware:
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
-        on_invalid_code: Literal["reauthorize", "error"] | None = None,
-        snapshot_users: Literal["allow", "reject"] = "allow",
+        on_invalid_code: InvalidCodeAction | None = None,
+        snapshot_users: SnapshotPolicy = "allow",
         counters: Counters | None = None,
         error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
         login_loop_limit: int | None = 5,
         login_loop_window: float = 120.0,
     ) -> None:
-        if not appid:
-            raise ValueError("appid is required")
-        if not secret:
-            raise ValueError("secret is required")
-        if not callback_path.startswith("/"):
-            raise ValueError("callback_path must start with '/'")
-        if not 0 <= result_ttl < math.inf:  # comparisons with NaN are all false
-            raise ValueError("result_ttl must not be negative (and finite)")
-        if not 0 < exchange_timeout < math.inf:
-            raise ValueError("exchange_timeout must be positive (and finite)")
-        if login_path is not None and (
-            not login_path.startswith("/") or login_path == callback_path
-        ):
-            raise ValueError("login_path must start with '/' and differ from callback_path")
-        if verify_state is None:
-            verify_state = login_path is not None
-        if verify_state and login_path is None:
-            raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
-        if default_scope not in SCOPES:
-            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
-            raise ValueError("redirect_uri must be an absolute http(s) URL")
-        if not 1 <= state_max_age < math.inf:
-            # States carry their issue time in whole seconds: under a second, one may be
-            # expired as it is issued (and a cookie's whole-second Max-Age would be 0).
-            raise ValueError("state_max_age must be at least 1 second (and finite)")
-        if max_codes_per_state < 1:
-            raise ValueError("max_codes_per_state must be at least 1")
-        if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
-            raise ValueError("nonce_cookie must be a plain ASCII name")
-        if on_invalid_code is None:
-            on_invalid_code = "reauthorize" if login_path is not None else "error"
-        if on_invalid_code not in ("reauthorize", "error"):
-            raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
-        if on_invalid_code == "reauthorize" and login_path is None:
-            raise ValueError("on_invalid_code='reauthorize' needs login_path")
-        if snapshot_users not in ("allow", "reject"):
-            raise ValueError("snapshot_users must be 'allow' or 'reject'")
-        if error_pages is not None and not isinstance(error_pages, ErrorPages):
-            raise ValueError("error_pages must be an ErrorPages or None")
-        check_loop_options(login_loop_limit, login_loop_window)
+        # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
+        # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        self.config = config = _config_of(config, options)
         self.app = app
-        self.appid = appid
-        self.callback_path = callback_path
-        self.fetch_userinfo = fetch_userinfo
-        self.exchange_timeout = exchange_timeout
-        self.on_error = on_error
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
-        self.counters = counters if counters is not None else Counters()
+        self.appid = config.appid
+        self.callback_path = config.callback_path
+        self.fetch_userinfo = config.fetch_userinfo
+        self.exchange_timeout = config.exchange_timeout
+        self.on_error = config.on_error
+        self.backend: Backend = config.backend if config.backend is not None else MemoryBackend()
+        self.counters = config.counters if config.counters is not None else Counters()
         self.client = WeChatOAuthClient(
-            appid,
-            secret,
-            api_base_url=api_base_url,
-            http_client=http_client,
-            timeout=exchange_timeout,
+            config.appid,
+            config.secret,
+            api_base_url=config.api_base_url,
+            http_client=config.http_client,
+            timeout=config.exchange_timeout,
         )
         self._flight = SingleFlight(
             self.backend,
-            exchange_timeout=exchange_timeout,
-            result_ttl=result_ttl,
+            exchange_timeout=config.exchange_timeout,
+            result_ttl=config.result_ttl,
             counters=self.counters,
         )
-        self._key_prefix = f"{appid}:".encode()
-        self.login_path = login_path
-        self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
-        self.on_invalid_code = on_invalid_code
-        self.snapshot_users = snapshot_users
-        self.verify_state = verify_state
-        self.max_codes_per_state = max_codes_per_state
-        self.nonce_cookie = nonce_cookie
-        self.error_pages = error_pages
+        self._key_prefix = f"{config.appid}:".encode()
+        self.login_path = config.login_path
+        self._callback_paths = spellings(config.callback_path)
+        self._login_paths = spellings(config.login_path)
+        self._own_paths = self._callback_paths + self._login_paths
+        self.on_invalid_code = config.resolved_on_invalid_code
+        self.snapshot_users = config.snapshot_users
+        self.verify_state = config.resolved_verify_state
+        self.max_codes_per_state = config.max_codes_per_state
+        self.nonce_cookie = config.nonce_cookie
+        self.error_pages = config.error_pages
         self._loops = (
-            LoginLoopGuard(limit=login_loop_limit, window=login_loop_window)
-            if login_path and login_loop_limit
+            LoginLoopGuard(limit=config.login_loop_limit, window=config.login_loop_window)
+            if config.login_path and config.login_loop_limit
             else None
         )
+        state_secret = config.state_secret
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:
-            state_secret = derive_state_secret(secret)
-        self._signer = StateSigner(state_secret, max_age=state_max_age)
+            state_secret = derive_state_secret(config.secret)
+        self._signer = StateSigner(state_secret, max_age=config.state_max_age)
         self._login = LoginEndpoint(
-            appid=appid,
+            appid=config.appid,
             signer=self._signer,
-            callback_path=callback_path,
-            redirect_uri=redirect_uri,
-            default_scope=default_scope,
-            trust_forwarded=trust_forwarded,
-            authorize_base_url=authorize_base_url,
-            cookie_name=nonce_cookie,
-            connect_redirect=connect_redirect,
+            callback_path=config.callback_path,
+            redirect_uri=config.redirect_uri,
+            default_scope=config.default_scope,
+            trust_forwarded=config.trust_forwarded,
+            authorize_base_url=config.authorize_base_url,
+            cookie_name=config.nonce_cookie,
+            connect_redirect=config.connect_redirect,
         )
 
     def __repr__(self) -> str:
@@ -197,17 +163,20 @@ class WeChatOAuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every path this middleware answers ends with one of its own paths: one suffix test
-        # lets all other requests through at once.
-        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
-            if _matches(scope, self.callback_path):
-                await self._callback(scope, receive, send)
-                return
-            if self.login_path and _matches(scope, self.login_path):
-                await self._redirect_to_wechat(scope, receive, send)
-                return
+        if scope["type"] == "http":
+            if self.login_path is not None:
+                scope[LOGIN_PATH_KEY] = self.login_path  # for login_url()
+            # Every path this middleware answers ends with one of its own paths: one suffix
+            # test lets all other requests through at once.
+            if scope["path"].endswith(self._own_paths):
+                if matches(scope, self._callback_paths):
+                    await self._callback(scope, receive, send)
+                    return
+                if self._login_paths and matches(scope, self._login_paths):
+                    await self._redirect_to_wechat(scope, receive, send)
+                    return
         elif scope["type"] == "lifespan":
-            await self.app(scope, receive, closing_on_shutdown(send, self.aclose))
+            await serve_lifespan(self.app, scope, receive, send, self.aclose)
             return
         await self.app(scope, receive, send)
 
@@ -251,6 +220,7 @@ class WeChatOAuthMiddleware:
                     scope, read_cookie(scope, LOOP_COOKIE), outcome.state
                 )
                 send = with_cookie(send, counted)
+            send = watch_the_answer(scope, send, self.callback_path, self._callback_paths)
             await self.app(scope, receive, send)
             return
         # What a state we signed says, verified or not: enough to start that login again.
@@ -456,3 +426,28 @@ def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
     if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
         return outcome
     raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
+
+
+def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:
+    """The middleware's config: the one given, or one built from the keyword options."""
+    if config is None:
+        return WeChatOAuthConfig(**options)
+    if not isinstance(config, WeChatOAuthConfig):
+        raise TypeError(f"config must be a WeChatOAuthConfig, not {type(config).__name__}")
+    given = sorted(
+        name
+        for name, value in options.items()
+        if value is not _DEFAULTS[name] and value != _DEFAULTS[name]
+    )
+    if given:
+        raise TypeError(f"pass either config= or options, not both (got {', '.join(given)})")
+    return config
+
+
+_OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(WeChatOAuthConfig))
+#: The constructor's defaults, to tell the options a caller gave from those left alone.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(WeChatOAuthMiddleware.__init__).parameters.items()
+    if name in _OPTION_NAMES
+}

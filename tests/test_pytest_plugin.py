@@ -1,0 +1,310 @@
+"""The pytest plugin, as a user's suite meets it: pytester runs small test files with the plugin
+loaded from its ``pytest11`` entry point (installed with the package), as in any project."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+#: A user's app: the middleware with its login endpoint, in front of a callback that answers the
+#: identity; and the bug this package exists for, a naive handler that trades every callback's
+#: code itself.
+APP = """
+import httpx
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+
+
+async def callback(request):
+    me = request.scope["wechat"]
+    return JSONResponse(
+        {"openid": me.openid, "unionid": me.unionid, "snapshot": me.is_snapshotuser,
+         "next": me.next}
+    )
+
+
+def make_app(emulator, **options):
+    options = {"login_path": "/wechat/login", **options}
+    return WeChatOAuthMiddleware(
+        Starlette(routes=[Route("/wechat/callback", callback)]),
+        appid=emulator.appid,
+        secret=emulator.secret,
+        api_base_url=emulator.url,
+        authorize_base_url=emulator.url,
+        **options,
+    )
+
+
+def make_naive_app(emulator):
+    async def naive_callback(request):
+        async with emulator.http_client(base_url=emulator.url) as wechat:
+            answer = await wechat.get(
+                "/sns/oauth2/access_token",
+                params={"appid": emulator.appid, "secret": emulator.secret,
+                        "code": request.query_params["code"],
+                        "grant_type": "authorization_code"},
+            )
+        return JSONResponse(answer.json())
+
+    return Starlette(routes=[Route("/wechat/callback", naive_callback)])
+
+
+def client_for(app):
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app.test")
+"""
+
+CONFTEST = """
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(myapp=APP)
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def test_the_plugin_is_registered_through_the_pytest11_entry_point():
+    (entry,) = [
+        e
+        for e in importlib.metadata.entry_points(group="pytest11")
+        if e.name == "asgi_wechat_oauth"
+    ]
+    assert entry.value == "pytest_asgi_wechat_oauth"
+
+
+def test_login_through_the_fixtures(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from asgi_wechat_oauth.testing import WeChatEmulator
+        from myapp import client_for, make_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        async def test_login(wechat_emulator, wechat_login):
+            assert isinstance(wechat_emulator, WeChatEmulator)
+            app = make_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            async with client_for(app) as client:
+                response = await wechat_login(client, next="/profile")
+            assert response.status_code == 200, response.text
+            assert response.json()["openid"] == wechat_emulator.user.openid
+            assert response.json()["next"] == "/profile"
+            # The double callback reached the app twice; WeChat saw one exchange.
+            assert wechat_emulator.total_exchanges == 1
+
+
+        async def test_single_callback_and_scope(wechat_emulator, wechat_login):
+            app = make_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            async with client_for(app) as client:
+                response = await wechat_login(client, scope="snsapi_userinfo", double=False)
+            assert response.status_code == 200
+            assert wechat_emulator.calls["userinfo"] == 1
+
+
+        async def test_codes_for_given_users(wechat_emulator):
+            # A callback without the login endpoint: no state to verify.
+            app = make_app(
+                wechat_emulator, http_client=wechat_emulator.http_client(), login_path=None
+            )
+            code = wechat_emulator.issue_code(
+                "snsapi_userinfo", openid="oAnother", unionid="uAnother", snapshot=True
+            )
+            async with client_for(app) as client:
+                response = await client.get("/wechat/callback", params={"code": code})
+            assert response.status_code == 200, response.text
+            assert response.json()["openid"] == "oAnother"
+            assert response.json()["unionid"] == "uAnother"
+            assert response.json()["snapshot"] is True
+            assert wechat_emulator.exchange_count(code) == 1
+
+
+        def test_a_fresh_emulator_per_test(wechat_emulator):
+            assert wechat_emulator.total_exchanges == 0
+            assert wechat_emulator.url == "http://wechat.test"
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=7)
+
+
+def test_marker_options_apply(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from asgi_wechat_oauth.testing import EmulatedUser
+
+        pytestmark = pytest.mark.wechat_emulator(latency=0.5, appid="wxmodule")
+
+
+        @pytest.mark.wechat_emulator(latency=0.01, user=EmulatedUser(openid="oMarked"))
+        def test_closest_marker_wins(wechat_emulator):
+            assert wechat_emulator.latency == 0.01
+            assert wechat_emulator.appid == "wxmodule"
+            assert wechat_emulator.user.openid == "oMarked"
+
+
+        @pytest.mark.wechat_emulator(latencyy=1)
+        def test_unknown_option(wechat_emulator):
+            pass
+
+
+        @pytest.mark.wechat_emulator(double_navigation=True)
+        @pytest.mark.anyio
+        async def test_double_navigation_is_for_real_browsers(wechat_emulator, wechat_login):
+            from myapp import client_for, make_app
+
+            app = make_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            async with client_for(app) as client:
+                with pytest.raises(RuntimeError, match="is for real browsers"):
+                    await wechat_login(client)
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*unknown option(s) latencyy; known: appid, *"])
+
+
+NAIVE_TESTS = """
+import pytest
+from asgi_wechat_oauth.testing import double_callback
+from myapp import client_for, make_naive_app
+
+pytestmark = pytest.mark.anyio
+
+
+{marker}
+async def test_naive_handler(wechat_emulator):
+    code = wechat_emulator.issue_code()
+    async with client_for(make_naive_app(wechat_emulator)) as client:
+        response = await double_callback(client, f"/wechat/callback?code={{code}}")
+    # The test itself passes: the page the user sees is the 40163 error, unchecked.
+    assert response.status_code == 200
+"""
+
+
+def test_a_code_traded_twice_fails_the_test_at_teardown(suite):
+    suite.makepyfile(NAIVE_TESTS.format(marker=""))
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_naive_handler*",
+            "*WeChat emulator: 1 code(s) traded more than once (code_hash=* traded 2 times)*",
+        ]
+    )
+
+
+def test_the_opt_out_marker(suite):
+    marker = "@pytest.mark.wechat_allow_duplicate_exchange"
+    suite.makepyfile(NAIVE_TESTS.format(marker=marker))
+    suite.runpytest("--strict-markers").assert_outcomes(passed=2)
+
+
+def test_the_middleware_passes_the_check_where_the_naive_handler_fails(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from asgi_wechat_oauth.testing import double_callback
+        from myapp import client_for, make_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.mark.wechat_emulator(latency=0.05)
+        async def test_slow_wechat_double_callback(wechat_emulator):
+            app = make_app(
+                wechat_emulator, http_client=wechat_emulator.http_client(), login_path=None
+            )
+            code = wechat_emulator.issue_code()
+            async with client_for(app) as client:
+                response = await double_callback(client, f"/wechat/callback?code={code}")
+            assert response.status_code == 200
+            assert wechat_emulator.exchange_count(code) == 1
+        """
+    )
+    suite.runpytest("--strict-markers").assert_outcomes(passed=2)
+
+
+def test_the_served_emulator(suite):
+    suite.makepyfile(
+        """
+        import httpx
+        import pytest
+        from asgi_wechat_oauth.testing import double_callback
+        from myapp import client_for, make_app, make_naive_app
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+
+        @pytest.mark.wechat_emulator(latency=0.02)
+        async def test_login_over_loopback(wechat_emulator_server, wechat_login):
+            assert wechat_emulator_server.url.startswith("http://127.0.0.1:")
+            assert wechat_emulator_server.latency == 0.02
+            app = make_app(wechat_emulator_server)  # its own client, over the network
+            try:
+                async with client_for(app) as client:
+                    response = await wechat_login(client, next="/p")
+            finally:
+                await app.aclose()
+            assert response.status_code == 200, response.text
+            assert response.json()["next"] == "/p"
+
+
+        async def test_settings_are_restored_and_counts_are_per_test(wechat_emulator_server):
+            assert wechat_emulator_server.latency == 0.0
+            async with httpx.AsyncClient(base_url=wechat_emulator_server.url) as wechat:
+                stats = (await wechat.get("/_emulator/stats")).json()
+            assert stats["total_exchanges"] == 1  # the first test's
+
+
+        async def test_a_naive_handler_fails_here_too(wechat_emulator_server):
+            code = wechat_emulator_server.issue_code()
+            async with client_for(make_naive_app(wechat_emulator_server)) as client:
+                await double_callback(client, f"/wechat/callback?code={code}")
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_a_naive_handler_fails_here_too*"])
+
+
+def test_the_plugin_costs_nothing_when_unused(suite):
+    suite.makepyfile(
+        """
+        import sys
+
+
+        def test_nothing_heavy_was_imported(request):
+            assert request.config.pluginmanager.has_plugin("asgi_wechat_oauth")
+            heavy = ["asgi_wechat_oauth", "httpx", "starlette"]
+            assert [name for name in heavy if name in sys.modules] == []
+        """
+    )
+    # A fresh interpreter: this process has imported everything already.
+    suite.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_plugin_can_be_turned_off(suite):
+    suite.makepyfile("def test_x(wechat_emulator):\n    pass\n")
+    result = suite.runpytest("-p", "no:asgi_wechat_oauth")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'wechat_emulator' not found*"])
