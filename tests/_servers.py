@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -69,6 +69,26 @@ def valkey_server_binary() -> str:
         pytest.skip(message)
 
 
+def start_redis(binary: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server (or valkey-server) on a loopback port, persisting nothing; returns once it
+    listens."""
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port(port, proc)
+    return proc
+
+
 class RedisServer:
     """A throw-away redis-server (or valkey-server) on a free loopback port; it can be stopped
     and started again."""
@@ -84,19 +104,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, self.proc)
+        self.proc = start_redis(self.binary, self.port)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -200,3 +208,127 @@ async def dropped_request(
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
     return phase, close, status
+
+
+def redis_cli_binary() -> str:
+    """redis-cli (Debian's redis-tools, which redis-server depends on), or skip (fail in CI)."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        message = "redis-cli not found: install redis-server (it brings redis-tools)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of the tests' own: three masters with one replica each, on free
+    loopback ports, in a temporary directory. A short ``cluster-node-timeout`` makes a replica
+    take over a killed master within about two seconds."""
+
+    def __init__(self, directory: Path, *, masters: int = 3, node_timeout_ms: int = 1000) -> None:
+        self.binary = redis_server_binary()
+        self.cli = redis_cli_binary()
+        self.directory = directory
+        self.node_timeout_ms = node_timeout_ms
+        self.ports = [free_cluster_port() for _ in range(masters * 2)]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """A URL naming one live node; the cluster client discovers the others from it."""
+        live = [port for port in self.ports if port in self.procs] or self.ports
+        return f"redis://127.0.0.1:{live[0]}"
+
+    def start(self) -> None:
+        for port in self.ports:
+            self._start_node(port)
+        subprocess.run(
+            [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        )  # fmt: skip
+        for port in self.ports:
+            self.wait_until_ok(port)
+        # A replica takes over only once it has synced with its master.
+        deadline = time.monotonic() + 30
+        while any(
+            "role:slave" in info and "master_link_status:up" not in info
+            for info in (self.cli_call(port, "info", "replication") for port in self.ports)
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the cluster's replicas did not sync within 30s")
+            time.sleep(0.05)
+
+    def _start_node(self, port: int) -> None:
+        node_dir = self.directory / str(port)
+        node_dir.mkdir(exist_ok=True)
+        self.procs[port] = start_redis(
+            self.binary, port,
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--dir", str(node_dir),
+            "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
+        )  # fmt: skip
+
+    def cli_call(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            [self.cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout
+
+    def wait_until_ok(self, port: int, timeout: float = 30.0) -> None:
+        """Until ``port``'s node says ``cluster_state:ok`` (all slots served)."""
+        deadline = time.monotonic() + timeout
+        while "cluster_state:ok" not in self.cli_call(port, "cluster", "info"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster is not ok on port {port} within {timeout}s")
+            time.sleep(0.05)
+
+    def masters(self) -> list[int]:
+        """The ports of the nodes that are masters now (seen from a live node)."""
+        live = next(p for p, proc in self.procs.items() if proc.poll() is None)
+        lines = self.cli_call(live, "cluster", "nodes").splitlines()
+        return [
+            int(line.split()[1].split("@")[0].rsplit(":", 1)[1])
+            for line in lines
+            if "master" in line.split()[2] and "fail" not in line.split()[2]
+        ]
+
+    def failed_over(self) -> bool:
+        """Three masters serve every slot again, as every live node sees it."""
+        return len(self.masters()) == 3 and all(
+            "cluster_state:ok" in self.cli_call(port, "cluster", "info") for port in self.procs
+        )
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node, as a crashed host would die."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from _servers import RedisServer
+from _servers import RedisClusterServers, RedisServer
 from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import APP_URL, CALLBACK, WECHAT_URL, Gate
@@ -39,6 +39,18 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A real Redis Cluster of the tests' own: three masters, one replica each (skipped without
+    redis-server and redis-cli, failing in CI). Tests that kill a node start their own."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -63,11 +63,22 @@ class ResultCipher:
 def dump_outcome(
     outcome: Outcome, *, cipher: ResultCipher | None = None, context: bytes = b""
 ) -> bytes:
-    if isinstance(outcome, WeChatOAuthError):
-        marker, payload = b"0", json.dumps(outcome.to_dict()).encode()
-    else:
-        document = {"kind": outcome.kind, **outcome.to_dict()}
-        marker, payload = b"1", json.dumps(document, ensure_ascii=False).encode()
+    """``outcome`` as bytes. Any ``str`` that ``json.loads`` can produce is stored, lone
+    surrogates included (half an emoji in a nickname): the JSON is ASCII with ``\\u`` escapes.
+    Raises ``ValueError`` naming only the type when ``to_dict()`` is not JSON data; the message
+    and context never hold the outcome (it has tokens)."""
+    marker = b"0" if isinstance(outcome, WeChatOAuthError) else b"1"
+    payload: bytes | None = None
+    try:
+        if isinstance(outcome, WeChatOAuthError):
+            document = outcome.to_dict()
+        else:
+            document = {"kind": outcome.kind, **outcome.to_dict()}
+        payload = json.dumps(document, ensure_ascii=True, allow_nan=False).encode("ascii")
+    except (TypeError, ValueError, AttributeError):
+        pass  # raised below, outside this block, so that no context holds the data
+    if payload is None:
+        raise ValueError(f"a {type(outcome).__name__} cannot be stored: to_dict() is not JSON")
     if cipher is not None:
         return marker + _SEALED + cipher.seal(payload, context)
     return marker + payload
@@ -90,10 +101,17 @@ def load_outcome(
             payload = cipher.open(payload[1:], context)
         except Exception:
             raise ValueError("the stored outcome does not decrypt with this key") from None
-    document = json.loads(payload)
-    if marker == b"1":
-        load = _RESULT_TYPES.get(document.pop("kind", _DEFAULT_KIND))
-        if load is None:
-            raise ValueError("the stored result is of a kind this process does not know")
-        return load(document)
-    return WeChatOAuthError.from_dict(document)
+    outcome: Outcome | None = None
+    try:
+        document = json.loads(payload)
+        if marker == b"1":
+            load = _RESULT_TYPES.get(document.pop("kind", _DEFAULT_KIND))
+            if load is not None:
+                outcome = load(document)
+        else:
+            outcome = WeChatOAuthError.from_dict(document)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass  # raised below: a JSONDecodeError keeps the whole document in ``doc``
+    if outcome is None:
+        raise ValueError("the stored outcome is unreadable, or of a kind unknown here")
+    return outcome

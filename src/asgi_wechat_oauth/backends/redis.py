@@ -1,9 +1,16 @@
 """Single flight across workers and hosts, on ``redis.asyncio`` (asyncio only).
 
-Each code has three keys sharing a hash tag, so the scripts also run on Redis Cluster:
-``{prefix}:{hash}:lease`` (who trades it), ``{prefix}:{hash}:result`` (the outcome, for
-``result_ttl``) and ``{prefix}:{hash}:leaders`` (how many leases were granted and may still
-produce a result). One pub/sub subscription per process wakes local waiters; nobody polls.
+Each code has three keys sharing a hash tag, so the scripts also run on Redis Cluster (a
+script there may only touch keys of one slot): ``{prefix}:{hash}:lease`` (who trades it),
+``{prefix}:{hash}:result`` (the outcome, for ``result_ttl``) and ``{prefix}:{hash}:holders``
+(the tokens of leases granted that may still produce a result). One pub/sub subscription per
+process wakes local waiters; nobody polls. On a cluster, ``PUBLISH`` reaches every node, so that
+subscription may be on any node, and moves to another when its node fails.
+
+A call that timed out may still run on the server: a CLAIM may take a lease this process never
+hears of, a COMPLETE may or may not have stored the outcome. Such calls are remembered and
+settled (COMPLETE with the outcome, or a token-checked release) once Redis answers again;
+COMPLETE is idempotent for that reason.
 
 Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 2 (CLAIM, CHECK after subscribing;
 the outcome then arrives in the message that wakes it), a late duplicate 1 (CLAIM).
@@ -24,7 +31,9 @@ import anyio
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import MaxConnectionsError, RedisError
+    from redis.asyncio.client import PubSub
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
@@ -37,34 +46,35 @@ from .memory import MemoryBackend
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
-# KEYS: lease, result, leaders. ARGV: token, lease ms, leaders ms.
+# KEYS: lease, result, holders. ARGV: token, lease ms, holders ms.
 # -> {1, stored outcome} | {2} lease taken | {3} someone else leads
 _CLAIM = """
 local stored = redis.call('GET', KEYS[2])
 if stored then return {1, stored} end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('INCR', KEYS[3])
+  redis.call('SADD', KEYS[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return {2}
 end
 return {3}
 """
 
-# KEYS: lease, result, leaders. -> {1, stored outcome} | {0, lease pttl, leaders}
+# KEYS: lease, result, holders. -> {1, stored outcome} | {0, lease pttl, holders}
 _CHECK = """
 local stored = redis.call('GET', KEYS[2])
 if stored then return {1, stored} end
-return {0, redis.call('PTTL', KEYS[1]), tonumber(redis.call('GET', KEYS[3]) or '0')}
+return {0, redis.call('PTTL', KEYS[1]), redis.call('SCARD', KEYS[3])}
 """
 
-# KEYS: lease, result, leaders. ARGV: token, '1' to store, result ms, channel, key, outcome.
+# KEYS: lease, result, holders. ARGV: token, '1' to store, result ms, channel, key, outcome.
 # A success replaces a stored error (a leader that lost its lease may finish after another one
 # stored 40163); otherwise the first stored outcome stays, and it is what the waiters are sent.
-# The lease is released only by its owner. A finished attempt can produce nothing more, so it
-# leaves the count of leaders that recover() may wait for.
+# The lease is released only by its owner. A finished attempt can produce nothing more, so its
+# token leaves the holders that recover() may wait for. Running it twice changes nothing more
+# (a timed-out COMPLETE is run again): it is idempotent. An empty outcome only releases.
 _COMPLETE = """
 local outcome = ARGV[6]
-if ARGV[2] == '1' then
+if ARGV[2] == '1' and outcome ~= '' then
   local current = redis.call('GET', KEYS[2])
   if (not current) or (string.sub(outcome, 1, 1) == '1' and string.sub(current, 1, 1) ~= '1') then
     redis.call('SET', KEYS[2], outcome, 'PX', ARGV[3])
@@ -72,7 +82,7 @@ if ARGV[2] == '1' then
     outcome = current
   end
 end
-if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
 return 1
@@ -88,8 +98,12 @@ return 1
 """
 
 _LOCAL = "local:"
-#: How long the leaders count lives: longer than any code (QR login codes live 10 minutes).
-_LEADERS_TTL_MS = 15 * 60 * 1000
+#: How long the holders set lives: longer than any code (QR login codes live 10 minutes).
+_HOLDERS_TTL_MS = 15 * 60 * 1000
+#: At most this many unsettled keys are remembered (a long outage drops the oldest).
+_MAX_UNSETTLED = 10_000
+#: Redis errors that mean "did not answer" (a cluster without a node for a slot included).
+_REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class _Unavailable(Exception):
@@ -110,12 +124,26 @@ class _Slot:
     refs: int = 0
 
 
+@dataclass
+class _Unsettled:
+    """What Redis may not know about one key: leases this process may hold there without
+    knowing it (a CLAIM that timed out may still have run), and the outcome to store once it
+    answers. ``data`` is ``None`` while the outcome is not known yet, ``b""`` to only release."""
+
+    tokens: set[str] = field(default_factory=set)
+    data: bytes | None = None
+    ttl: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+
 class RedisBackend:
     """Dedupe exchanges across processes with Redis (or Valkey).
 
     ``url_or_client``: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
-    ``redis.asyncio.Redis`` client you own (Sentinel-managed clients included; the backend then
-    neither configures nor closes it). ``lock_ttl``: how long a lease outlives a leader that
+    ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` client you own
+    (Sentinel-managed clients included; the backend then neither configures nor closes it).
+    ``cluster=True`` reads the URL as one node of a Redis Cluster (the others are discovered).
+    ``lock_ttl``: how long a lease outlives a leader that
     died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
     while Redis is down (logged once as a warning) and returns to Redis by itself;
     ``"fail"`` answers 503 ``backend_unavailable``. ``operation_timeout`` bounds every Redis
@@ -130,8 +158,9 @@ class RedisBackend:
 
     def __init__(
         self,
-        url_or_client: str | aioredis.Redis,
+        url_or_client: str | aioredis.Redis | RedisCluster,
         *,
+        cluster: bool = False,
         prefix: str = "wechat-oauth",
         lock_ttl: float = 15.0,
         on_unavailable: Literal["local", "fail"] = "local",
@@ -150,7 +179,18 @@ class RedisBackend:
             raise ValueError("max_connections must be at least 2 (one is the subscription)")
         if operation_timeout <= 0 or retry_interval < 0:
             raise ValueError("operation_timeout must be positive, retry_interval not negative")
-        if isinstance(url_or_client, str):
+        self._client: aioredis.Redis | RedisCluster
+        if isinstance(url_or_client, str) and cluster:
+            # One pool per node, of max_connections each (redis-py's cluster client has no
+            # blocking pool: a burst beyond it is answered 503 "overloaded").
+            self._client = RedisCluster.from_url(
+                url_or_client,
+                max_connections=max_connections,
+                socket_timeout=operation_timeout,
+                socket_connect_timeout=operation_timeout,
+            )
+            self._owns_client = True
+        elif isinstance(url_or_client, str):
             # A blocking pool: a burst beyond max_connections waits (bounded by
             # operation_timeout) for a connection, instead of failing at once and being taken
             # for an outage, which would drop those claims to in-process dedupe.
@@ -161,12 +201,14 @@ class RedisBackend:
                 socket_timeout=operation_timeout,
                 socket_connect_timeout=operation_timeout,
             )
-            self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+            self._client = aioredis.Redis.from_pool(pool)
             self._owns_client = True
         else:
+            if cluster and not isinstance(url_or_client, RedisCluster):
+                raise ValueError("cluster=True needs a URL or a RedisCluster client")
             self._client = url_or_client
             self._owns_client = False
-        if self._client.connection_pool.connection_kwargs.get("decode_responses"):
+        if self._client.get_encoder().decode_responses:
             raise ValueError("the Redis client must not use decode_responses=True")
         self.prefix = prefix
         self.lease_ttl = lock_ttl
@@ -186,6 +228,12 @@ class RedisBackend:
         #: Keys this process leads under a Redis lease, so that a duplicate arriving while Redis
         #: is unreachable waits for that flight instead of trading the code again.
         self._leading: set[str] = set()
+        #: Keys whose state in Redis this process must still settle (see _Unsettled).
+        self._unsettled: dict[str, _Unsettled] = {}
+        self._settler: asyncio.Task[None] | None = None
+        self._node_index = 0  # which cluster node the subscription tries next
+        self._discovered = not isinstance(self._client, RedisCluster)
+        self._discovery = anyio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: anyio.Event | None = None
         self._down_until = 0.0
@@ -218,11 +266,21 @@ class RedisBackend:
             answer = await self._call(
                 self._claim(
                     keys=self._keys(key),
-                    args=[token, _ms(self.lease_ttl), _LEADERS_TTL_MS],
+                    args=[token, _ms(self.lease_ttl), _HOLDERS_TTL_MS],
                 )
             )
         except _Unavailable:
-            return await self._claim_locally(key)
+            # The CLAIM may still run on the server and take the lease under this token:
+            # remember it, to store this process's outcome under it (or release it) later.
+            self._remember(key).tokens.add(token)
+            try:
+                claim = await self._claim_locally(key)
+            except ServiceUnavailable:
+                self._release_later(key, token)  # on_unavailable="fail": nobody here trades it
+                raise
+            if claim.outcome is not None:
+                self._release_later(key, token)  # known here: settled with it, or released
+            return claim
         except _Busy:
             raise ServiceUnavailable(
                 "overloaded", "Too many logins in progress; try again."
@@ -235,27 +293,68 @@ class RedisBackend:
         return Claim()
 
     async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+        """Never raises: what cannot be done in Redis now is logged (without tokens) and
+        settled later, and the waiters in this process get the outcome regardless."""
+        try:
+            await self._complete_or_defer(key, lease, outcome, ttl)
+        except Exception as exc:  # a bug must not turn a login into a 500 nor keep a lease
+            logger.error("wechat_oauth.redis_complete_failed error=%s", type(exc).__name__)
+            local = lease[len(_LOCAL) :] if lease.startswith(_LOCAL) else ""
+            await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
+            await self._finish_locally(key, outcome, ttl, None)
+            self._release_later(key, lease)
+
+    async def _complete_or_defer(self, key: str, lease: str, outcome: Outcome, ttl: float) -> None:
         if lease.startswith(_LOCAL):
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
+            # Decided without Redis: store it there once Redis answers, so that a duplicate
+            # on another worker gets it, and release what a timed-out CLAIM may have taken.
+            self._settle_later(key, outcome, ttl)
             return
         self._leading.discard(key)
-        data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
-        store = b"1" if ttl > 0 else b"0"
+        data = self._dump(key, outcome)
+        if data is None:
+            # Unstorable (a Result whose to_dict() is not JSON): this process's waiters get
+            # it; elsewhere the lease is released and a duplicate trades again.
+            await self._finish_locally(key, outcome, ttl, None)
+            self._release_later(key, lease)
+            return
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
             # needs no further round trip.
-            await self._call(
-                self._complete(
-                    keys=self._keys(key),
-                    args=[lease, store, max(_ms(ttl), 1), self._channel, key, data],
-                )
-            )
+            await self._call(self._complete_script(key, lease, data, ttl))
         except (_Unavailable, _Busy):
-            # Waiters in this process still get the outcome, now and (kept locally) later;
-            # other processes take over when the lease expires and see the code as used: the
-            # cost of losing Redis mid-exchange.
-            await self._local.complete(key, "", outcome, ttl=ttl)
-            self._deliver(key.encode() + b"\n" + data)
+            # Waiters in this process still get the outcome, now and (kept locally) later.
+            # The COMPLETE may or may not have run: it runs again once Redis answers.
+            await self._finish_locally(key, outcome, ttl, data)
+            self._settle_later(key, outcome, ttl, token=lease)
+            return
+        if key in self._unsettled:  # a timed-out CLAIM of this key may hold a lease too
+            self._settle_later(key, outcome, ttl)
+
+    async def _finish_locally(
+        self, key: str, outcome: Outcome, ttl: float, data: bytes | None
+    ) -> None:
+        await self._local.complete(key, "", outcome, ttl=ttl)
+        slot = self._waiting.pop(key, None)
+        if slot is not None:
+            slot.outcome = outcome
+            slot.payload = data or b"-"  # decoded already: the outcome is set
+            slot.event.set()
+
+    def _complete_script(self, key: str, token: str, data: bytes, ttl: float) -> Any:
+        store = b"1" if ttl > 0 and data else b"0"
+        return self._complete(
+            keys=self._keys(key),
+            args=[token, store, max(_ms(ttl), 1), self._channel, key, data],
+        )
+
+    def _dump(self, key: str, outcome: Outcome) -> bytes | None:
+        try:
+            return dump_outcome(outcome, cipher=self._cipher, context=key.encode())
+        except ValueError as exc:
+            logger.error("wechat_oauth.redis_result_unstorable error=%s", exc)
+            return None
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         if self._local.has_flight(key):
@@ -346,6 +445,17 @@ class RedisBackend:
             self._unregister(key, slot)
 
     async def aclose(self) -> None:
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.cancel()
+            await asyncio.gather(settler, return_exceptions=True)
+        if any(entry.data is not None for entry in self._unsettled.values()):
+            # A last try, bounded: a worker stopping right after a stall leaves no lease.
+            with anyio.move_on_after(self.operation_timeout):
+                await self._settle_ready()
+        left = sum(entry.data is not None for entry in self._unsettled.values())
+        if left:
+            logger.warning("wechat_oauth.redis_unsettled_at_close keys=%d", left)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -359,32 +469,123 @@ class RedisBackend:
     def _load(self, key: str, data: bytes) -> Outcome:
         try:
             return load_outcome(data, cipher=self._cipher, context=key.encode())
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # Another key (a rotation), a foreign writer, a newer version's fields: unusable,
-            # and loud, but a clear 503 rather than a 500.
-            logger.error("wechat_oauth.redis_result_unreadable error=%s", type(exc).__name__)
-            raise ServiceUnavailable(
-                "backend_unavailable", "The login service is unavailable; try again soon."
-            ) from None
+        except ValueError:
+            pass  # raised below, so that no exception context holds the stored data
+        # Another key (a rotation), a foreign writer, a newer version's fields: unusable, and
+        # loud, but a clear 503 rather than a 500.
+        logger.error("wechat_oauth.redis_result_unreadable")
+        raise ServiceUnavailable(
+            "backend_unavailable", "The login service is unavailable; try again soon."
+        )
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}:{{{key}}}"
-        return [f"{base}:lease", f"{base}:result", f"{base}:leaders"]
+        return [f"{base}:lease", f"{base}:result", f"{base}:holders"]
 
     async def _call(self, command: Any) -> Any:
+        failure: type[Exception] | None = None
         try:
             with anyio.fail_after(self.operation_timeout):
+                await self._discover()
                 answer = await command
         except MaxConnectionsError:
             # The pool is exhausted (a client passed in without a blocking pool): Redis is up
             # and busy. Not an outage: falling back would break other workers' dedupe.
-            raise _Busy from None
-        except (RedisError, OSError, TimeoutError) as exc:
+            failure = _Busy
+        except _REDIS_ERRORS as exc:
             self._mark_down(exc)
-            raise _Unavailable from None
+            failure = _Unavailable
+        except Exception as exc:
+            # The client library failed in a way it does not document (redis-py's cluster
+            # client has raced on its own connections during a topology change): as if Redis
+            # had not answered, since the call may or may not have run.
+            logger.error("wechat_oauth.redis_client_error error=%s", type(exc).__name__)
+            self._mark_down(exc)
+            failure = _Unavailable
+        if failure is not None:
+            raise failure  # outside the handler: no context holding the command's arguments
         self.round_trips += 1
         self._mark_up()
         return answer
+
+    async def _discover(self) -> None:
+        """A cluster client learns the topology once, alone, before the first commands:
+        redis-py's cluster client races on its connections when they run concurrently with
+        its first discovery (seen with redis-py 8.1)."""
+        if self._discovered:
+            return
+        async with self._discovery:
+            if not self._discovered:
+                assert isinstance(self._client, RedisCluster)
+                await self._client.initialize()
+                self._discovered = True
+
+    # --- settling what Redis may not know -----------------------------------------------------
+
+    def _remember(self, key: str) -> _Unsettled:
+        entry = self._unsettled.get(key)
+        if entry is None:
+            if len(self._unsettled) >= _MAX_UNSETTLED:
+                oldest = next(iter(self._unsettled))
+                del self._unsettled[oldest]
+                logger.debug("wechat_oauth.redis_unsettled_dropped code_hash=%s", oldest[:16])
+            entry = self._unsettled[key] = _Unsettled()
+        return entry
+
+    def _settle_later(
+        self, key: str, outcome: Outcome, ttl: float, *, token: str | None = None
+    ) -> None:
+        """Store ``outcome`` in Redis once it answers, under every token this process may hold
+        for ``key`` (releasing those leases)."""
+        entry = self._remember(key)
+        if token is not None:
+            entry.tokens.add(token)
+        data = self._dump(key, outcome)
+        entry.data, entry.ttl, entry.since = data or b"", ttl, time.monotonic()
+        self._start_settler()
+
+    def _release_later(self, key: str, lease: str) -> None:
+        if lease.startswith(_LOCAL):
+            return
+        entry = self._remember(key)
+        entry.tokens.add(lease)
+        if entry.data is None:
+            entry.data = b""
+        self._start_settler()
+
+    def _start_settler(self) -> None:
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.get_running_loop().create_task(self._settle_until_done())
+
+    async def _settle_until_done(self) -> None:
+        """Retries (every ``retry_interval``, sooner at first) until everything known is
+        settled, including what arrived while it ran."""
+        delay = 0.05
+        while any(entry.data is not None for entry in self._unsettled.values()):
+            if await self._settle_ready():
+                await anyio.sleep(delay)
+                delay = min(delay * 2, max(self.retry_interval, 0.05))
+
+    async def _settle_ready(self) -> bool:
+        """Run COMPLETE for every key whose outcome is known; True if Redis failed."""
+        for key, entry in list(self._unsettled.items()):
+            if entry.data is None:
+                continue  # its flight is still running here; its complete() will settle it
+            left = entry.since + entry.ttl - time.monotonic()
+            data = entry.data if left > 0 else b""  # past result_ttl: only release
+            if not data and not entry.tokens:
+                self._unsettled.pop(key, None)
+                continue
+            # A key's own tokens, or any token: storing needs no lease.
+            for token in sorted(entry.tokens) or [secrets.token_hex(16)]:
+                try:
+                    await self._call(self._complete_script(key, token, data, max(left, 0)))
+                except (_Unavailable, _Busy):
+                    return True
+                entry.tokens.discard(token)
+            if self._unsettled.get(key) is entry and not entry.tokens:
+                del self._unsettled[key]
+        return False
 
     def _skip_redis(self) -> bool:
         if self._down and time.monotonic() < self._down_until:
@@ -472,9 +673,10 @@ class RedisBackend:
         """One subscription per process; it re-subscribes after errors, waking all waiters."""
         backoff = 0.05
         while True:
-            pubsub = self._client.pubsub()
+            pubsub: PubSub | None = None
             confirmed = False
             try:
+                pubsub = await self._pubsub()
                 await pubsub.subscribe(self._channel)
                 async for message in pubsub.listen():
                     if message["type"] == "subscribe":
@@ -488,17 +690,36 @@ class RedisBackend:
                         self._subscribed.set()
                     elif message["type"] == "message":
                         self._deliver(message["data"])
-            except (RedisError, OSError) as exc:
+            except _REDIS_ERRORS as exc:
                 logger.debug("wechat_oauth.redis_subscription_lost error=%s", type(exc).__name__)
+                self._node_index += 1  # on a cluster, try the next node
             finally:
-                with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with anyio.CancelScope(shield=True):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        if isinstance(self._client, RedisCluster):
+                            await pubsub.connection_pool.disconnect()
             lost, self._subscribed = self._subscribed, anyio.Event()
             if lost is not None:
                 lost.set()  # wakes _subscribe() callers, which then wait on the new event
             self._wake_all()
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, max(self.retry_interval, 0.05))
+
+    async def _pubsub(self) -> PubSub:
+        if not isinstance(self._client, RedisCluster):
+            return self._client.pubsub()
+        # PUBLISH on a cluster reaches every node: listen on any one, with a connection of its
+        # own (closed with the pubsub), and on the next one after a failure.
+        await self._client.initialize()
+        nodes = sorted(self._client.get_nodes(), key=lambda node: node.name)
+        if not nodes:
+            raise RedisClusterException("no cluster node is known")
+        node = nodes[self._node_index % len(nodes)]
+        pool = aioredis.ConnectionPool(
+            connection_class=node.connection_class, **node.connection_kwargs
+        )
+        return aioredis.Redis(connection_pool=pool).pubsub()
 
 
 def _ms(seconds: float) -> int:

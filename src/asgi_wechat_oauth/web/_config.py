@@ -46,7 +46,7 @@ SnapshotPolicy = Literal["allow", "reject"]
 #: Options that hold secrets: shown masked.
 _SECRETS = frozenset({"secret", "state_secret"})
 #: Variables ``from_env`` reads besides the options: the Redis backend.
-_REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LOCK_TTL")
+_REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LOCK_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -324,11 +324,14 @@ def _redis_backend(prefix: str, environ: Mapping[str, str]) -> Backend | None:
     options: dict[str, Any] = {}
     if environ.get(prefix + "REDIS_PREFIX"):
         options["prefix"] = environ[prefix + "REDIS_PREFIX"]
-    if environ.get(prefix + "LOCK_TTL"):
-        try:
-            options["lock_ttl"] = float(environ[prefix + "LOCK_TTL"])
-        except ValueError:
-            raise ValueError(f"{prefix}LOCK_TTL must be a number of seconds") from None
+    for variable, option in (("LOCK_TTL", "lock_ttl"), ("REDIS_TIMEOUT", "operation_timeout")):
+        if environ.get(prefix + variable):
+            try:
+                options[option] = float(environ[prefix + variable])
+            except ValueError:
+                raise ValueError(f"{prefix}{variable} must be a number of seconds") from None
+    if environ.get(prefix + "REDIS_CLUSTER"):
+        options["cluster"] = _bool(environ[prefix + "REDIS_CLUSTER"])
     try:
         from ..backends.redis import RedisBackend
     except ImportError:
