@@ -158,3 +158,24 @@ async def test_a_state_trades_three_codes_on_redis(
     assert answers[2:] == [(403, "too_many_codes")] * 8
     assert again.status_code == 200
     assert emulator.calls["access_token"] == 3
+
+
+@pytest.mark.redis
+@pytest.mark.redis_cluster
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_redis_note_code_on_a_real_cluster(redis_cluster):
+    """Each state's set has its own hash tag: one slot, whichever master holds it."""
+    from asgi_wechat_oauth.backends.redis import RedisBackend
+
+    prefix = f"cluster-{uuid.uuid4().hex[:12]}"
+    one, two = (RedisBackend(redis_cluster.url, prefix=prefix, cluster=True) for _ in range(2))
+    try:
+        for group in [f"g{i:04d}" for i in range(40)]:  # groups over every master
+            assert await one.note_code(group, "a", limit=2, ttl=30)
+            assert await two.note_code(group, "b", limit=2, ttl=30)
+            assert await two.note_code(group, "a", limit=2, ttl=30)
+            assert await one.note_code(group, "c", limit=2, ttl=30) is False
+        assert one.available and two.available
+    finally:
+        await one.aclose()
+        await two.aclose()
