@@ -8,6 +8,7 @@ cookie are the same everywhere.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from typing import Literal
@@ -84,8 +85,8 @@ def check_login_options(
         raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
     if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
         raise ValueError("redirect_uri must be an absolute http(s) URL")
-    if state_max_age <= 0:
-        raise ValueError("state_max_age must be positive")
+    if not 1 <= state_max_age < math.inf:  # NaN fails too
+        raise ValueError("state_max_age must be at least 1 second (and finite)")
     if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
         raise ValueError("nonce_cookie must be a plain ASCII name")
     if on_invalid_code is None:
@@ -153,7 +154,7 @@ class LoginEndpoint:
         location = self.authorize(scope, redirect_uri, oauth_scope, state)
         cookie = (
             f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={int(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
+            f"Max-Age={math.ceil(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"
