@@ -96,8 +96,10 @@ class WeChatIdentity:
     ``is_snapshotuser`` is true the openid and profile are virtual (WeChat's snapshot-page mode):
     do not treat such an identity as a real user. ``state`` is the callback's ``state`` (every
     request served this identity carries the same one). ``next`` is the path the login endpoint
-    was asked to return to, taken from the verified state, or None. ``repr`` leaves the tokens
-    out.
+    was asked to return to, taken from the verified state, or None. ``appid`` is the app that
+    issued the code and traded it: the official account's ``appid``, or ``website_appid`` for a
+    website QR login (the same person has one openid per app; ``unionid`` links them). ``repr``
+    leaves the tokens out.
     """
 
     #: The name of this result type in stored outcomes.
@@ -113,6 +115,7 @@ class WeChatIdentity:
     userinfo: UserInfo | None = None
     state: str | None = None
     next: str | None = None
+    appid: str | None = None
 
     @classmethod
     def from_token(
@@ -122,6 +125,7 @@ class WeChatIdentity:
         *,
         state: str | None = None,
         next: str | None = None,
+        appid: str | None = None,
     ) -> WeChatIdentity:
         unionid = token.unionid or (userinfo.unionid if userinfo else None)
         return cls(
@@ -135,6 +139,7 @@ class WeChatIdentity:
             userinfo=userinfo,
             state=state,
             next=next,
+            appid=appid,
         )
 
     def to_dict(self) -> dict[str, Any]:
