@@ -125,12 +125,6 @@ async def _oauth_access_token(http: httpx.AsyncClient) -> object:
     return await client.exchange_code("audit-code")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="fix belongs in _core/upstream.py and web/_client.py (being merged): catch "
-    "RecursionError beside ValueError around json.loads",
-)
 @pytest.mark.parametrize("call", [_jscode2session, _oauth_access_token])
 async def test_an_upstream_answer_nested_too_deep_is_a_bad_response(call: Call):
     """``json.loads`` raises ``RecursionError`` (not ``ValueError``) for deep nesting, which

@@ -67,11 +67,13 @@ def test_from_token_takes_unionid_from_token_then_userinfo():
     assert WeChatIdentity.from_token(token).unionid is None
 
 
-def test_wechat_json_is_parsed_tolerantly():
+def test_wechat_json_is_parsed_strictly_for_identity_and_tolerantly_for_the_profile():
     token = AccessToken.from_wechat(
-        {"openid": "o", "access_token": "a", "expires_in": "oops", "scope": "a,b,"}
+        {"openid": "o", "access_token": "a", "refresh_token": "r", "scope": "a,b,"}
     )
-    assert (token.expires_in, token.refresh_token, token.is_snapshotuser) == (7200, "", False)
+    assert (token.expires_in, token.refresh_token, token.is_snapshotuser) == (7200, "r", False)
+    with pytest.raises(ValueError):  # more in test_upstream_answers.py
+        AccessToken.from_wechat({**vars(token), "expires_in": "oops"})
     assert token.scopes == frozenset({"a", "b"})
     assert AccessToken.from_wechat({**vars(token), "is_snapshotuser": 1}).is_snapshotuser
     info = UserInfo.from_wechat({"openid": "o", "sex": None, "privilege": "nope", "unionid": ""})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import TypeVar
 
@@ -15,7 +16,8 @@ class APIClient:
     """Holds ``appid`` and the secret (never in its ``repr``), and an ``httpx.AsyncClient``.
 
     Pass ``http_client`` to share a pooled client (the caller then closes it); otherwise one is
-    created on first use and :meth:`aclose` (or ``async with``) closes it.
+    created on first use and :meth:`aclose` (or ``async with``) closes it. ``timeout`` is for
+    :func:`~._core.upstream.request_json`, which bounds each call in total.
     """
 
     def __init__(
@@ -29,6 +31,8 @@ class APIClient:
     ) -> None:
         if not appid or not secret:
             raise ValueError("appid and secret are required")
+        if not 0 < timeout < math.inf:  # NaN fails too
+            raise ValueError("timeout must be positive (and finite)")
         self.appid = appid
         self._secret = secret
         self._base_url = api_base_url.rstrip("/")

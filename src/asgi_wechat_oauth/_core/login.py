@@ -85,8 +85,8 @@ def check_login_options(
         raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
     if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
         raise ValueError("redirect_uri must be an absolute http(s) URL")
-    if not 0 < state_max_age < math.inf:  # the cookie's Max-Age is int(state_max_age) + grace
-        raise ValueError("state_max_age must be positive and finite")
+    if not 1 <= state_max_age < math.inf:  # NaN fails too
+        raise ValueError("state_max_age must be at least 1 second (and finite)")
     if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
         raise ValueError("nonce_cookie must be a plain ASCII name")
     if on_invalid_code is None:
@@ -162,7 +162,7 @@ class LoginEndpoint:
         """The ``Set-Cookie`` of the login cookie ``value``, scoped to the callback."""
         cookie = (
             f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={int(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
+            f"Max-Age={math.ceil(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"

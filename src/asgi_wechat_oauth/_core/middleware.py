@@ -21,7 +21,7 @@ from .asgi import ASGIApp, Receive, Scope, Send
 from .callback import CallbackParams, parse_callback_query
 from .counters import Counters
 from .endpoints import failure_level, require_get, send_error, send_redirect
-from .errors import UNUSABLE_CODE_REASONS, LoginLoop, WeChatOAuthError
+from .errors import UNUSABLE_CODE_REASONS, LoginLoop, StateRejected, WeChatOAuthError
 from .lifespan import serve_lifespan
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
@@ -71,6 +71,8 @@ class OAuthMiddleware:
     callback_path: str
     login_path: str | None
     verify_state: bool
+    #: Distinct codes one verified state may trade (a product may make it an option).
+    max_codes_per_state: int = 3
     nonce_cookie: str
     on_invalid_code: str
     on_error: OnError | None
@@ -170,6 +172,8 @@ class OAuthMiddleware:
                 verified = self._signer.verify(params.state, nonce)
             key_prefix, trade = self._exchange_for(verified)
             key = hashlib.sha256(key_prefix + params.code.encode()).hexdigest()
+            if verified is not None:
+                await self._count_code(params.state, key)
             next_path = verified.next if verified is not None else None
             outcome = self._narrow(
                 await self._flight.run(key, partial(trade, params.code, params.state, next_path))
@@ -211,6 +215,17 @@ class OAuthMiddleware:
             code_hash(key) if key else None,
         )
         await self._respond_error(scope, receive, send, outcome, signed)
+
+    async def _count_code(self, state: str | None, key: str) -> None:
+        """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state
+        (raises a 403 error): a valid state and cookie must not turn into any number of calls
+        to the provider with made-up codes. Counted as long as the state is valid."""
+        group = hashlib.sha256(self._key_prefix + b"state:" + str(state).encode()).hexdigest()
+        ttl = self._signer.max_age + 60  # states from up to a minute ahead are accepted
+        if not await self.backend.note_code(group, key, limit=self.max_codes_per_state, ttl=ttl):
+            raise StateRejected(
+                "too_many_codes", "This login link was used too many times; please log in again."
+            )
 
     def _reauthorizes(
         self, scope: Scope, error: WeChatOAuthError, signed: VerifiedState | None

@@ -70,6 +70,10 @@ DEFAULT_TEXTS: Texts = {
         "zh": ("登录链接已用过", "这个登录链接已经被使用，请重新登录。"),
         "en": ("This login link was already used", "Please log in again."),
     },
+    "too_many_codes": {
+        "zh": ("登录链接已用过", "这个登录链接已经被使用多次，请重新登录。"),
+        "en": ("This login link was used too often", "Please log in again."),
+    },
     "code_invalid": _SPENT_CODE,
     "code_used": _SPENT_CODE,
     "code_expired": {

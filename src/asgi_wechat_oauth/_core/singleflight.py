@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
@@ -16,6 +17,7 @@ from .errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
     ConfigurationError,
+    ExchangeLost,
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -27,6 +29,15 @@ logger = logging.getLogger("asgi_wechat_oauth")
 #: The exchange bounds itself by ``exchange_timeout``; this backstop, a little later, ends an
 #: exchange that does not, and waiters allow the same again beyond the leader's bound.
 _GRACE = 1.0
+
+
+@dataclass
+class _Led:
+    """A flight this process leads. Its waiters here get the outcome from it directly when the
+    backend fails to deliver it (``complete`` raised)."""
+
+    outcome: Outcome | None = None
+    waiters: set[anyio.CancelScope] = field(default_factory=set)
 
 
 class SingleFlight:
@@ -52,6 +63,7 @@ class SingleFlight:
         self.result_ttl = result_ttl
         self.counters = counters
         self.runner = DetachedRunner()
+        self._led: dict[str, _Led] = {}
 
     async def run(self, key: str, exchange: Callable[[], Awaitable[Result]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
@@ -74,7 +86,7 @@ class SingleFlight:
                 return UpstreamTimeout(
                     "upstream_timeout", "The login is taking too long; please try again."
                 )
-            outcome = await self.backend.wait(key, timeout=remaining)
+            outcome = await self._wait(key, remaining)
             if outcome is not None:
                 self.counters.deduplicated += 1
                 logger.debug(
@@ -88,6 +100,22 @@ class SingleFlight:
         """How long a final outcome is stored: ``result_ttl``, unless a subclass knows better
         (an access token lives as long as its own expiry)."""
         return self.result_ttl
+
+    async def _wait(self, key: str, timeout: float) -> Outcome | None:
+        """Wait through the backend; when this process leads the flight, the leader can also
+        end the wait with the outcome itself (see :meth:`_complete`)."""
+        led = self._led.get(key)
+        if led is None:
+            return await self.backend.wait(key, timeout=timeout)
+        outcome = led.outcome
+        if outcome is None:
+            with anyio.CancelScope() as scope:
+                led.waiters.add(scope)
+                try:
+                    outcome = await self.backend.wait(key, timeout=timeout)
+                finally:
+                    led.waiters.discard(scope)
+        return led.outcome if led.outcome is not None else outcome
 
     async def _claim_and_lead(
         self, key: str, exchange: Callable[[], Awaitable[Result]]
@@ -134,6 +162,7 @@ class SingleFlight:
             "shutting_down", "The server is shutting down; please try again."
         )
         result = "shutting_down"
+        led = self._led[key] = _Led()
         try:
             outcome = await self._exchange_bounded(key, exchange)
             self.counters.exchanges += 1
@@ -147,11 +176,10 @@ class SingleFlight:
                 elif recovered is not None:
                     outcome, result = recovered, recovered.reason
         finally:
-            final = not isinstance(outcome, WeChatOAuthError) or outcome.definitive
             with anyio.CancelScope(shield=True):
-                await self.backend.complete(
-                    key, lease, outcome, ttl=self.ttl_for(outcome) if final else 0.0
-                )
+                await self._complete(key, lease, outcome, led)
+            if self._led.get(key) is led:
+                del self._led[key]
         if isinstance(outcome, ConfigurationError):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed
         elif isinstance(outcome, UpstreamError):
@@ -178,6 +206,44 @@ class SingleFlight:
             extra=fields,
         )
         return outcome
+
+    async def _complete(self, key: str, lease: str, outcome: Outcome, led: _Led) -> None:
+        """Hand the outcome to the backend. A backend that raises (an outcome it cannot
+        encode, a bug) must neither replace the outcome nor strand anyone: the leader and its
+        waiters in this process get the outcome from here, and the lease is given back with an
+        answer any backend can store."""
+        ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
+        if await self._try_complete(key, lease, outcome, ttl):
+            return
+        led.outcome = outcome
+        for waiter in list(led.waiters):
+            waiter.cancel()  # wakes it: it then takes led.outcome
+        if not isinstance(outcome, WeChatOAuthError):
+            # The code is spent and its identity cannot be shared: later duplicates elsewhere
+            # get a prompt answer instead of waiting for the lease to expire.
+            lost = ExchangeLost(
+                "exchange_lost", "The login could not be completed; please log in again."
+            )
+            await self._try_complete(key, lease, lost, self.ttl_for(lost))
+
+    async def _try_complete(self, key: str, lease: str, outcome: Outcome, ttl: float) -> bool:
+        try:
+            await self.backend.complete(key, lease, outcome, ttl=ttl)
+        except Exception as exc:
+            # The type only: the exception may hold the outcome, tokens included (a codec's
+            # UnicodeEncodeError carries the whole serialised identity). No traceback either.
+            logger.error(
+                "wechat_oauth.complete_failed code_hash=%s error=%s",
+                code_hash(key),
+                type(exc).__name__,
+            )
+            return False
+        return True
+
+
+def _final(outcome: Outcome) -> bool:
+    """Whether the outcome is the code's for good (stored for late duplicates)."""
+    return not isinstance(outcome, WeChatOAuthError) or outcome.definitive
 
 
 def _fields(key: str, outcome: str) -> dict[str, object]:

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 import struct
 import time
@@ -94,6 +95,8 @@ class StateSigner:
     def __init__(self, secret: bytes, *, max_age: float) -> None:
         if len(secret) < 16:
             raise ValueError("state_secret must be at least 16 bytes")
+        if not 1 <= max_age < math.inf:  # NaN fails too
+            raise ValueError("state_max_age must be at least 1 second (and finite)")
         self._secret = secret
         self.max_age = max_age
 
@@ -201,6 +204,10 @@ def _b62decode(text: str) -> bytes:
     raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
     if not raw or raw[0] != 1:
         raise ValueError("bad marker")
+    if _b62encode(raw[1:]) != text:
+        # Only the canonical spelling: "0" digits in front decode to the same bytes, and the
+        # replay guard compares states as strings.
+        raise ValueError("not canonical")
     return raw[1:]
 
 

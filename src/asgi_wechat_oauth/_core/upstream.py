@@ -25,6 +25,8 @@ _T = TypeVar("_T")
 
 #: WeChat's answers are a few hundred bytes; anything far larger is not WeChat.
 MAX_ANSWER_BYTES = 64 * 1024
+#: Identity: a compressed answer could inflate far beyond the cap from a few bytes.
+_HEADERS = {"accept": "application/json", "accept-encoding": "identity"}
 
 _install_log_redaction()
 
@@ -78,39 +80,76 @@ async def request_json(
     service: str = "WeChat",
 ) -> dict[str, Any]:
     """One HTTP call answered by a JSON object, or an ``UpstreamError`` (HTTP errors, a body
-    over :data:`MAX_ANSWER_BYTES`, malformed JSON: 502; ``UpstreamTimeout`` past ``timeout``,
-    which bounds the whole call: httpx's own timeouts are per phase).
+    over :data:`MAX_ANSWER_BYTES`, malformed JSON or a mistyped ``errcode``: 502;
+    ``UpstreamTimeout`` past ``timeout``, which bounds the whole call: httpx's own timeouts are
+    per phase).
 
     Exceptions are reduced to their type name: their text may hold the URL, with the secret and
     the code."""
-    content = bytearray()
+    content = b""
+    with anyio.move_on_after(timeout) as scope:
+        content = await _fetch(http_client, method, url, params, body, service)
+    if scope.cancelled_caught:
+        raise UpstreamTimeout("upstream_timeout", f"{service} did not answer in time.")
     try:
-        with anyio.fail_after(timeout):
-            async with http_client.stream(method, url, params=params, json=body) as response:
-                if response.status_code != 200:
-                    raise UpstreamError(
-                        "upstream_unavailable", f"{service} answered HTTP {response.status_code}."
-                    )
-                # Read to the end, keeping at most the cap: leaving httpx's nested chunk
-                # generators early leaves them to the garbage collector, which warns.
-                async for chunk in response.aiter_bytes():
-                    if len(content) <= MAX_ANSWER_BYTES:
-                        content += chunk[: MAX_ANSWER_BYTES + 1 - len(content)]
-    except (TimeoutError, httpx.TimeoutException):
+        data = json.loads(content)  # often labelled text/plain: the content type is not checked
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError("upstream_bad_response", f"{service} answered with malformed JSON.")
+    errcode = data.get("errcode")
+    if errcode is not None and type(errcode) is not int:  # "0", 0.0, true: not an answer
+        raise UpstreamError("upstream_bad_response", f"{service} answered a malformed errcode.")
+    return data
+
+
+async def _fetch(
+    http_client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    params: dict[str, str] | None,
+    body: Any,
+    service: str,
+) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with http_client.stream(
+            method, url, params=params, json=body, headers=_HEADERS
+        ) as response:
+            if response.status_code != 200:
+                raise UpstreamError(
+                    "upstream_unavailable", f"{service} answered HTTP {response.status_code}."
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise _too_large(service)
+            # Past the cap, the next read is cancelled: the cancellation is raised inside
+            # httpx's own nested generators, so they end there (breaking out of the loop would
+            # leave them to the garbage collector, which warns, and an endless body would run
+            # until the timeout).
+            with anyio.CancelScope() as over_the_cap:
+                async for chunk in response.aiter_raw():  # raw: identity was asked for
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        over_the_cap.cancel()
+                    else:
+                        chunks.append(chunk)
+            if over_the_cap.cancel_called:
+                raise _too_large(service)
+    except httpx.TimeoutException:
         raise UpstreamTimeout("upstream_timeout", f"{service} did not answer in time.") from None
     except (httpx.HTTPError, OSError) as exc:
         raise UpstreamError(
             "upstream_unavailable", f"Could not reach {service} ({type(exc).__name__})."
         ) from None
-    if len(content) > MAX_ANSWER_BYTES:
-        raise UpstreamError("upstream_bad_response", f"{service}'s answer is too large.")
-    try:
-        data = json.loads(content)  # often labelled text/plain: the content type is not checked
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise UpstreamError("upstream_bad_response", f"{service} answered with malformed JSON.")
-    return data
+    return b"".join(chunks)
+
+
+def _too_large(service: str) -> UpstreamError:
+    return UpstreamError(
+        "upstream_bad_response", f"{service}'s answer is larger than {MAX_ANSWER_BYTES} bytes."
+    )
 
 
 async def once_more_if_busy(call: Callable[[], Awaitable[_T]]) -> _T:

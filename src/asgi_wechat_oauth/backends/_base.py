@@ -3,7 +3,8 @@
 One callback request runs: ``claim`` → (stored outcome: serve it) | (lease: trade the code, then
 ``complete``) | (neither: ``wait``, and claim again if the wait ends without an outcome). The
 single-flight loop lives in the middleware; a backend only stores and signals, so the memory and
-Redis backends are two implementations of the same four calls.
+Redis backends are two implementations of the same four calls (and ``note_code``, which counts
+the codes traded under one state).
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ class Backend(Protocol):
         next claim leads again; return whether it was dropped. For results that go stale
         before their ``ttl``, such as an access token the server revoked: checking what is
         stored means a caller holding an old token cannot drop its fresh replacement."""
+        ...
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        """Count ``key`` (a code's hash) in ``group`` (a state's hash) for ``ttl`` seconds.
+
+        False when ``group`` already counts ``limit`` other keys; a key already counted stays
+        allowed and is not counted again. Bounds how many codes one signed state may trade."""
         ...
 
     async def aclose(self) -> None:

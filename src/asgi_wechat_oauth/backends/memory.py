@@ -30,7 +30,13 @@ class _Stored:
     ttl: float
 
 
-def _expires_at(_key: str, stored: _Stored, now: float) -> float:
+@dataclass(frozen=True)
+class _Noted:
+    keys: set[str]
+    ttl: float
+
+
+def _expires_at(_key: str, stored: _Stored | _Noted, now: float) -> float:
     return now + stored.ttl
 
 
@@ -40,7 +46,8 @@ class MemoryBackend:
     ``max_entries`` bounds both the result cache (least recently used results are dropped first,
     and each expires after the middleware's ``result_ttl``) and the in-flight map (a new code
     beyond it is answered 503 ``overloaded``; in-flight entries are never evicted, so a flood of
-    codes cannot break dedupe for the logins already running).
+    codes cannot break dedupe for the logins already running), and the states whose codes are
+    counted (least recently used dropped first).
     """
 
     #: Leaders live in this process and are bounded by ``exchange_timeout``: no extra grace.
@@ -52,6 +59,7 @@ class MemoryBackend:
         self.max_entries = max_entries
         self._flights: dict[str, _Flight] = {}
         self._results: TLRUCache[str, _Stored] = TLRUCache(maxsize=max_entries, ttu=_expires_at)
+        self._noted: TLRUCache[str, _Noted] = TLRUCache(maxsize=max_entries, ttu=_expires_at)
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_entries={self.max_entries})"
@@ -116,6 +124,17 @@ class MemoryBackend:
         if stored is None or (only_if is not None and not only_if(stored.outcome)):
             return False
         del self._results[key]
+        return True
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        noted = self._noted.get(group)
+        if noted is None:
+            noted = self._noted[group] = _Noted(set(), ttl)
+        if key in noted.keys:
+            return True
+        if len(noted.keys) >= limit:
+            return False
+        noted.keys.add(key)
         return True
 
     async def aclose(self) -> None:

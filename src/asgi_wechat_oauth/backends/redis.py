@@ -94,6 +94,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: the state's set of codes. ARGV: code key, limit, ms. -> 1 counted (or already), 0 full
+_NOTE_CODE = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+
 _LOCAL = "local:"
 #: How long the holders set lives: longer than any code (QR login codes live 10 minutes).
 _HOLDERS_TTL_MS = 15 * 60 * 1000
@@ -218,6 +227,7 @@ class RedisBackend:
         self._claim = self._client.register_script(_CLAIM)
         self._check = self._client.register_script(_CHECK)
         self._complete = self._client.register_script(_COMPLETE)
+        self._note_code = self._client.register_script(_NOTE_CODE)
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
@@ -425,6 +435,25 @@ class RedisBackend:
             return bool(await self._call(script(keys=[result_key], args=[data]))) or dropped
         except (_Unavailable, _Busy, ServiceUnavailable):
             return dropped
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        _require_asyncio()
+        if not self._skip_redis():
+            try:
+                answer = await self._call(
+                    self._note_code(
+                        keys=[f"{self.prefix}:{{{group}}}:codes"],
+                        args=[key, limit, max(_ms(ttl), 1)],
+                    )
+                )
+                return bool(answer)
+            except _Unavailable:
+                pass  # counted in this process meanwhile, as claims are
+            except _Busy:
+                raise ServiceUnavailable(
+                    "overloaded", "Too many logins in progress; try again."
+                ) from None
+        return await self._local.note_code(group, key, limit=limit, ttl=ttl)
 
     @contextlib.asynccontextmanager
     async def _watch(self, key: str) -> AsyncIterator[tuple[_Slot, Any]]:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
-
-import httpx
 
 from .._core.apiclient import APIClient
 from .._core.errors import (
@@ -50,21 +47,13 @@ class MiniProgramClient(APIClient):
             }
         )
         url = f"{self._base_url}/sns/jscode2session?{query}"
-        data = await get_json(self.http_client, url, timeout=self._timeout)
+        data = await request_json(self.http_client, "GET", url, timeout=self._timeout)
         errcode = data.get("errcode", 0)
         if errcode not in (0, None):
-            raise error_from_errcode(
-                errcode if isinstance(errcode, int) else -999, MINIPROGRAM_ERRCODES
-            )
+            raise error_from_errcode(errcode, MINIPROGRAM_ERRCODES)
         try:
             return MiniProgramSession.from_wechat(data, appid=self.appid)
         except ValueError:
             raise UpstreamError(
                 "upstream_bad_response", "WeChat's answer lacks a valid openid or session_key."
             ) from None
-
-
-async def get_json(http_client: httpx.AsyncClient, url: str, *, timeout: float) -> dict[str, Any]:
-    """GET ``url`` and return WeChat's JSON object, or raise an ``UpstreamError`` (bounded: see
-    :func:`~asgi_wechat_oauth._core.upstream.request_json`)."""
-    return await request_json(http_client, "GET", url, timeout=timeout)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-import httpx
-
 from .._core.apiclient import APIClient
-from .._core.errors import UpstreamError, UpstreamTimeout, WeChatOAuthError, error_from_errcode
+from .._core.errors import UpstreamError, WeChatOAuthError, error_from_errcode
 from .._core.redact import install as _install_log_redaction
+from .._core.upstream import request_json
 from ._identity import AccessToken, UserInfo
 
 _T = TypeVar("_T")
@@ -26,9 +24,10 @@ class WeChatOAuthClient(APIClient):
     ``sns/auth``, and turns every failure into a :class:`WeChatOAuthError`.
 
     Pass ``http_client`` to share a pooled ``httpx.AsyncClient`` (the caller then closes it);
-    otherwise the client owns one and :meth:`aclose` closes it. Error messages never carry the
-    secret, the code or a token: httpx exceptions (whose text may hold the request URL) are
-    reduced to their type name.
+    otherwise the client owns one and :meth:`aclose` closes it. ``timeout`` bounds each call in
+    total (connect, send and every read together), and answers over 64 KiB are refused. Error
+    messages never carry the secret, the code or a token: httpx exceptions (whose text may hold
+    the request URL) are reduced to their type name.
     """
 
     async def exchange_code(self, code: str) -> AccessToken:
@@ -70,37 +69,19 @@ class WeChatOAuthClient(APIClient):
         return True
 
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        try:
-            # The query is encoded here: httpx's params= merging costs more than the call itself.
-            response = await self.http_client.get(f"{self._base_url}{path}?{urlencode(params)}")
-            body = await response.aread()
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.") from None
-        except (httpx.HTTPError, OSError) as exc:
-            raise UpstreamError(
-                "upstream_unavailable", f"Could not reach WeChat ({type(exc).__name__})."
-            ) from None
-        if response.status_code != 200:
-            raise UpstreamError(
-                "upstream_unavailable", f"WeChat answered HTTP {response.status_code}."
-            )
-        try:
-            # WeChat often labels JSON as text/plain, so the content type is not checked.
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise UpstreamError("upstream_bad_response", "WeChat answered with malformed JSON.")
+        # The query is encoded here: httpx's params= merging costs more than the call itself.
+        url = f"{self._base_url}{path}?{urlencode(params)}"
+        data = await request_json(self.http_client, "GET", url, timeout=self._timeout)
         errcode = data.get("errcode", 0)
         if errcode not in (0, None):
-            raise error_from_errcode(errcode if isinstance(errcode, int) else -999)
+            raise error_from_errcode(errcode)
         return data
 
 
 def _parse(build: Callable[[dict[str, Any]], _T], data: dict[str, Any]) -> _T:
     try:
         return build(data)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, ArithmeticError):
         raise UpstreamError(
-            "upstream_bad_response", "WeChat's answer lacks required fields."
+            "upstream_bad_response", "WeChat's answer lacks required fields or has bad ones."
         ) from None

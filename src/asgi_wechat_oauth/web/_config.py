@@ -13,6 +13,7 @@ constructor.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class WeChatOAuthConfig:
     state_secret: str | bytes | None = field(default=None, metadata=_STR)
     verify_state: bool | None = field(default=None, metadata=_BOOL)
     state_max_age: float = field(default=600.0, metadata=_FLOAT)
+    max_codes_per_state: int = field(default=3, metadata=_env(int))
     authorize_base_url: str = field(default=DEFAULT_AUTHORIZE_BASE_URL, metadata=_STR)
     nonce_cookie: str = field(default="wechat_oauth_nonce", metadata=_STR)
     connect_redirect: bool = field(default=True, metadata=_BOOL)
@@ -230,14 +232,26 @@ class WeChatOAuthConfig:
                 self.login_path.rstrip("/") != self.callback_path.rstrip("/"),
                 "login_path must differ from callback_path",
             )
-        check(_number(self.result_ttl) and self.result_ttl >= 0, "result_ttl must not be negative")
+        # Written so that NaN fails too (every comparison with it is false).
         check(
-            _number(self.exchange_timeout) and self.exchange_timeout > 0,
-            "exchange_timeout must be positive",
+            _number(self.result_ttl) and 0 <= self.result_ttl < math.inf,
+            "result_ttl must not be negative (and finite)",
         )
         check(
-            _number(self.state_max_age) and self.state_max_age > 0,
-            "state_max_age must be positive",
+            _number(self.exchange_timeout) and 0 < self.exchange_timeout < math.inf,
+            "exchange_timeout must be positive (and finite)",
+        )
+        check(
+            # States carry their issue time in whole seconds: under a second, one may be
+            # expired as it is issued (and a cookie's whole-second Max-Age would be 0).
+            _number(self.state_max_age) and 1 <= self.state_max_age < math.inf,
+            "state_max_age must be at least 1 second (and finite)",
+        )
+        check(
+            _number(self.max_codes_per_state)
+            and isinstance(self.max_codes_per_state, int)
+            and self.max_codes_per_state >= 1,
+            "max_codes_per_state must be an int of at least 1",
         )
         check(
             not (self.verify_state and self.login_path is None),

@@ -28,18 +28,24 @@ class UserInfo:
 
     @classmethod
     def from_wechat(cls, data: dict[str, Any]) -> UserInfo:
-        """Build from WeChat's JSON, tolerating missing or oddly typed optional fields."""
-        privilege = data.get("privilege") or ()
+        """Build from WeChat's JSON. ``openid`` (and ``unionid`` when present) must be proper
+        identifiers (``ValueError`` otherwise); profile fields that are missing or oddly typed
+        fall back to their defaults."""
+        privilege = data.get("privilege")
         return cls(
-            openid=str(data["openid"]),
-            nickname=str(data.get("nickname") or ""),
-            sex=_as_int(data.get("sex")),
-            province=str(data.get("province") or ""),
-            city=str(data.get("city") or ""),
-            country=str(data.get("country") or ""),
-            headimgurl=str(data.get("headimgurl") or ""),
-            privilege=tuple(str(p) for p in privilege) if isinstance(privilege, list) else (),
-            unionid=str(data["unionid"]) if data.get("unionid") else None,
+            openid=_identifier(data, "openid"),
+            nickname=_text(data, "nickname"),
+            sex=_small_int(data.get("sex")),
+            province=_text(data, "province"),
+            city=_text(data, "city"),
+            country=_text(data, "country"),
+            headimgurl=_text(data, "headimgurl"),
+            privilege=(
+                tuple(p for p in privilege if isinstance(p, str))
+                if isinstance(privilege, list)
+                else ()
+            ),
+            unionid=_optional_identifier(data, "unionid"),
         )
 
 
@@ -65,14 +71,20 @@ class AccessToken:
 
     @classmethod
     def from_wechat(cls, data: dict[str, Any]) -> AccessToken:
+        """Build from WeChat's JSON, strictly: an identity is made of these fields, so a
+        missing, null, empty or mistyped identifier or token, or a number out of range, raises
+        ``ValueError`` rather than becoming ``"None"``, a shared account or an overflow."""
+        scope = data.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise ValueError("scope is not a string")
         return cls(
-            openid=str(data["openid"]),
-            scope=str(data.get("scope") or ""),
-            access_token=str(data["access_token"]),
-            refresh_token=str(data.get("refresh_token") or ""),
-            expires_in=_as_int(data.get("expires_in"), 7200),
-            unionid=str(data["unionid"]) if data.get("unionid") else None,
-            is_snapshotuser=_as_int(data.get("is_snapshotuser")) == 1,
+            openid=_identifier(data, "openid"),
+            scope=scope or "",
+            access_token=_identifier(data, "access_token"),
+            refresh_token=_identifier(data, "refresh_token"),
+            expires_in=_expires_in(data.get("expires_in")),
+            unionid=_optional_identifier(data, "unionid"),
+            is_snapshotuser=_flag(data.get("is_snapshotuser")),
         )
 
 
@@ -150,8 +162,62 @@ class WeChatIdentity:
 register_result(WeChatIdentity.kind, WeChatIdentity.from_dict)
 
 
-def _as_int(value: Any, default: int = 0) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+#: WeChat's identifiers and tokens are short printable ASCII; anything else is not from WeChat.
+_MAX_IDENTIFIER = 512
+#: Access tokens live 2 hours; a lifetime beyond a year (or below 0) is not a WeChat answer.
+_MAX_EXPIRES_IN = 366 * 24 * 3600
+
+
+def _identifier(data: dict[str, Any], name: str) -> str:
+    """A required identifier or token: a non-empty string of printable ASCII, no spaces."""
+    value = data.get(name)
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= _MAX_IDENTIFIER
+        or not all("!" <= char <= "~" for char in value)
+    ):
+        raise ValueError(f"{name} is missing or not an identifier")
+    return value
+
+
+def _optional_identifier(data: dict[str, Any], name: str) -> str | None:
+    """``None`` when absent, null or empty; otherwise it must be a proper identifier."""
+    if data.get(name) in (None, ""):
+        return None
+    return _identifier(data, name)
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    """Optional profile text: anything but a string becomes ``""``."""
+    value = data.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int in Python, but ``true`` is not a number in WeChat's answers.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _small_int(value: Any) -> int:
+    """An optional small number (``sex``): anything odd becomes 0."""
+    return value if _is_int(value) and 0 <= value <= 2 else 0
+
+
+def _expires_in(value: Any) -> int:
+    if value is None:
+        return 7200
+    if isinstance(value, float) and value.is_integer():  # 7200.0; never inf or nan
+        value = int(value)
+    if not _is_int(value) or not 0 <= value <= _MAX_EXPIRES_IN:
+        raise ValueError("expires_in is not a number of seconds")
+    return int(value)
+
+
+def _flag(value: Any) -> bool:
+    """``is_snapshotuser``: absent, null or 0 is False, 1 is True; anything else is refused,
+    so that an odd answer can never pass a virtual user as a real one."""
+    if value is None or (_is_int(value) and value == 0):
+        return False
+    if _is_int(value) and value == 1:
+        return True
+    raise ValueError("is_snapshotuser is neither 0 nor 1")

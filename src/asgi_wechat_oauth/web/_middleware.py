@@ -18,8 +18,8 @@ from .._core.errors import (
     InvalidCallbackRequest,
     SnapshotUserRejected,
     StateRejected,
-    UpstreamError,
     UpstreamTimeout,
+    WeChatOAuthError,
 )
 from .._core.loops import LoginLoopGuard
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
@@ -85,6 +85,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
         state_max_age: float = 600.0,
+        max_codes_per_state: int = 3,
         authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
         nonce_cookie: str = "wechat_oauth_nonce",
         connect_redirect: bool = True,
@@ -142,6 +143,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self.on_invalid_code = config.resolved_on_invalid_code
         self.snapshot_users = config.snapshot_users
         self.verify_state = config.resolved_verify_state
+        self.max_codes_per_state = config.max_codes_per_state
         self.nonce_cookie = config.nonce_cookie
         self.error_pages = config.error_pages
         self._loops = (
@@ -263,9 +265,15 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         reason, errcode = "upstream_timeout", None
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
-                return await client.get_userinfo(token.access_token, token.openid)
-            except UpstreamError as exc:
+                info = await client.get_userinfo(token.access_token, token.openid)
+            except WeChatOAuthError as exc:  # any errcode, 40029 included: not the code's fate
                 reason, errcode = exc.reason, exc.errcode
+            except Exception as exc:  # whatever it is, it must not lose the login now
+                reason = f"unexpected_{type(exc).__name__}"
+            else:
+                if info.openid == token.openid:
+                    return info
+                reason = "openid_mismatch"  # another user's profile: never attach it
         logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
         return None
 
