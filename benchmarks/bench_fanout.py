@@ -19,8 +19,6 @@ polling).
 
 from __future__ import annotations
 
-import contextvars
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +28,7 @@ from _common import (
     CALLBACK,
     Gate,
     Reply,
+    TimingBackend,
     call,
     callback_query,
     counting_redis,
@@ -44,6 +43,7 @@ from _common import (
     raise_fd_limit,
     redis_rtt_ns,
     redis_wanted,
+    request_no,
     rotate,
     run,
     table,
@@ -52,55 +52,8 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import Backend, Claim, MemoryBackend, Outcome, WeChatOAuthMiddleware
+from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
-
-_request_no: contextvars.ContextVar[int] = contextvars.ContextVar("request_no", default=-1)
-
-
-class TimingBackend:
-    """Delegates to a real backend and records when the leader completes and when each
-    follower's wait returns."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.lease_ttl = inner.lease_ttl
-        self.reset()
-
-    def reset(self) -> None:
-        self.completed_ns = 0
-        self.released_ns: list[int] = []
-        self.empty_waits = 0  # waits that ended without an outcome (the request claims again)
-        self.waiting = 0
-        self.leader = -1
-        self.fell_back = False  # a RedisBackend answered a claim from its local fallback
-
-    async def claim(self, key: str) -> Claim:
-        claim = await self.inner.claim(key)
-        if not getattr(self.inner, "available", True):
-            self.fell_back = True
-        if claim.lease is not None:
-            self.leader = _request_no.get()
-        return claim
-
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
-        self.completed_ns = time.perf_counter_ns()
-        await self.inner.complete(key, lease, outcome, ttl=ttl)
-
-    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
-        self.waiting += 1
-        outcome = await self.inner.wait(key, timeout=timeout)
-        if outcome is None:
-            self.empty_waits += 1
-        else:
-            self.released_ns.append(time.perf_counter_ns())
-        return outcome
-
-    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
-        return await self.inner.recover(key, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @dataclass
@@ -140,7 +93,7 @@ async def trial(
     replies: list[Reply] = [Reply() for _ in range(n)]
 
     async def one(i: int) -> None:
-        _request_no.set(i)
+        request_no.set(i)
         replies[i] = await call(rig.apps[i % len(rig.apps)], http_scope(CALLBACK, query))
 
     def parked() -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..backends._codec import register_result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     """A user's profile from ``sns/userinfo``.
 
@@ -76,7 +76,7 @@ class AccessToken:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeChatIdentity:
     """Who completed the login, as put in ``scope["wechat"]``.
 
@@ -85,7 +85,7 @@ class WeChatIdentity:
     do not treat such an identity as a real user. ``state`` is the callback's ``state`` (every
     request served this identity carries the same one). ``next`` is the path the login endpoint
     was asked to return to, taken from the verified state, or None. ``repr`` leaves the tokens
-    out.
+    out. Slotted: up to ``max_entries`` of them wait in the result cache for late duplicates.
     """
 
     #: The name of this result type in stored outcomes.
@@ -127,10 +127,33 @@ class WeChatIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tokens included: store it only where tokens may live)."""
-        data = asdict(self)
-        if self.userinfo is not None:
-            data["userinfo"]["privilege"] = list(self.userinfo.privilege)
-        return data
+        # Spelled out rather than dataclasses.asdict, which deep-copies field by field: this
+        # runs for every result a Redis leader stores.
+        info = self.userinfo
+        return {
+            "openid": self.openid,
+            "scope": self.scope,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_in": self.expires_in,
+            "unionid": self.unionid,
+            "is_snapshotuser": self.is_snapshotuser,
+            "userinfo": None
+            if info is None
+            else {
+                "openid": info.openid,
+                "nickname": info.nickname,
+                "sex": info.sex,
+                "province": info.province,
+                "city": info.city,
+                "country": info.country,
+                "headimgurl": info.headimgurl,
+                "privilege": list(info.privilege),
+                "unionid": info.unionid,
+            },
+            "state": self.state,
+            "next": self.next,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeChatIdentity:
