@@ -5,8 +5,9 @@ Each code has three keys sharing a hash tag, so the scripts also run on Redis Cl
 ``result_ttl``) and ``{prefix}:{hash}:leaders`` (how many leases were granted and may still
 produce a result). One pub/sub subscription per process wakes local waiters; nobody polls.
 
-Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 2 (CLAIM, CHECK after subscribing;
-the outcome then arrives in the message that wakes it), a late duplicate 1 (CLAIM).
+Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter in another process 2 (CLAIM, CHECK
+after subscribing; the outcome then arrives in the message that wakes it), a waiter in the
+leader's own process none (it joins the local flight), a late duplicate 1 (CLAIM).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
     ) from exc
 
-from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable
+from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable, WeChatOAuthError
 from ._base import Claim, Outcome
 from ._codec import ResultCipher, dump_outcome, load_outcome
 from .memory import MemoryBackend
@@ -75,10 +76,11 @@ end
 if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
-return 1
+return outcome
 """
 
 _LOCAL = "local:"
+_WAIT = Claim()
 #: How long the leaders count lives: longer than any code (QR login codes live 10 minutes).
 _LEADERS_TTL_MS = 15 * 60 * 1000
 
@@ -173,8 +175,8 @@ class RedisBackend:
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
-        #: Keys this process leads under a Redis lease, so that a duplicate arriving while Redis
-        #: is unreachable waits for that flight instead of trading the code again.
+        #: Keys this process leads under a Redis lease: a duplicate here waits for that flight
+        #: with no round trip (and, while Redis is unreachable, does not trade the code again).
         self._leading: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: anyio.Event | None = None
@@ -190,6 +192,12 @@ class RedisBackend:
         return not self._down
 
     # --- the backend protocol -----------------------------------------------------------------
+
+    def peek(self, key: str) -> Claim | None:
+        """A duplicate of a code this process leads joins that flight with no round trip
+        (``Claim()``: wait for it); the local fallback's own flights and results likewise;
+        anything else goes to Redis (``None``: claim)."""
+        return _WAIT if key in self._leading else self._local.peek(key)
 
     async def claim(self, key: str) -> Claim:
         _require_asyncio()
@@ -223,12 +231,18 @@ class RedisBackend:
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
             return
         self._leading.discard(key)
+        # A result is what Redis keeps (it replaces only a stored error), and an outcome not
+        # stored is sent as it is: this process's own waiters get either at once. A stored
+        # error may yield to a result stored first, so they get what the script answers.
+        early = ttl <= 0 or not isinstance(outcome, WeChatOAuthError)
+        if early:
+            self._deliver_outcome(key, outcome)
         data = dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         store = b"1" if ttl > 0 else b"0"
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
             # needs no further round trip.
-            await self._call(
+            published = await self._call(
                 self._complete(
                     keys=self._keys(key),
                     args=[lease, store, max(_ms(ttl), 1), self._channel, key, data],
@@ -239,12 +253,14 @@ class RedisBackend:
             # other processes take over when the lease expires and see the code as used: the
             # cost of losing Redis mid-exchange.
             await self._local.complete(key, "", outcome, ttl=ttl)
-            self._deliver(key.encode() + b"\n" + data)
+            published = data
+        if not early:
+            self._deliver(key.encode() + b"\n" + published)
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         if self._local.has_flight(key):
             return await self._local.wait(key, timeout=timeout)
-        if key in self._leading and self._skip_redis():
+        if key in self._leading:
             return await self._wait_for_own_leader(key, timeout)
         if self._skip_redis():
             return None  # claim again: the fallback takes over
@@ -264,7 +280,7 @@ class RedisBackend:
             return None
 
     async def _wait_for_own_leader(self, key: str, timeout: float) -> Outcome | None:
-        """Redis went away while this process leads ``key``: its complete() delivers here."""
+        """This process leads ``key``: its complete() delivers here, with no round trip."""
         slot = self._register(key)
         try:
             with anyio.move_on_after(timeout):
@@ -406,6 +422,12 @@ class RedisBackend:
             slot.payload = payload
             slot.event.set()
 
+    def _deliver_outcome(self, key: str, outcome: Outcome) -> None:
+        slot = self._waiting.pop(key, None)
+        if slot is not None:
+            slot.outcome = outcome
+            slot.event.set()
+
     def _wake_all(self) -> None:
         """After losing the subscription, every waiter re-checks instead of missing a message."""
         slots, self._waiting = self._waiting, {}
@@ -413,11 +435,11 @@ class RedisBackend:
             slot.event.set()
 
     def _read_delivery(self, key: str, slot: _Slot) -> Outcome | None:
-        if not slot.event.is_set() or not slot.payload:
-            return None  # lease expired, or woken to re-check: claim again
-        if slot.outcome is None:  # decoded once for all the local waiters of this key
+        if not slot.event.is_set():
+            return None  # lease expired: claim again
+        if slot.outcome is None and slot.payload:  # decoded once for all local waiters
             slot.outcome = self._load(key, slot.payload)
-        return slot.outcome
+        return slot.outcome  # None: woken to re-check, claim again
 
     async def _subscribe(self) -> None:
         if self._listener is None or self._listener.done():
