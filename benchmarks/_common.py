@@ -310,7 +310,7 @@ async def openid_app(scope: Scope, receive: Any, send: Any) -> None:
 
 
 def emulated_middleware(
-    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend
+    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend, **options: Any
 ) -> WeChatOAuthMiddleware:
     """The middleware in front of ``openid_app``, trading codes at the in-process emulator."""
     return WeChatOAuthMiddleware(
@@ -320,6 +320,7 @@ def emulated_middleware(
         api_base_url=WECHAT_URL,
         http_client=upstream,
         backend=backend,
+        **options,
     )
 
 
@@ -329,8 +330,10 @@ class MinimalSingleFlight:
     A dict of results and a dict of ``anyio.Event``s; the same query parsing, key, client
     (``WeChatOAuthClient`` on the same upstream) and app as the middleware, and nothing else: no
     detached exchange, no timeouts, no expiry, no bound, no error sharing. What the middleware
-    costs beyond it is the price of its guarantees. ``completed_ns`` is when the leader's result
-    was set (before its waiters are woken), ``waiting`` counts parked followers.
+    costs beyond it is the price of its guarantees. It records what ``TimingBackend`` records
+    (``completed_ns``: the leader's result set, before its waiters are woken; ``released_ns``:
+    each follower's wake-up; ``waiting``: followers parked; ``leader``: the leader's
+    ``request_no``), so the fan-out scripts time both alike.
     """
 
     def __init__(self, app: ASGIApp, emulator: WeChatEmulator, upstream: httpx.AsyncClient) -> None:
@@ -343,8 +346,17 @@ class MinimalSingleFlight:
         self.prefix = f"{emulator.appid}:".encode()
         self.results: dict[str, Any] = {}
         self.flights: dict[str, anyio.Event] = {}
-        self.waiting = 0
-        self.completed_ns = 0
+        self.inner = None
+        self.reset()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def reset(self) -> None:
+        self.waiting = self.completed_ns = self.empty_waits = 0
+        self.released_ns: list[int] = []
+        self.leader = -1
+        self.fell_back = False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         from asgi_wechat_oauth import WeChatIdentity
@@ -361,8 +373,10 @@ class MinimalSingleFlight:
             if event is not None:
                 self.waiting += 1
                 await event.wait()
+                self.released_ns.append(time.perf_counter_ns())
                 identity = self.results[key]
             else:
+                self.leader = request_no.get()
                 event = self.flights[key] = anyio.Event()
                 try:
                     token = await self.client.exchange_code(params.code)

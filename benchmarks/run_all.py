@@ -47,6 +47,25 @@ SCRIPTS = (
         "`RedisBackend(url)` as documented, with the client it builds itself.",
     ),
     (
+        "bench_duplicates.py",
+        "2a. Duplicates against a minimal single flight",
+        "A late duplicate (cache hit) and a parked follower (fan-out N=100, per follower, the "
+        "exchange left out), the middleware against the minimal single flight (a dict of "
+        "results and a dict of `anyio.Event`, the same parsing, key, client and app), on "
+        "asyncio and trio; then the leader's own answer at N=1000, after its result. Rounds "
+        "interleave the variants; medians.",
+    ),
+    (
+        "bench_redis_local.py",
+        "2b. Redis: followers in the leader's process, the leader's client CPU",
+        "Fan-out through one worker: when each follower is released after the leader's "
+        "result, and its Redis round trips (`RedisBackend.round_trips`), against "
+        "`MemoryBackend`, the minimal single flight, and followers in a second worker. Then "
+        "the CPU time (`time.process_time`) of sequential leaders through "
+        "`RedisBackend.claim`/`complete` against the same two Lua scripts called directly "
+        "through redis-py on the same client.",
+    ),
+    (
         "bench_throughput.py",
         "3. Login throughput",
         "Distinct codes at a fixed concurrency against the in-process emulator with no "
@@ -71,7 +90,8 @@ SCRIPTS = (
         "bench_memory.py",
         "5. Memory under flood",
         "A fresh process per row; unique codes as raw ASGI calls; peak RSS from VmHWM "
-        "(reset after the warm-up); entry counts sampled every 1,000 codes.",
+        "(reset after the warm-up); entry counts sampled every 1,000 codes. Then bytes per "
+        "stored outcome by tracemalloc, the identity's own strings counted apart.",
     ),
     (
         "profile_callback.py",
@@ -144,6 +164,39 @@ def run_script(script: str, extra: list[str], timeout: float) -> tuple[int, str,
     return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start
 
 
+#: Issue 13's targets, for the lines of the scripts that measure them.
+TARGETS = {
+    1: "Late duplicate <= 2x the minimal single flight, parking a follower <= 1.5x",
+    2: "On asyncio, the leader's answer at N=1000 within 2x trio's",
+    3: "Redis: same-process followers 0 round trips, released within 1.5x memory; "
+    "other-process followers 2; leader client CPU <= 1.1x the bare scripts",
+    4: "<= 450 bytes per cached result beyond its strings; memory at the default bound and "
+    "under a flood of invalid codes",
+    5: "Pass-through <= 1.05x the path-compare floor",
+    6: "The minimal single flight as a baseline row; a verdict for every target",
+}
+
+
+def target_verdicts(found: dict[int, str], *, quick: bool, partial: bool) -> list[str]:
+    """One line per target of issue 13: what the script that measures it printed."""
+    lines = []
+    for number, goal in TARGETS.items():
+        if number == 6:
+            complete = all(n in found for n in range(1, 6))
+            text = (
+                "OK: baseline rows in bench_duplicates, bench_fanout and bench_redis_local; "
+                "targets 1-5 each have a verdict above"
+                if complete
+                else "MISSED: targets without a verdict: "
+                + ", ".join(str(n) for n in range(1, 6) if n not in found)
+                + (" (only some scripts were run)" if partial else "")
+            )
+        else:
+            text = found.get(number, "MISSED: no verdict printed (script not run or failed)")
+        lines.append(f"- **{number}. {goal}**: {text}" + (" [quick sizes]" if quick else ""))
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks everything runs")
@@ -160,6 +213,7 @@ def main() -> int:
     where = machine()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sections, verdicts, failed = [], [], []
+    targets: dict[int, str] = {}
     total = time.perf_counter()
     for script, heading, method in SCRIPTS:
         if chosen is not None and script not in chosen and script.removesuffix(".py") not in chosen:
@@ -171,9 +225,13 @@ def main() -> int:
         code, out, err, seconds = run_script(script, options, args.timeout)
         print(out, end="", flush=True)
         lines = [line for line in out.splitlines() if line.startswith("verdict:")]
+        for line in out.splitlines():
+            if line.startswith("target ") and ": " in line:
+                number, _, text = line.removeprefix("target ").partition(": ")
+                targets[int(number)] = f"{text} (`{script}`)"
         if heading != "Profile":
             verdicts.append(
-                f"- **{heading[3:]}** (`{script}`): "
+                f"- **{heading.partition(' ')[2]}** (`{script}`): "
                 + (lines[-1].removeprefix("verdict: ") if lines else "no verdict printed")
             )
         if code != 0:
@@ -187,6 +245,8 @@ def main() -> int:
             body += [f"**The script failed (exit {code}):**", "", "```text", err[-3000:], "```", ""]
         sections.append("\n".join(body))
     elapsed = time.perf_counter() - total
+    target_lines = target_verdicts(targets, quick=args.quick, partial=chosen is not None)
+    print("\n".join(["Targets (issue 13):", *target_lines]))
 
     header = [
         "# Benchmark results",
@@ -205,6 +265,10 @@ def main() -> int:
         "on a shared machine); variants are interleaved in rounds and medians reported.",
         "- Re-run: `python benchmarks/run_all.py`, or one script, e.g. "
         "`python benchmarks/bench_fanout.py --sizes 2,10 --rounds 5`.",
+        "",
+        "## Targets (issue 13)",
+        "",
+        *target_lines,
         "",
         "## Verdicts",
         "",

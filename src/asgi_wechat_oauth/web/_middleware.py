@@ -141,6 +141,7 @@ class WeChatOAuthMiddleware:
         self._key_prefix = f"{appid}:".encode()
         self.login_path = login_path
         self._own_paths = (callback_path, login_path) if login_path else (callback_path,)
+        self._exact_paths = frozenset(self._own_paths)
         self.on_invalid_code = on_invalid_code
         self.snapshot_users = snapshot_users
         self.verify_state = verify_state
@@ -169,18 +170,24 @@ class WeChatOAuthMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every path this middleware answers ends with one of its own paths: one suffix test
-        # lets all other requests through at once.
-        if scope["type"] == "http" and scope["path"].endswith(self._own_paths):
+        # A path this middleware answers is one of its own paths, or (when the server puts
+        # root_path in front) ends with one: a set look-up lets all other requests through
+        # at once, and the suffix test runs only under a root_path.
+        try:
+            path = scope["path"]
+        except KeyError:  # no path: lifespan
+            path = ""
+            if scope["type"] == "lifespan":
+                send = self._closing_on_shutdown(send)
+        if (
+            path in self._exact_paths or (scope.get("root_path") and path.endswith(self._own_paths))
+        ) and scope["type"] == "http":
             if _matches(scope, self.callback_path):
                 await self._callback(scope, receive, send)
                 return
             if self.login_path and _matches(scope, self.login_path):
                 await self._redirect_to_wechat(scope, receive, send)
                 return
-        elif scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
-            return
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
