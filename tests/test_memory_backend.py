@@ -183,6 +183,9 @@ async def test_peek_answers_without_a_lease():
     await backend.complete(key, lease, IDENTITY, ttl=60)
     assert backend.peek(key) == Claim(outcome=IDENTITY)
     assert backend.peek("cd" * 32) is None
+    odd = "z" * 64  # 64 characters, not hex: kept as it is
+    await backend.complete(odd, (await backend.claim(odd)).lease, INVALID, ttl=60)
+    assert backend.peek(odd) == Claim(outcome=INVALID)
 
 
 async def test_aclose_drops_stored_results():

@@ -65,12 +65,15 @@ class AccessToken:
 
     @classmethod
     def from_wechat(cls, data: dict[str, Any]) -> AccessToken:
+        expires_in = _as_int(data.get("expires_in"), 7200)
         return cls(
             openid=str(data["openid"]),
-            scope=str(data.get("scope") or ""),
+            # The scope and the usual lifetime are shared objects, not one copy per identity
+            # waiting in the result cache.
+            scope=_shared(str(data.get("scope") or "")),
             access_token=str(data["access_token"]),
             refresh_token=str(data.get("refresh_token") or ""),
-            expires_in=_as_int(data.get("expires_in"), 7200),
+            expires_in=7200 if expires_in == 7200 else expires_in,
             unionid=str(data["unionid"]) if data.get("unionid") else None,
             is_snapshotuser=_as_int(data.get("is_snapshotuser")) == 1,
         )
@@ -166,6 +169,15 @@ class WeChatIdentity:
 
 
 register_result(WeChatIdentity.kind, WeChatIdentity.from_dict)
+
+
+#: The scopes WeChat grants, one object each (never a string from upstream, which could be
+#: anything).
+_SCOPES = {s: s for s in ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")}
+
+
+def _shared(scope: str) -> str:
+    return _SCOPES.get(scope, scope)
 
 
 def _as_int(value: Any, default: int = 0) -> int:
