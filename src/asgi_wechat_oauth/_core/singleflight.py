@@ -11,7 +11,7 @@ import anyio
 
 from ..backends import Backend, Claim, Outcome, Result
 from .counters import Counters
-from .detached import DetachedRunner
+from .detached import Answer, DetachedRunner
 from .errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
@@ -52,40 +52,53 @@ class SingleFlight:
         self.result_ttl = result_ttl
         self.counters = counters
         self.runner = DetachedRunner()
+        #: The backend's synchronous look-up, where it has one (see ``MemoryBackend.peek``).
+        self._peek: Callable[[str], Claim | None] | None = getattr(backend, "peek", None)
 
     async def run(self, key: str, exchange: Callable[[], Awaitable[Result]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
-        deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
-        deadline += 2 * _GRACE
+        deadline = 0.0
         while True:
-            claim, led = await self.runner.run(partial(self._claim_and_lead, key, exchange))
-            if led is not None:
-                return led
+            # A stored outcome, or a flight this process runs, is served in the request's own
+            # task: only a claim that may grant a lease needs the detached unit.
+            claim = self._peek(key) if self._peek is not None else None
+            if claim is None:
+                led: Outcome | None
+                claim, led = await self.runner.run(partial(self._claim_and_lead, key, exchange))
+                if led is not None:
+                    return led
             if claim.outcome is not None:
                 self.counters.cache_hits += 1
-                logger.debug(
-                    "wechat_oauth.cache_hit code_hash=%s",
-                    code_hash(key),
-                    extra=_fields(key, "cache_hit"),
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "wechat_oauth.cache_hit code_hash=%s",
+                        code_hash(key),
+                        extra=_fields(key, "cache_hit"),
+                    )
                 return claim.outcome
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
+            now = anyio.current_time()
+            if not deadline:
+                deadline = now + self.exchange_timeout + self.backend.lease_ttl + 2 * _GRACE
+            if deadline <= now:
                 return UpstreamTimeout(
                     "upstream_timeout", "The login is taking too long; please try again."
                 )
-            outcome = await self.backend.wait(key, timeout=remaining)
+            outcome = await self.backend.wait(key, timeout=deadline - now)
             if outcome is not None:
                 self.counters.deduplicated += 1
-                logger.debug(
-                    "wechat_oauth.deduplicated code_hash=%s",
-                    code_hash(key),
-                    extra=_fields(key, "deduplicated"),
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "wechat_oauth.deduplicated code_hash=%s",
+                        code_hash(key),
+                        extra=_fields(key, "deduplicated"),
+                    )
                 return outcome
 
     async def _claim_and_lead(
-        self, key: str, exchange: Callable[[], Awaitable[Result]]
+        self,
+        key: str,
+        exchange: Callable[[], Awaitable[Result]],
+        answer: Answer[tuple[Claim, Outcome | None]],
     ) -> tuple[Claim, Outcome | None]:
         """Claim, and lead when the lease is ours, as one unit the request cannot cancel: a lease
         granted to a request cancelled before it could lead would hold every duplicate until
@@ -93,7 +106,7 @@ class SingleFlight:
         claim = await self.backend.claim(key)
         if claim.lease is None:
             return claim, None
-        return claim, await self._lead(key, claim.lease, exchange)
+        return claim, await self._lead(key, claim.lease, exchange, partial(_answer, answer, claim))
 
     async def _exchange_bounded(
         self, key: str, exchange: Callable[[], Awaitable[Result]]
@@ -120,7 +133,11 @@ class SingleFlight:
         return outcome
 
     async def _lead(
-        self, key: str, lease: str, exchange: Callable[[], Awaitable[Result]]
+        self,
+        key: str,
+        lease: str,
+        exchange: Callable[[], Awaitable[Result]],
+        answer: Answer[Outcome],
     ) -> Outcome:
         started = anyio.current_time()
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
@@ -142,6 +159,8 @@ class SingleFlight:
                 elif recovered is not None:
                     outcome, result = recovered, recovered.reason
         finally:
+            # The leader's request goes on with the outcome first, then the flight ends.
+            answer(outcome)
             final = not isinstance(outcome, WeChatOAuthError) or outcome.definitive
             with anyio.CancelScope(shield=True):
                 await self.backend.complete(
@@ -173,6 +192,10 @@ class SingleFlight:
             extra=fields,
         )
         return outcome
+
+
+def _answer(answer: Answer[tuple[Claim, Outcome | None]], claim: Claim, outcome: Outcome) -> None:
+    answer((claim, outcome))
 
 
 def _fields(key: str, outcome: str) -> dict[str, object]:

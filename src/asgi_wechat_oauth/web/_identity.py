@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..backends._codec import register_result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     """A user's profile from ``sns/userinfo``.
 
@@ -65,18 +65,21 @@ class AccessToken:
 
     @classmethod
     def from_wechat(cls, data: dict[str, Any]) -> AccessToken:
+        expires_in = _as_int(data.get("expires_in"), 7200)
         return cls(
             openid=str(data["openid"]),
-            scope=str(data.get("scope") or ""),
+            # The scope and the usual lifetime are shared objects, not one copy per identity
+            # waiting in the result cache.
+            scope=_shared(str(data.get("scope") or "")),
             access_token=str(data["access_token"]),
             refresh_token=str(data.get("refresh_token") or ""),
-            expires_in=_as_int(data.get("expires_in"), 7200),
+            expires_in=7200 if expires_in == 7200 else expires_in,
             unionid=str(data["unionid"]) if data.get("unionid") else None,
             is_snapshotuser=_as_int(data.get("is_snapshotuser")) == 1,
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeChatIdentity:
     """Who completed the login, as put in ``scope["wechat"]``.
 
@@ -85,7 +88,7 @@ class WeChatIdentity:
     do not treat such an identity as a real user. ``state`` is the callback's ``state`` (every
     request served this identity carries the same one). ``next`` is the path the login endpoint
     was asked to return to, taken from the verified state, or None. ``repr`` leaves the tokens
-    out.
+    out. Slotted: up to ``max_entries`` of them wait in the result cache for late duplicates.
     """
 
     #: The name of this result type in stored outcomes.
@@ -127,10 +130,33 @@ class WeChatIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tokens included: store it only where tokens may live)."""
-        data = asdict(self)
-        if self.userinfo is not None:
-            data["userinfo"]["privilege"] = list(self.userinfo.privilege)
-        return data
+        # Spelled out rather than dataclasses.asdict, which deep-copies field by field: this
+        # runs for every result a Redis leader stores.
+        info = self.userinfo
+        return {
+            "openid": self.openid,
+            "scope": self.scope,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_in": self.expires_in,
+            "unionid": self.unionid,
+            "is_snapshotuser": self.is_snapshotuser,
+            "userinfo": None
+            if info is None
+            else {
+                "openid": info.openid,
+                "nickname": info.nickname,
+                "sex": info.sex,
+                "province": info.province,
+                "city": info.city,
+                "country": info.country,
+                "headimgurl": info.headimgurl,
+                "privilege": list(info.privilege),
+                "unionid": info.unionid,
+            },
+            "state": self.state,
+            "next": self.next,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeChatIdentity:
@@ -143,6 +169,15 @@ class WeChatIdentity:
 
 
 register_result(WeChatIdentity.kind, WeChatIdentity.from_dict)
+
+
+#: The scopes WeChat grants, one object each (never a string from upstream, which could be
+#: anything).
+_SCOPES = {s: s for s in ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")}
+
+
+def _shared(scope: str) -> str:
+    return _SCOPES.get(scope, scope)
 
 
 def _as_int(value: Any, default: int = 0) -> int:

@@ -126,6 +126,7 @@ class WeChatOAuthMiddleware:
         self._callback_paths = spellings(config.callback_path)
         self._login_paths = spellings(config.login_path)
         self._own_paths = self._callback_paths + self._login_paths
+        self._exact_paths = frozenset(self._own_paths)
         self.on_invalid_code = config.resolved_on_invalid_code
         self.snapshot_users = config.snapshot_users
         self.verify_state = config.resolved_verify_state
@@ -164,9 +165,13 @@ class WeChatOAuthMiddleware:
         if scope["type"] == "http":
             if self.login_path is not None:
                 scope[LOGIN_PATH_KEY] = self.login_path  # for login_url()
-            # Every path this middleware answers ends with one of its own paths: one suffix
-            # test lets all other requests through at once.
-            if scope["path"].endswith(self._own_paths):
+            # A path this middleware answers is one of its own paths, or (when the server puts
+            # root_path in front) ends with one: a set look-up lets all other requests through
+            # at once, and the suffix test runs only under a root_path.
+            path = scope["path"]
+            if path in self._exact_paths or (
+                scope.get("root_path") and path.endswith(self._own_paths)
+            ):
                 if matches(scope, self._callback_paths):
                     await self._callback(scope, receive, send)
                     return
