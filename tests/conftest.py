@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from _servers import RedisClusterServers, RedisServer
 from asgi_wechat_oauth import WeChatOAuthMiddleware
-from asgi_wechat_oauth.testing import WeChatEmulator
+from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator
 from support import APP_URL, CALLBACK, WECHAT_URL, Gate
 
 MakeApp = Callable[..., Awaitable[tuple[WeChatOAuthMiddleware, httpx.AsyncClient]]]
@@ -230,6 +230,9 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     emulator: WeChatEmulator | None = None
     if "emulator" in request.fixturenames:
         emulator = request.getfixturevalue("emulator")
+    wecom: WeComEmulator | None = None
+    if "wecom" in request.fixturenames:
+        wecom = request.getfixturevalue("wecom")
     loggers = [logging.getLogger(name) for name in ("asgi_wechat_oauth", "httpx")]
     recorder = _Recorder()
     previous = [logger.level for logger in loggers]
@@ -242,15 +245,16 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
         for logger, level in zip(loggers, previous, strict=True):
             logger.removeHandler(recorder)
             logger.setLevel(level)
-    if emulator is None:
-        return
-    secrets = {
-        emulator.secret,
-        *emulator._codes,
-        *emulator._tokens,
-        *emulator._refresh_tokens,
-        *emulator._miniprogram_codes,
-        *emulator._session_keys,
-    }
+    secrets: set[str] = set(wecom.issued_secrets) if wecom is not None else set()
+    if emulator is not None:
+        secrets |= {
+            emulator.secret,
+            *emulator._codes,
+            *emulator._tokens,
+            *emulator._refresh_tokens,
+            *emulator._miniprogram_codes,
+            *emulator._session_keys,
+            *emulator.server_tokens.issued,
+        }
     leaked = [s for s in secrets if any(s in text for text in recorder.texts)]
     assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

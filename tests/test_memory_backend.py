@@ -249,3 +249,18 @@ async def test_in_flight_bound_answers_503_without_exchange(
     assert [emulator.exchange_count(c) for c in codes[:2]] == [1, 1]
     assert middleware.counters.errors == {"overloaded": 1}
     assert backend.in_flight == 0
+
+
+@pytest.mark.parametrize("outcome", [IDENTITY, INVALID], ids=["result", "error"])
+async def test_forget_drops_a_stored_outcome_under_a_hashed_key(outcome):
+    # Hashed keys are held as raw bytes, results and errors in two caches: forget finds both.
+    backend = MemoryBackend()
+    key = "ab" * 32
+    lead = await backend.claim(key)
+    assert lead.lease is not None
+    await backend.complete(key, lead.lease, outcome, ttl=60)
+    assert not await backend.forget(key, only_if=lambda stored: stored is not outcome)
+    assert backend.peek(key) == Claim(outcome=outcome)
+    assert await backend.forget(key, only_if=lambda stored: stored is outcome)
+    assert backend.peek(key) is None and backend.stored == 0
+    assert (await backend.claim(key)).lease is not None  # the next claim leads again

@@ -246,3 +246,40 @@ async def test_two_uvicorn_workers_on_a_cluster_trade_each_code_once(
     assert isinstance(exchanges, dict)
     assert statuses == [200] * logins
     assert [exchanges.get(code, 0) for code in codes] == [1] * logins
+
+
+async def test_forget_and_one_shared_token_on_a_cluster(
+    redis_cluster: RedisClusterServers, make_backend
+) -> None:
+    from asgi_wechat_oauth.testing import WeComEmulator
+    from asgi_wechat_oauth.tokens import AccessTokenKeeper, TokenGrant, WeComTokenFetcher
+
+    backend = make_backend(redis_cluster.url)
+    claim = await backend.claim("k")
+    await backend.complete("k", claim.lease, TokenGrant("a", 1e12), ttl=60)
+    assert not await backend.forget("k", only_if=lambda o: o.access_token == "b")
+    assert await backend.forget("k", only_if=lambda o: o.access_token == "a")
+    assert (await backend.claim("k")).lease is not None
+
+    wecom = WeComEmulator(latency=0.05)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wecom)) as http:
+        keepers = [
+            AccessTokenKeeper(
+                WeComTokenFetcher(
+                    wecom.corpid, wecom.secret, api_base_url="http://qyapi.test", http_client=http
+                ),
+                backend=make_backend(redis_cluster.url),
+            )
+            for _ in range(3)
+        ]
+        tokens: list[str] = []
+
+        async def get(keeper: AccessTokenKeeper) -> None:
+            tokens.append(await keeper.get())
+
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                tg.start_soon(get, keepers[i % 3])
+        for keeper in keepers:
+            await keeper.aclose()
+    assert len(set(tokens)) == 1 and wecom.calls["gettoken"] == 1

@@ -82,6 +82,12 @@ class SnapshotUserRejected(WeChatOAuthError):
     status_code = 403
 
 
+class LoginDeclined(WeChatOAuthError):
+    """The user declined the login (a QR login that came back with ``state`` and no code)."""
+
+    status_code = 403
+
+
 class LoginLoop(WeChatOAuthError):
     """The browser completed ``login_loop_limit`` logins within ``login_loop_window``: its
     session is evidently not kept, so the login endpoint stops sending it to WeChat."""
@@ -151,6 +157,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         RequestTooLarge,
         StateRejected,
         SnapshotUserRejected,
+        LoginDeclined,
         LoginLoop,
         RiskyUserRejected,
         CodeRejected,
@@ -163,6 +170,8 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
     )
 }
 
+#: Reasons saying a code can never be traded, which a fresh login fixes.
+UNUSABLE_CODE_REASONS = frozenset({"code_invalid", "code_used", "code_expired"})
 #: errcodes that say this code can never be traded; 40029 and 40163 also mean "already used".
 CODE_USED_ERRCODES = frozenset({40029, 40163})
 _CODE_ERRORS = {
@@ -175,6 +184,15 @@ _CONFIG_ERRCODES = frozenset({40013, 40125, 41002, 41004, 40164, 40002})
 
 #: A product's own errcodes: errcode -> (error class, reason, message).
 ErrcodeTable = Mapping[int, tuple[type[WeChatOAuthError], str, str]]
+
+
+def configuration_error(service: str, errcode: int, meaning: str) -> ConfigurationError:
+    """A 500 ``configuration_error`` that says what to fix (``meaning``), never a secret."""
+    return ConfigurationError(
+        "configuration_error",
+        f"{service} rejected the app's configuration (errcode {errcode}: {meaning}).",
+        errcode=errcode,
+    )
 
 
 def error_from_errcode(errcode: int, extra: ErrcodeTable | None = None) -> WeChatOAuthError:

@@ -90,6 +90,13 @@ DEFAULT_TEXTS: Texts = {
             "To continue, log in again and allow it.",
         ),
     },
+    "login_declined": {
+        "zh": ("没有完成授权", "这次登录被取消了。如需继续，请重新登录并确认授权。"),
+        "en": (
+            "The login was declined",
+            "This login was cancelled. To continue, log in again and confirm it.",
+        ),
+    },
     "malformed_code": _BROKEN_LINK,
     "malformed_state": _BROKEN_LINK,
     "invalid_query": _BROKEN_LINK,

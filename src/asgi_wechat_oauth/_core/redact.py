@@ -12,7 +12,15 @@ import re
 
 import httpx
 
-SENSITIVE_PARAMETERS = ("secret", "code", "js_code", "access_token", "refresh_token", "session_key")
+SENSITIVE_PARAMETERS = (
+    "secret",
+    "corpsecret",
+    "code",
+    "js_code",
+    "access_token",
+    "refresh_token",
+    "session_key",
+)
 _PATTERN = re.compile(r"([?&](?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&#\s\"']*")
 
 

@@ -94,6 +94,11 @@ class SingleFlight:
                     )
                 return outcome
 
+    def ttl_for(self, outcome: Outcome) -> float:
+        """How long a final outcome is stored: ``result_ttl``, unless a subclass knows better
+        (an access token lives as long as its own expiry)."""
+        return self.result_ttl
+
     async def _claim_and_lead(
         self,
         key: str,
@@ -164,7 +169,7 @@ class SingleFlight:
             final = not isinstance(outcome, WeChatOAuthError) or outcome.definitive
             with anyio.CancelScope(shield=True):
                 await self.backend.complete(
-                    key, lease, outcome, ttl=self.result_ttl if final else 0.0
+                    key, lease, outcome, ttl=self.ttl_for(outcome) if final else 0.0
                 )
         if isinstance(outcome, ConfigurationError):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed

@@ -21,12 +21,15 @@ import struct
 import time
 from dataclasses import dataclass
 
+from starlette.requests import cookie_parser
+
+from .asgi import Scope
 from .errors import InvalidCallbackRequest, StateRejected
 
 _VERSION = 2
 #: version, issued at (unix seconds), scope, flags, hash of the cookie (nonce and next)
 _HEADER = struct.Struct(">BIBB16s")
-_SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login")
+_SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")
 _RETRIED = 1
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -53,6 +56,25 @@ class UnverifiedState(StateRejected):
     def __init__(self, message: str, signed: VerifiedState) -> None:
         super().__init__("invalid_state", message)
         self.signed = signed
+
+
+def read_cookie(scope: Scope, name: str) -> str | None:
+    """The value of cookie ``name``, parsed as leniently as Starlette does."""
+    for header, value in scope.get("headers", ()):
+        if header == b"cookie":
+            found = cookie_parser(value.decode("latin-1")).get(name)
+            if found:
+                return found
+    return None
+
+
+def require_same_state(traded: str | None, state: str | None) -> None:
+    """A stored result belongs to the request that traded the code: a request with another
+    state carries a replayed or leaked code and gets nothing (403)."""
+    if traded != state:
+        raise StateRejected(
+            "state_mismatch", "This login link was already used; please log in again."
+        )
 
 
 def derive_state_secret(app_secret: str) -> bytes:

@@ -13,6 +13,7 @@ goes through the detached claim. It is optional, so backends written before it k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -78,6 +79,13 @@ class Backend(Protocol):
         waiting up to ``timeout`` for one still in flight elsewhere; ``None`` if nobody else
         traded it (the code really was used or invalid). An error outcome may explain a loss
         (:class:`~asgi_wechat_oauth.ExchangeLost`: the other holder died mid-exchange)."""
+        ...
+
+    async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        """Drop the outcome stored under ``key`` (only if ``only_if(outcome)`` holds), so the
+        next claim leads again; return whether it was dropped. For results that go stale
+        before their ``ttl``, such as an access token the server revoked: checking what is
+        stored means a caller holding an old token cannot drop its fresh replacement."""
         ...
 
     async def aclose(self) -> None:

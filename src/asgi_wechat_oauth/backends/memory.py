@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import anyio
 
@@ -61,6 +62,9 @@ class _Outcomes:
             if oldest[1] > now and len(items) <= self.bound:
                 break
             items.popitem(last=False)
+
+    def drop(self, key: bytes | str) -> None:
+        self._items.pop(key, None)
 
     def clear(self) -> None:
         self._items.clear()
@@ -179,6 +183,15 @@ class MemoryBackend:
         # In one process the lease holder is the only one trading the code, so there is nothing
         # in flight elsewhere to wait for; a stored result is all there can be.
         return self._stored(_compact(key))
+
+    async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        k = _compact(key)
+        outcome = self._stored(k)
+        if outcome is None or (only_if is not None and not only_if(outcome)):
+            return False
+        self._results.drop(k)
+        self._errors.drop(k)
+        return True
 
     async def aclose(self) -> None:
         # Flights still running finish on their own; stored results are no longer needed.

@@ -25,7 +25,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,6 +88,12 @@ redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
 return outcome
+"""
+
+# KEYS: result. ARGV: the stored bytes the caller checked. -> 1 dropped | 0 changed or gone
+_FORGET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 _LOCAL = "local:"
@@ -415,6 +421,22 @@ class RedisBackend:
         return ExchangeLost(
             "exchange_lost", "The login was interrupted on the server; please log in again."
         )
+
+    async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        # Read and check in Python (a sealed value is opaque to Lua), then delete only if the
+        # stored bytes are still the ones checked: a newer result stored meanwhile stays.
+        dropped = await self._local.forget(key, only_if=only_if)
+        result_key = self._keys(key)[1]
+        try:
+            if self._skip_redis():
+                return dropped
+            data = await self._call(self._client.get(result_key))
+            if data is None or (only_if is not None and not only_if(self._load(key, data))):
+                return dropped
+            script = self._client.register_script(_FORGET)
+            return bool(await self._call(script(keys=[result_key], args=[data]))) or dropped
+        except (_Unavailable, _Busy, ServiceUnavailable):
+            return dropped
 
     @contextlib.asynccontextmanager
     async def _watch(self, key: str) -> AsyncIterator[tuple[_Slot, Any]]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 import httpx
 
 from .._core.apiclient import APIClient
@@ -15,14 +13,11 @@ from .._core.errors import (
     RateLimited,
     RiskyUserRejected,
     UpstreamError,
-    UpstreamTimeout,
     error_from_errcode,
 )
 from .._core.redact import install as _install_log_redaction
+from .._core.upstream import request_json
 from ._session import MiniProgramSession
-
-#: WeChat's answers are a few hundred bytes; anything far larger is not WeChat.
-MAX_ANSWER_BYTES = 64 * 1024
 
 #: The errcodes of ``jscode2session`` that the other WeChat endpoints do not answer.
 MINIPROGRAM_ERRCODES: ErrcodeTable = {
@@ -70,39 +65,6 @@ class MiniProgramClient(APIClient):
 
 
 async def get_json(http_client: httpx.AsyncClient, url: str, *, timeout: float) -> dict[str, Any]:
-    """GET ``url`` and return WeChat's JSON object, or raise an ``UpstreamError``.
-
-    The body is streamed and at most :data:`MAX_ANSWER_BYTES` of it kept (a larger answer is
-    refused), and ``timeout`` bounds the whole call (httpx's own timeouts are per phase).
-    Exceptions are reduced to their type name: their text may hold the URL, with the secret and
-    the code. One small function, to be replaced by the core's bounded HTTP helper.
-    """
-    body = bytearray()
-    try:
-        with anyio.fail_after(timeout):
-            async with http_client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise UpstreamError(
-                        "upstream_unavailable", f"WeChat answered HTTP {response.status_code}."
-                    )
-                # Read to the end, keeping at most the cap: leaving httpx's nested chunk
-                # generators early leaves them to the garbage collector, which warns.
-                async for chunk in response.aiter_bytes():
-                    if len(body) <= MAX_ANSWER_BYTES:
-                        body += chunk[: MAX_ANSWER_BYTES + 1 - len(body)]
-    except (TimeoutError, httpx.TimeoutException):
-        raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.") from None
-    except (httpx.HTTPError, OSError) as exc:
-        raise UpstreamError(
-            "upstream_unavailable", f"Could not reach WeChat ({type(exc).__name__})."
-        ) from None
-    if len(body) > MAX_ANSWER_BYTES:
-        raise UpstreamError("upstream_bad_response", "WeChat's answer is too large.")
-    try:
-        # WeChat often labels JSON as text/plain, so the content type is not checked.
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise UpstreamError("upstream_bad_response", "WeChat answered with malformed JSON.")
-    return data
+    """GET ``url`` and return WeChat's JSON object, or raise an ``UpstreamError`` (bounded: see
+    :func:`~asgi_wechat_oauth._core.upstream.request_json`)."""
+    return await request_json(http_client, "GET", url, timeout=timeout)

@@ -1,5 +1,5 @@
-"""Test helpers, public: a WeChat OAuth emulator, the WeChat browser's double callback, and a
-mini-program's retried login.
+"""Test helpers, public: WeChat and WeCom emulators, the WeChat browser's double callback,
+and a mini-program's retried login.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -17,12 +17,17 @@ from ._browser import consent, double_callback, web_login
 from ._emulator import EmulatedUser, Fault, WeChatEmulator
 from ._miniprogram import double_login
 from ._server import EmulatorServer
+from ._tokens import ServerTokens
+from ._wecom import WeComEmulator, WeComMember
 
 __all__ = [
     "EmulatedUser",
     "EmulatorServer",
     "Fault",
+    "ServerTokens",
     "WeChatEmulator",
+    "WeComEmulator",
+    "WeComMember",
     "consent",
     "double_callback",
     "double_login",

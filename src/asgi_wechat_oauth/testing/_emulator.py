@@ -38,6 +38,7 @@ from starlette.responses import (
 from starlette.routing import Route, Router
 
 from .._core.asgi import Receive, Scope, Send
+from ._tokens import ServerTokens
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_userinfo"})
 QRCONNECT_SCOPES = frozenset({"snsapi_login"})
@@ -132,8 +133,10 @@ class WeChatEmulator:
     #: answered.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``,
-    #: ``jscode2session``).
+    #: ``jscode2session``, ``token``, ``stable_token``).
     calls: Counter[str] = field(default_factory=Counter)
+    #: The official account's server access tokens (``cgi-bin/token``, ``cgi-bin/stable_token``).
+    server_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("OA_TOKEN_"))
 
     def __post_init__(self) -> None:
         self._codes: dict[str, _Code] = {}
@@ -152,6 +155,8 @@ class WeChatEmulator:
                 Route("/sns/userinfo", self._userinfo),
                 Route("/sns/oauth2/refresh_token", self._refresh_token),
                 Route("/sns/auth", self._auth),
+                Route("/cgi-bin/token", self._server_token),
+                Route("/cgi-bin/stable_token", self._server_token, methods=["POST"]),
                 Route("/sns/jscode2session", self._jscode2session),
                 Route("/_emulator/stats", self._stats),
                 Route("/_emulator/settings", self._settings, methods=["POST"]),
@@ -245,6 +250,7 @@ class WeChatEmulator:
         self._refresh_tokens.clear()
         self._faults.clear()
         self._reissues.clear()
+        self.server_tokens.revoke()
         self.exchanges.clear()
         self.calls.clear()
 
@@ -472,6 +478,40 @@ class WeChatEmulator:
             answer = {"errcode": 0, "errmsg": "ok"}
         return await self._answer(answer, fault)
 
+    # --- cgi-bin access tokens ---------------------------------------------------------------
+
+    async def _server_token(self, request: Request) -> Response:
+        """``GET cgi-bin/token`` (a new token each call) and ``POST cgi-bin/stable_token`` (the
+        current one, a new one with ``force_refresh``)."""
+        stable = request.method == "POST"
+        endpoint = "stable_token" if stable else "token"
+        self.calls[endpoint] += 1
+        fault = self._next_fault(endpoint)
+        if fault in _BEFORE_USE:
+            return await self._answer_fault(fault)
+        params: Any = request.query_params
+        if stable:
+            try:
+                params = json.loads(await request.body())
+            except ValueError:
+                params = None
+            if not isinstance(params, dict):
+                return await self._answer(_error(47001, "data format error"), fault)
+        if params.get("grant_type") != "client_credential":
+            answer = _error(40002, "invalid grant_type")
+        elif params.get("appid") != self.appid:
+            answer = _error(40013, "invalid appid")
+        elif params.get("secret") != self.secret:
+            answer = _error(40125, "invalid appsecret")
+        else:
+            token, expires_in = (
+                self.server_tokens.current(force=params.get("force_refresh") is True)
+                if stable
+                else self.server_tokens.rotate()
+            )
+            answer = {"access_token": token, "expires_in": expires_in}
+        return await self._answer(answer, fault)
+
     async def _jscode2session(self, request: Request) -> Response:
         params = request.query_params
         fault = self._arrive("jscode2session", code := params.get("js_code", ""))
@@ -501,25 +541,33 @@ class WeChatEmulator:
         return queue.popleft() if queue else None
 
     async def _answer(self, answer: dict[str, Any], fault: Fault | None) -> Response:
-        await anyio.sleep(self.latency)
-        try:
-            body = json.dumps(answer, ensure_ascii=False).encode()
-        except UnicodeEncodeError:  # a lone surrogate in a field: sent \u-escaped, as JSON can
-            body = json.dumps(answer).encode()
-        if fault is Fault.MALFORMED_JSON:
-            return PlainTextResponse("<html>502 Bad Gateway</html>")
-        if fault in (Fault.TRUNCATED, Fault.DROP):
-            return _BrokenResponse(body, truncate=fault is Fault.TRUNCATED)
-        return Response(body, media_type="text/plain")
+        return await answer_with(answer, fault, self.latency)
 
     async def _answer_fault(self, fault: Fault) -> Response:
-        await anyio.sleep(self.latency)
-        if fault in _ERRCODE_FAULTS:
-            errcode, errmsg = _ERRCODE_FAULTS[fault]
-            return Response(json.dumps(_error(errcode, errmsg)), media_type="text/plain")
-        return PlainTextResponse(
-            "upstream error", status_code=500 if fault is Fault.HTTP_500 else 502
-        )
+        return await answer_fault(fault, self.latency)
+
+
+async def answer_with(answer: dict[str, Any], fault: Fault | None, latency: float) -> Response:
+    """``answer`` as JSON labelled ``text/plain``, after ``latency``, spoiled by ``fault``."""
+    await anyio.sleep(latency)
+    try:
+        body = json.dumps(answer, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate in a field: sent \u-escaped, as JSON can
+        body = json.dumps(answer).encode()
+    if fault is Fault.MALFORMED_JSON:
+        return PlainTextResponse("<html>502 Bad Gateway</html>")
+    if fault in (Fault.TRUNCATED, Fault.DROP):
+        return _BrokenResponse(body, truncate=fault is Fault.TRUNCATED)
+    return Response(body, media_type="text/plain")
+
+
+async def answer_fault(fault: Fault, latency: float) -> Response:
+    """The answer of a fault that strikes before the request is processed."""
+    await anyio.sleep(latency)
+    if fault in _ERRCODE_FAULTS:
+        errcode, errmsg = _ERRCODE_FAULTS[fault]
+        return Response(json.dumps(_error(errcode, errmsg)), media_type="text/plain")
+    return PlainTextResponse("upstream error", status_code=500 if fault is Fault.HTTP_500 else 502)
 
 
 class _BrokenResponse(Response):

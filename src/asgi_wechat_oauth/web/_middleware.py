@@ -3,58 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import json
 import logging
-from functools import partial
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.asgi import ASGIApp, Receive, Scope, Send
-from .._core.callback import parse_callback_query
+from .._core.asgi import ASGIApp, Scope, Send
 from .._core.counters import Counters
-from .._core.errors import (
-    ConfigurationError,
-    InvalidCallbackRequest,
-    LoginLoop,
-    MethodNotAllowed,
-    SnapshotUserRejected,
-    StateRejected,
-    UpstreamError,
-    UpstreamTimeout,
-    WeChatOAuthError,
-)
-from .._core.lifespan import serve_lifespan
-from .._core.loops import COOKIE as LOOP_COOKIE
-from .._core.loops import LoginLoopGuard, with_cookie
-from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, preferred_language, wants_html
-from .._core.paths import matches, spellings
-from .._core.singleflight import SingleFlight, code_hash
-from .._core.state import StateSigner, UnverifiedState, VerifiedState, derive_state_secret
-from ..backends import Backend, MemoryBackend, Outcome
+from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
+from .._core.loops import LoginLoopGuard
+from .._core.middleware import OAuthMiddleware
+from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
+from .._core.singleflight import SingleFlight
+from .._core.state import StateSigner, derive_state_secret
+from .._core.upstream import once_more_if_busy
+from ..backends import Backend, MemoryBackend
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
 from ._client import WeChatOAuthClient
 from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._links import LOGIN_PATH_KEY
-from ._login import LoginEndpoint, read_cookie
+from ._login import LoginEndpoint
 from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
-
-#: WeChat's answers that a code can never be traded, which a fresh login fixes.
-_UNUSABLE_CODE = frozenset({"code_invalid", "code_used", "code_expired"})
 
 #: Scopes whose grant lets the app read ``sns/userinfo``.
 USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
 
 
-class WeChatOAuthMiddleware:
+class WeChatOAuthMiddleware(OAuthMiddleware):
     """Trade each WeChat OAuth code once, however many callbacks carry it.
 
     Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
@@ -63,6 +44,13 @@ class WeChatOAuthMiddleware:
     WeChat's consent page with a signed state bound to the browser by a cookie, and callbacks
     are verified against it. Everything else passes through untouched.
     """
+
+    scope_key = "wechat"
+    identity_type = WeChatIdentity
+    provider = "WeChat"
+    log_prefix = "wechat_oauth"
+    login_path_key = LOGIN_PATH_KEY
+    client: WeChatOAuthClient
 
     def __init__(
         self,
@@ -123,10 +111,7 @@ class WeChatOAuthMiddleware:
         )
         self._key_prefix = f"{config.appid}:".encode()
         self.login_path = config.login_path
-        self._callback_paths = spellings(config.callback_path)
-        self._login_paths = spellings(config.login_path)
-        self._own_paths = self._callback_paths + self._login_paths
-        self._exact_paths = frozenset(self._own_paths)
+        self._set_paths(config.callback_path, config.login_path)
         self.on_invalid_code = config.resolved_on_invalid_code
         self.snapshot_users = config.snapshot_users
         self.verify_state = config.resolved_verify_state
@@ -161,99 +146,11 @@ class WeChatOAuthMiddleware:
             f"backend={self.backend!r})"
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.login_path is not None:
-                scope[LOGIN_PATH_KEY] = self.login_path  # for login_url()
-            # A path this middleware answers is one of its own paths, or (when the server puts
-            # root_path in front) ends with one: a set look-up lets all other requests through
-            # at once, and the suffix test runs only under a root_path.
-            path = scope["path"]
-            if path in self._exact_paths or (
-                scope.get("root_path") and path.endswith(self._own_paths)
-            ):
-                if matches(scope, self._callback_paths):
-                    await self._callback(scope, receive, send)
-                    return
-                if self._login_paths and matches(scope, self._login_paths):
-                    await self._redirect_to_wechat(scope, receive, send)
-                    return
-        elif scope["type"] == "lifespan":
-            await serve_lifespan(self.app, scope, receive, send, self.aclose)
-            return
-        await self.app(scope, receive, send)
-
-    async def aclose(self) -> None:
-        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
-        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
-        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
-        await self.client.aclose()
-        await self.backend.aclose()
-
-    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verified: VerifiedState | None = None
-        key = None
-        outcome: WeChatIdentity | WeChatOAuthError
-        try:
-            if scope["method"] not in ("GET", "HEAD"):
-                raise MethodNotAllowed(
-                    "method_not_allowed", "The WeChat callback accepts GET only."
-                )
-            params = parse_callback_query(scope["query_string"])
-            if self.verify_state:
-                cookie = read_cookie(scope, self.nonce_cookie)
-                verified = self._signer.verify(params.state, cookie)
-            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
-            next_path = verified.next if verified is not None else None
-            outcome = _web_outcome(
-                await self._flight.run(
-                    key, partial(self._trade, params.code, params.state, next_path)
-                )
-            )
-            if isinstance(outcome, WeChatIdentity):
-                self._admit(outcome, params.state)
-        except WeChatOAuthError as exc:
-            outcome = exc
-        if isinstance(outcome, WeChatIdentity):
-            scope["wechat"] = outcome
-            if self._loops is not None:
-                counted = self._loops.completed(
-                    scope, read_cookie(scope, LOOP_COOKIE), outcome.state
-                )
-                send = with_cookie(send, counted)
-            send = watch_the_answer(scope, send, self.callback_path, self._callback_paths)
-            await self.app(scope, receive, send)
-            return
-        # What a state we signed says, verified or not: enough to start that login again.
-        signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
-        if self._reauthorizes(scope, outcome, signed):
-            assert signed is not None
-            self.counters.reauthorized += 1
-            logger.debug(
-                "wechat_oauth.reauthorize reason=%s code_hash=%s",
-                outcome.reason,
-                code_hash(key) if key else None,
-            )
-            await self._send_redirect(send, self._login_url(scope, signed, retry=True))
-            return
-        self.counters.errors[outcome.reason] += 1
-        logger.log(
-            self._failure_level(scope, outcome),
-            "wechat_oauth.callback_failed reason=%s status=%s code_hash=%s",
-            outcome.reason,
-            outcome.status_code,
-            code_hash(key) if key else None,
-        )
-        await self._respond_error(scope, receive, send, outcome, signed)
+    def _watch_answer(self, scope: Scope, send: Send) -> Send:
+        return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
 
     def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
-        """Refuse an identity this request may not have (raises a 403 error)."""
-        if identity.state != state:
-            # The identity belongs to the request that traded the code; a request with another
-            # state carries a replayed or leaked code and gets nothing.
-            raise StateRejected(
-                "state_mismatch", "This login link was already used; please log in again."
-            )
+        super()._admit(identity, state)
         if identity.is_snapshotuser and self.snapshot_users == "reject":
             raise SnapshotUserRejected(
                 "snapshot_user",
@@ -261,84 +158,11 @@ class WeChatOAuthMiddleware:
                 "use the full service, then log in again.",
             )
 
-    def _reauthorizes(
-        self, scope: Scope, error: WeChatOAuthError, signed: VerifiedState | None
-    ) -> bool:
-        """Send the browser through login again, once, instead of an error: for a code that
-        can never be traded (the state verified), or for a browser navigation whose state we
-        signed but that expired or lost its cookie (no code is traded for it). Only with a
-        state that says the scope and ``next`` and did not itself come from a re-authorization.
-        """
-        if self.on_invalid_code != "reauthorize" or signed is None or signed.retried:
-            return False
-        if isinstance(error, UnverifiedState):
-            return scope["method"] == "GET" and wants_html(scope)
-        return error.reason in _UNUSABLE_CODE
-
-    def _login_url(self, scope: Scope, signed: VerifiedState | None, *, retry: bool) -> str:
-        """The login endpoint (under ``root_path``), with the scope and ``next`` when known."""
-        query = {"scope": signed.scope} if signed is not None else {}
-        if retry:
-            query["retry"] = "1"
-        if signed is not None and signed.next:
-            query["next"] = signed.next
-        url = f"{scope.get('root_path', '')}{self.login_path}"
-        return f"{url}?{urlencode(query)}" if query else url
-
-    def _failure_level(self, scope: Scope, error: WeChatOAuthError) -> int:
-        """Only failures a user sees log at WARNING; the rest is expected noise."""
-        if isinstance(error, (UpstreamError, ConfigurationError)):
-            return logging.DEBUG  # the exchange's own record already said it, once
-        if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected)):
-            return logging.INFO  # bad or refused input, not a failure of ours
-        if (
-            isinstance(error, StateRejected)
-            and error.reason == "invalid_state"
-            and read_cookie(scope, self.nonce_cookie) is None
-        ):
-            return logging.DEBUG  # no browser of ours: a stray duplicate, a bot, a stale link
-        return logging.WARNING
-
-    async def _send_redirect(
-        self, send: Send, location: str, *extra_headers: tuple[bytes, bytes]
-    ) -> None:
-        headers = [
-            (b"location", location.encode()),
-            *extra_headers,
-            (b"cache-control", b"no-store"),
-            (b"content-length", b"0"),
-        ]
-        await send({"type": "http.response.start", "status": 302, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def _redirect_to_wechat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            if scope["method"] not in ("GET", "HEAD"):
-                raise MethodNotAllowed("method_not_allowed", "The login page accepts GET only.")
-            if self._loops is not None and self._loops.exceeded(read_cookie(scope, LOOP_COOKIE)):
-                raise LoginLoop(
-                    "login_loop",
-                    "This browser keeps logging in, but its session is not kept: "
-                    "allow cookies and try again later.",
-                )
-            location, cookie = self._login.redirect(scope)
-        except WeChatOAuthError as exc:
-            self.counters.errors[exc.reason] += 1
-            logger.info("wechat_oauth.login_refused reason=%s", exc.reason)
-            await self._respond_error(scope, receive, send, exc)
-            return
-        await self._send_redirect(send, location, (b"set-cookie", cookie.encode()))
-
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
         token: AccessToken | None = None
         with anyio.move_on_after(self.exchange_timeout):
-            try:
-                token = await self.client.exchange_code(code)
-            except UpstreamError as exc:
-                if exc.errcode != -1:
-                    raise
-                token = await self.client.exchange_code(code)  # -1 "busy": one retry, then fail
+            token = await once_more_if_busy(lambda: self.client.exchange_code(code))
         if token is None:
             raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         userinfo = None
@@ -362,54 +186,6 @@ class WeChatOAuthMiddleware:
         if self.fetch_userinfo is not None:
             return self.fetch_userinfo
         return bool(token.scopes & USERINFO_SCOPES)
-
-    async def _respond_error(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        error: WeChatOAuthError,
-        signed: VerifiedState | None = None,
-    ) -> None:
-        """``on_error``'s answer; else a page for a browser, JSON for anyone else."""
-        if self.on_error is not None:
-            replacement = self.on_error(scope, error)
-            if replacement is not None:
-                await replacement(scope, receive, send)
-                return
-        if self.error_pages is not None and wants_html(scope):
-            root_path = scope.get("root_path", "")
-            body = self.error_pages.render(
-                error.reason,
-                error.status_code,
-                preferred_language(scope),
-                login_href=self._login_url(scope, signed, retry=False) if self.login_path else None,
-                back_href=f"{root_path}/",
-            )
-            content_type = b"text/html; charset=utf-8"
-        else:
-            body = json.dumps({"error": error.reason, "message": error.message}).encode()
-            content_type = b"application/json"
-        headers = [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if self.error_pages is not None:
-            headers.append((b"vary", b"accept, accept-language"))
-        if isinstance(error, MethodNotAllowed):
-            headers.append((b"allow", b"GET, HEAD"))
-        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-        if scope["method"] == "HEAD":
-            body = b""
-        await send({"type": "http.response.body", "body": body})
-
-
-def _web_outcome(outcome: Outcome) -> WeChatIdentity | WeChatOAuthError:
-    """Narrow a flight's outcome: under this middleware's keys only web identities are stored."""
-    if isinstance(outcome, (WeChatIdentity, WeChatOAuthError)):
-        return outcome
-    raise TypeError(f"a {type(outcome).__name__} is stored under a web OAuth key")
 
 
 def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:

@@ -1,0 +1,184 @@
+"""The login endpoint every product shares: a 302 to the provider's consent page, carrying a
+signed state bound to the browser by a cookie (its nonce and ``next``).
+
+A product says only which scopes it offers and how its authorize URL is built
+(:meth:`LoginEndpoint.authorize`); parsing the query, ``next``, the callback URL and the
+cookie are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+from urllib.parse import parse_qsl, unquote
+
+from .asgi import Scope
+from .errors import InvalidCallbackRequest
+from .state import MAX_NEXT_BYTES, StateSigner
+
+#: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+#: Characters no redirect target holds: controls (browsers drop tabs and newlines from URLs,
+#: which can turn ``/\t/host`` into ``//host``), format characters, line separators, surrogates.
+_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: Levels of percent-decoding an app or proxy might apply before using ``next``.
+_MAX_DECODES = 3
+#: Seconds the login cookie outlives its state, so that an expired login can still be started
+#: again with its ``next`` (the cookie proves nothing once the state has expired).
+COOKIE_GRACE = 86_400
+
+
+def validate_next(next_path: str) -> str:
+    """Accept only a path on this site, up to 2,000 bytes, any query, non-ASCII included.
+
+    An open redirect is what a ``next`` parameter is usually abused for, and apps and proxies
+    decode: the value and each of its percent-decoded forms must start with one ``/`` not
+    followed by another ``/`` or ``\\``, and hold no control characters; the value itself holds
+    no backslash. Returned unchanged, so that it round-trips exactly."""
+    if len(next_path.encode("utf-8", "surrogatepass")) > MAX_NEXT_BYTES:
+        raise InvalidCallbackRequest(
+            "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
+        )
+    form = "" if "\\" in next_path else next_path
+    for _ in range(_MAX_DECODES + 1):
+        if not _is_local(form):
+            break
+        decoded = unquote(form)
+        if decoded == form:
+            return next_path
+        form = decoded
+    raise InvalidCallbackRequest(
+        "invalid_next", "The next parameter must be a path on this site, such as /profile."
+    )
+
+
+def _is_local(path: str) -> bool:
+    return (
+        path.startswith("/")
+        and not path.startswith(("//", "/\\"))
+        and not any(unicodedata.category(char) in _FORBIDDEN for char in path)
+    )
+
+
+def check_login_options(
+    *,
+    callback_path: str,
+    login_path: str | None,
+    verify_state: bool | None,
+    on_invalid_code: Literal["reauthorize", "error"] | None,
+    redirect_uri: str | None,
+    state_max_age: float,
+    nonce_cookie: str,
+) -> tuple[bool, Literal["reauthorize", "error"]]:
+    """Validate the options of the callback and login endpoints (``ValueError`` says which is
+    wrong); return ``verify_state`` and ``on_invalid_code`` with their defaults resolved: both
+    follow whether there is a login endpoint."""
+    if not callback_path.startswith("/"):
+        raise ValueError("callback_path must start with '/'")
+    if login_path is not None and (not login_path.startswith("/") or login_path == callback_path):
+        raise ValueError("login_path must start with '/' and differ from callback_path")
+    if verify_state is None:
+        verify_state = login_path is not None
+    if verify_state and login_path is None:
+        raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
+    if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
+        raise ValueError("redirect_uri must be an absolute http(s) URL")
+    if state_max_age <= 0:
+        raise ValueError("state_max_age must be positive")
+    if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
+        raise ValueError("nonce_cookie must be a plain ASCII name")
+    if on_invalid_code is None:
+        on_invalid_code = "reauthorize" if login_path is not None else "error"
+    if on_invalid_code not in ("reauthorize", "error"):
+        raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
+    if on_invalid_code == "reauthorize" and login_path is None:
+        raise ValueError("on_invalid_code='reauthorize' needs login_path")
+    return verify_state, on_invalid_code
+
+
+class LoginEndpoint:
+    """Builds the answer to ``GET login_path?scope=...&next=...``; subclasses build the
+    authorize URL."""
+
+    #: The scopes ``?scope=`` may ask for.
+    scopes: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        *,
+        signer: StateSigner,
+        callback_path: str,
+        redirect_uri: str | None,
+        default_scope: str,
+        trust_forwarded: bool,
+        cookie_name: str,
+    ) -> None:
+        self.signer = signer
+        self.callback_path = callback_path
+        self.redirect_uri = redirect_uri
+        self.default_scope = default_scope
+        self.trust_forwarded = trust_forwarded
+        self.cookie_name = cookie_name
+
+    def authorize(self, scope: Scope, redirect_uri: str, oauth_scope: str, state: str) -> str:
+        """The provider's authorize URL for this request."""
+        raise NotImplementedError
+
+    def redirect(self, scope: Scope) -> tuple[str, str]:
+        """The 302's ``Location`` and its ``Set-Cookie`` (the nonce). Raises a 400 error for a
+        bad ``scope``/``next`` parameter or an unusable ``Host``."""
+        try:
+            params = dict(
+                parse_qsl(
+                    scope["query_string"].decode("utf-8"),
+                    keep_blank_values=True,
+                    errors="strict",
+                    max_num_fields=16,
+                )
+            )
+        except ValueError:
+            raise InvalidCallbackRequest(
+                "invalid_query", "The login query string could not be read."
+            ) from None
+        oauth_scope = params.get("scope") or self.default_scope
+        if oauth_scope not in self.scopes:
+            raise InvalidCallbackRequest(
+                "invalid_scope", f"scope must be one of {', '.join(sorted(self.scopes))}."
+            )
+        next_path = validate_next(params["next"]) if params.get("next") else None
+        redirect_uri = self.redirect_uri or self._own_callback_url(scope)
+        retried = params.get("retry") == "1"
+        state, value = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
+        location = self.authorize(scope, redirect_uri, oauth_scope, state)
+        cookie = (
+            f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
+            f"Max-Age={int(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
+        )
+        if redirect_uri.startswith("https://"):
+            cookie += "; Secure"
+        return location, cookie
+
+    def _own_callback_url(self, scope: Scope) -> str:
+        headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
+        scheme = scope.get("scheme", "http")
+        host = headers.get(b"host", "")
+        if self.trust_forwarded:
+            scheme = _first(headers.get(b"x-forwarded-proto")) or scheme
+            host = _first(headers.get(b"x-forwarded-host")) or host
+        if scheme not in ("http", "https") or not _HOST.fullmatch(host):
+            raise InvalidCallbackRequest(
+                "invalid_host", "The request's Host header cannot form the callback URL."
+            )
+        return f"{scheme}://{host}{scope.get('root_path', '')}{self.callback_path}"
+
+
+def _first(value: str | None) -> str | None:
+    return value.split(",")[0].strip() if value else None
+
+
+def _path_of(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    slash = rest.find("/")
+    path = rest[slash:] if slash >= 0 else "/"
+    return path.split("?", 1)[0] or "/"

@@ -1,0 +1,265 @@
+"""The middleware every product is: its callback and login paths, everything else passed on.
+
+A product subclasses :class:`OAuthMiddleware`, sets up its client, flight, signer and login
+endpoint in ``__init__``, and says how to trade a code (``_trade``); the request handling is
+this one class: the GET check, strict parsing, the state and its cookie, one exchange per
+code, the replay guard, one re-authorization for an unusable code, logging and the error
+answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from ..backends import Backend, Outcome, Result
+from .asgi import ASGIApp, Receive, Scope, Send
+from .callback import CallbackParams, parse_callback_query
+from .counters import Counters
+from .endpoints import failure_level, require_get, send_error, send_redirect
+from .errors import UNUSABLE_CODE_REASONS, LoginLoop, WeChatOAuthError
+from .lifespan import serve_lifespan
+from .login import LoginEndpoint
+from .loops import COOKIE as LOOP_COOKIE
+from .loops import LoginLoopGuard, check_loop_options, with_cookie
+from .pages import ErrorPages, wants_html
+from .paths import matches, spellings
+from .singleflight import SingleFlight, code_hash
+from .state import (
+    StateSigner,
+    UnverifiedState,
+    VerifiedState,
+    read_cookie,
+    require_same_state,
+)
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
+
+
+class OAuthMiddleware:
+    """Request handling shared by the products; subclasses set the attributes below."""
+
+    #: Where the identity goes in the ASGI scope, and its type.
+    scope_key: ClassVar[str]
+    identity_type: ClassVar[type[Any]]
+    #: The provider's name in messages, and the prefix of log events.
+    provider: ClassVar[str]
+    log_prefix: ClassVar[str]
+    #: A scope key that tells the app's helpers where the login endpoint is (or None).
+    login_path_key: ClassVar[str | None] = None
+
+    app: ASGIApp
+    callback_path: str
+    login_path: str | None
+    verify_state: bool
+    nonce_cookie: str
+    on_invalid_code: str
+    on_error: OnError | None
+    error_pages: ErrorPages | None
+    counters: Counters
+    backend: Backend
+    client: Any  # the product's client: closed with the middleware
+    _flight: SingleFlight
+    _signer: StateSigner
+    _login: LoginEndpoint
+    _key_prefix: bytes
+    _callback_paths: tuple[str, ...]
+    _login_paths: tuple[str, ...]
+    _own_paths: tuple[str, ...]
+    _exact_paths: frozenset[str]
+    _loops: LoginLoopGuard | None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if self.login_path is not None and self.login_path_key is not None:
+                scope[self.login_path_key] = self.login_path
+            # A path this middleware answers is one of its own paths, or (when the server puts
+            # root_path in front) ends with one: a set look-up lets all other requests through
+            # at once, and the suffix test runs only under a root_path.
+            path = scope["path"]
+            if path in self._exact_paths or (
+                scope.get("root_path") and path.endswith(self._own_paths)
+            ):
+                if matches(scope, self._callback_paths):
+                    await self._callback(scope, receive, send)
+                    return
+                if self._login_paths and matches(scope, self._login_paths):
+                    await self._redirect_to_login(scope, receive, send)
+                    return
+        elif scope["type"] == "lifespan":
+            await serve_lifespan(self.app, scope, receive, send, self.aclose)
+            return
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
+        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
+        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
+        await self.client.aclose()
+        await self.backend.aclose()
+
+    def _set_paths(self, callback_path: str, login_path: str | None) -> None:
+        """The paths this middleware answers, each spelled with and without a trailing slash."""
+        self._callback_paths = spellings(callback_path)
+        self._login_paths = spellings(login_path)
+        self._own_paths = self._callback_paths + self._login_paths
+        self._exact_paths = frozenset(self._own_paths)
+
+    def _set_pages_and_loops(
+        self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float
+    ) -> None:
+        """Validate and set ``error_pages`` and the login loop guard (after ``login_path``)."""
+        if error_pages is not None and not isinstance(error_pages, ErrorPages):
+            raise ValueError("error_pages must be an ErrorPages or None")
+        check_loop_options(loop_limit, loop_window)
+        self.error_pages = error_pages
+        self._loops = (
+            LoginLoopGuard(limit=loop_limit, window=loop_window)
+            if self.login_path and loop_limit
+            else None
+        )
+
+    # --- what a product says ------------------------------------------------------------------
+
+    async def _trade(self, code: str, state: str | None, next_path: str | None) -> Result:
+        """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
+        raise NotImplementedError
+
+    def _watch_answer(self, scope: Scope, send: Send) -> Send:
+        """``send`` for the app's answer to a callback that got its identity (a product may
+        check that the app really handled it)."""
+        return send
+
+    def _parse(self, query_string: bytes) -> CallbackParams:
+        return parse_callback_query(query_string)
+
+    def _admit(self, identity: Any, state: str | None) -> None:
+        """Refuse an identity this request may not have (raises a 403 error)."""
+        require_same_state(identity.state, state)
+
+    # --- the callback -------------------------------------------------------------------------
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        verified: VerifiedState | None = None
+        key = None
+        outcome: Any
+        try:
+            require_get(scope, f"The {self.provider} callback")
+            params = self._parse(scope["query_string"])
+            if self.verify_state:
+                nonce = read_cookie(scope, self.nonce_cookie)
+                verified = self._signer.verify(params.state, nonce)
+            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            next_path = verified.next if verified is not None else None
+            outcome = self._narrow(
+                await self._flight.run(
+                    key, partial(self._trade, params.code, params.state, next_path)
+                )
+            )
+            if not isinstance(outcome, WeChatOAuthError):
+                self._admit(outcome, params.state)
+        except WeChatOAuthError as exc:
+            outcome = exc
+        if not isinstance(outcome, WeChatOAuthError):
+            scope[self.scope_key] = outcome
+            if self._loops is not None:
+                counted = self._loops.completed(
+                    scope, read_cookie(scope, LOOP_COOKIE), outcome.state
+                )
+                send = with_cookie(send, counted)
+            await self.app(scope, receive, self._watch_answer(scope, send))
+            return
+        # What a state we signed says, verified or not: enough to start that login again.
+        signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
+        if self._reauthorizes(scope, outcome, signed):
+            assert signed is not None
+            self.counters.reauthorized += 1
+            logger.debug(
+                "%s.reauthorize reason=%s code_hash=%s",
+                self.log_prefix,
+                outcome.reason,
+                code_hash(key) if key else None,
+            )
+            await send_redirect(send, self._login_url(scope, signed, retry=True))
+            return
+        self.counters.errors[outcome.reason] += 1
+        has_cookie = read_cookie(scope, self.nonce_cookie) is not None
+        logger.log(
+            failure_level(outcome, has_nonce_cookie=has_cookie),
+            "%s.callback_failed reason=%s status=%s code_hash=%s",
+            self.log_prefix,
+            outcome.reason,
+            outcome.status_code,
+            code_hash(key) if key else None,
+        )
+        await self._respond_error(scope, receive, send, outcome, signed)
+
+    def _reauthorizes(
+        self, scope: Scope, error: WeChatOAuthError, signed: VerifiedState | None
+    ) -> bool:
+        """Send the browser through login again, once, instead of an error: for a code that
+        can never be traded (the state verified), or for a browser navigation whose state we
+        signed but that expired or lost its cookie (no code is traded for it). Only with a
+        state that says the scope and ``next`` and did not itself come from a re-authorization.
+        """
+        if self.on_invalid_code != "reauthorize" or signed is None or signed.retried:
+            return False
+        if isinstance(error, UnverifiedState):
+            return scope["method"] == "GET" and wants_html(scope)
+        return error.reason in UNUSABLE_CODE_REASONS
+
+    def _login_url(self, scope: Scope, signed: VerifiedState | None, *, retry: bool) -> str:
+        """The login endpoint (under ``root_path``), with the scope and ``next`` when known."""
+        query = {"scope": signed.scope} if signed is not None else {}
+        if retry:
+            query["retry"] = "1"
+        if signed is not None and signed.next:
+            query["next"] = signed.next
+        url = f"{scope.get('root_path', '')}{self.login_path}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def _narrow(self, outcome: Outcome) -> Any:
+        """Under this middleware's keys only its own identities are stored."""
+        if isinstance(outcome, (self.identity_type, WeChatOAuthError)):
+            return outcome
+        raise TypeError(f"a {type(outcome).__name__} is stored under a {self.provider} key")
+
+    async def _redirect_to_login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            require_get(scope, "The login page")
+            if self._loops is not None and self._loops.exceeded(read_cookie(scope, LOOP_COOKIE)):
+                raise LoginLoop(
+                    "login_loop",
+                    "This browser keeps logging in, but its session is not kept: "
+                    "allow cookies and try again later.",
+                )
+            location, cookie = self._login.redirect(scope)
+        except WeChatOAuthError as exc:
+            self.counters.errors[exc.reason] += 1
+            logger.info("%s.login_refused reason=%s", self.log_prefix, exc.reason)
+            await self._respond_error(scope, receive, send, exc)
+            return
+        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
+
+    async def _respond_error(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: WeChatOAuthError,
+        signed: VerifiedState | None = None,
+    ) -> None:
+        """``on_error``'s answer; else a page for a browser, JSON for anyone else."""
+        if self.on_error is not None:
+            replacement = self.on_error(scope, error)
+            if replacement is not None:
+                await replacement(scope, receive, send)
+                return
+        login_href = self._login_url(scope, signed, retry=False) if self.login_path else None
+        await send_error(scope, send, error, pages=self.error_pages, login_href=login_href)

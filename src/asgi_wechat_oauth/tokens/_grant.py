@@ -1,0 +1,57 @@
+"""An access token as stored in a backend: the token and when it stops being served."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..backends._codec import register_result
+
+#: WeChat documents tokens of up to 512 characters; anything much longer is not a token.
+_MAX_TOKEN_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """``access_token`` (never in ``repr``) and ``refresh_at``, the Unix time after which
+    every worker fetches a fresh one: the token's expiry less the keeper's margin."""
+
+    kind: ClassVar[str] = "access_token"
+
+    access_token: str = field(repr=False)
+    refresh_at: float
+
+    def __post_init__(self) -> None:
+        token = self.access_token
+        if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_LENGTH:
+            raise ValueError("access_token must be a non-empty string")
+        if not token.isascii() or not token.isprintable():
+            raise ValueError("access_token must be printable ASCII")
+        if not isinstance(self.refresh_at, (int, float)):
+            raise ValueError("refresh_at must be a number")
+
+    @classmethod
+    def from_answer(cls, data: dict[str, Any], *, margin: float) -> TokenGrant:
+        """From ``{"access_token", "expires_in"}``; refreshed ``margin`` seconds early, or at
+        half its life when that is shorter."""
+        expires_in = data.get("expires_in")
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
+            raise ValueError("expires_in must be a positive integer")
+        early = min(margin, expires_in / 2)
+        return cls(data.get("access_token"), time.time() + expires_in - early)  # type: ignore[arg-type]
+
+    @property
+    def ttl(self) -> float:
+        """Seconds left before a refresh is due (negative once due)."""
+        return self.refresh_at - time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "refresh_at": self.refresh_at}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenGrant:
+        return cls(access_token=data["access_token"], refresh_at=data["refresh_at"])
+
+
+register_result(TokenGrant.kind, TokenGrant.from_dict)

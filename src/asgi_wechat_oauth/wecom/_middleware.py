@@ -1,0 +1,197 @@
+"""The WeCom middleware: the shared request handling of ``_core.middleware`` with WeCom's
+login pages, its ``auth/getuserinfo`` exchange, and a declined QR login told apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Literal
+from urllib.parse import parse_qsl
+
+import anyio
+import httpx
+
+from .._core.asgi import ASGIApp
+from .._core.callback import CallbackParams, parse_callback_query
+from .._core.counters import Counters
+from .._core.errors import InvalidCallbackRequest, LoginDeclined, UpstreamError, UpstreamTimeout
+from .._core.login import check_login_options
+from .._core.middleware import OAuthMiddleware, OnError
+from .._core.pages import ErrorPages
+from .._core.singleflight import SingleFlight
+from .._core.state import StateSigner, derive_state_secret
+from ..backends import Backend, MemoryBackend
+from ..tokens import AccessTokenKeeper
+from ..tokens._fetchers import WECOM_API_BASE_URL
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL, SCOPES
+from ._client import WeComOAuthClient
+from ._identity import WeComIdentity, WeComUserDetail
+from ._login import WeComLoginEndpoint
+from ._pages import DEFAULT_WECOM_ERROR_PAGES
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+
+class WeComOAuthMiddleware(OAuthMiddleware):
+    """Trade each WeCom login code once, however many callbacks carry it.
+
+    Requests to ``callback_path`` have their code traded at ``auth/getuserinfo`` (with the
+    corp token, one per app across all workers sharing ``backend``) for a
+    :class:`WeComIdentity` put in ``scope["wecom"]``; duplicates share that one exchange. With
+    ``login_path`` set, a GET there redirects to WeCom's authorize page (inside WeCom's browser)
+    or its QR login page (elsewhere), with a signed state bound to the browser by a cookie.
+    """
+
+    scope_key = "wecom"
+    identity_type = WeComIdentity
+    provider = "WeCom"
+    log_prefix = "wecom_oauth"
+    client: WeComOAuthClient
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        corpid: str,
+        agentid: str,
+        secret: str,
+        callback_path: str = "/wecom/callback",
+        login_path: str | None = None,
+        backend: Backend | None = None,
+        fetch_user_detail: bool = False,
+        default_scope: str = "snsapi_base",
+        redirect_uri: str | None = None,
+        trust_forwarded: bool = False,
+        state_secret: str | bytes | None = None,
+        verify_state: bool | None = None,
+        state_max_age: float = 600.0,
+        nonce_cookie: str = "wecom_oauth_nonce",
+        on_invalid_code: Literal["reauthorize", "error"] | None = None,
+        result_ttl: float = 120.0,
+        exchange_timeout: float = 10.0,
+        api_base_url: str = WECOM_API_BASE_URL,
+        authorize_base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
+        qr_login_base_url: str = DEFAULT_QR_LOGIN_BASE_URL,
+        http_client: httpx.AsyncClient | None = None,
+        token_keeper: AccessTokenKeeper | None = None,
+        on_error: OnError | None = None,
+        counters: Counters | None = None,
+        error_pages: ErrorPages | None = DEFAULT_WECOM_ERROR_PAGES,
+        login_loop_limit: int | None = 5,
+        login_loop_window: float = 120.0,
+    ) -> None:
+        verify_state, on_invalid_code = check_login_options(
+            callback_path=callback_path,
+            login_path=login_path,
+            verify_state=verify_state,
+            on_invalid_code=on_invalid_code,
+            redirect_uri=redirect_uri,
+            state_max_age=state_max_age,
+            nonce_cookie=nonce_cookie,
+        )
+        if default_scope not in SCOPES:
+            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
+        if result_ttl < 0 or exchange_timeout <= 0:
+            raise ValueError("result_ttl must not be negative, exchange_timeout must be positive")
+        self.app = app
+        self.callback_path = callback_path
+        self.login_path = login_path
+        self.fetch_user_detail = fetch_user_detail
+        self.verify_state = verify_state
+        self.nonce_cookie = nonce_cookie
+        self.on_invalid_code = on_invalid_code
+        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
+        self.exchange_timeout = exchange_timeout
+        self.on_error = on_error
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.counters = counters if counters is not None else Counters()
+        self.client = WeComOAuthClient(
+            corpid,
+            agentid,
+            secret,
+            backend=self.backend,
+            api_base_url=api_base_url,
+            http_client=http_client,
+            timeout=exchange_timeout,
+            tokens=token_keeper,
+        )
+        self._flight = SingleFlight(
+            self.backend,
+            exchange_timeout=exchange_timeout,
+            result_ttl=result_ttl,
+            counters=self.counters,
+        )
+        self._key_prefix = f"wecom:{corpid}:{agentid}:".encode()
+        self._set_paths(callback_path, login_path)
+        if isinstance(state_secret, str):
+            state_secret = state_secret.encode()
+        self._signer = StateSigner(
+            state_secret or derive_state_secret(secret), max_age=state_max_age
+        )
+        self._login = WeComLoginEndpoint(
+            corpid=corpid,
+            agentid=agentid,
+            signer=self._signer,
+            callback_path=callback_path,
+            redirect_uri=redirect_uri,
+            default_scope=default_scope,
+            trust_forwarded=trust_forwarded,
+            cookie_name=nonce_cookie,
+            authorize_base_url=authorize_base_url,
+            qr_login_base_url=qr_login_base_url,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"WeComOAuthMiddleware(corpid={self.client.corpid!r}, "
+            f"agentid={self.client.agentid!r}, backend={self.backend!r})"
+        )
+
+    @property
+    def token_keeper(self) -> AccessTokenKeeper:
+        """The corp token keeper: use it for the app's other WeCom API calls."""
+        return self.client.tokens
+
+    def _parse(self, query_string: bytes) -> CallbackParams:
+        return _parse_wecom(query_string)
+
+    async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeComIdentity:
+        deadline = anyio.current_time() + self.exchange_timeout
+        identity: WeComIdentity | None = None
+        with anyio.move_on_after(self.exchange_timeout):
+            identity = await self.client.get_identity(code)
+        if identity is None:
+            raise UpstreamTimeout("upstream_timeout", "WeCom did not answer in time.")
+        detail = None
+        if self.fetch_user_detail and identity.user_ticket:
+            detail = await self._fetch_detail(identity.user_ticket, deadline)
+        return dataclasses.replace(identity, detail=detail, state=state, next=next_path)
+
+    async def _fetch_detail(self, user_ticket: str, deadline: float) -> WeComUserDetail | None:
+        """The member's details, or None: the code is spent by now, so failing the login would
+        lose it; the identity keeps the ticket for a later try."""
+        reason, errcode = "upstream_timeout", None
+        with anyio.move_on_after(deadline - anyio.current_time()):
+            try:
+                return await self.client.get_user_detail(user_ticket)
+            except UpstreamError as exc:
+                reason, errcode = exc.reason, exc.errcode
+        logger.warning("wecom_oauth.user_detail_unavailable reason=%s errcode=%s", reason, errcode)
+        return None
+
+
+def _parse_wecom(query_string: bytes) -> CallbackParams:
+    """The callback's code and state; a declined QR login (state, no code) is said so."""
+    try:
+        return parse_callback_query(query_string)
+    except InvalidCallbackRequest as exc:
+        if exc.reason == "missing_code" and _has_state(query_string):
+            raise LoginDeclined(
+                "login_declined", "The login was declined in WeCom. Log in again to continue."
+            ) from None
+        raise
+
+
+def _has_state(query_string: bytes) -> bool:
+    pairs = parse_qsl(query_string.decode("latin-1"), max_num_fields=64)
+    return any(name == "state" and value for name, value in pairs)
