@@ -18,6 +18,11 @@ Environment (read by ``WeChatOAuthConfig.from_env``, which refuses unknown ``WEC
   callback stores the user in the session and redirects to ``next``. Without it the callback
   answers the identity as JSON (with the worker's pid), for clients that build the authorize
   URL themselves, such as the multi-worker tests.
+- ``WECHAT_WEBSITE_APPID``, ``WECHAT_WEBSITE_SECRET``: a website app beside the official
+  account: desktop browsers then log in by QR code (``connect/qrconnect``), WeChat's browser
+  with the official account. The login link then names no scope (set
+  ``WECHAT_DEFAULT_SCOPE=snsapi_userinfo`` for the profile): a desktop browser cannot use an
+  official-account scope.
 - ``WECHAT_SNAPSHOT_USERS=reject`` refuses WeChat's snapshot-mode users with a page asking them
   to open the full service (``snapshot_users``; the default, ``allow``, lets them in).
 - ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with
@@ -67,7 +72,7 @@ async def home(request: Request) -> HTMLResponse:
             '<form method="post" action="/logout"><button>Log out</button></form>'
         )
     elif login_path:
-        link = html.escape(login_url(request, next="/", scope="snsapi_userinfo"))
+        link = html.escape(login_url(request, next="/", scope=request.app.state.login_scope))
         body = f'<h1>Welcome</h1><p><a id="login" href="{link}">Log in with WeChat</a></p>'
     else:
         body = "<h1>Welcome</h1><p>The login flow is off (set WECHAT_LOGIN_PATH).</p>"
@@ -118,6 +123,7 @@ def create_app(
     ]
     app = Starlette(routes=routes)
     app.state.login_path = config.login_path
+    app.state.login_scope = None if config.website_appid else "snsapi_userinfo"
     app.add_middleware(WeChatOAuthMiddleware, config=config)
     app.add_middleware(
         SessionMiddleware,

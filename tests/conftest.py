@@ -249,6 +249,7 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     if emulator is not None:
         secrets |= {
             emulator.secret,
+            emulator.website_secret,
             *emulator._codes,
             *emulator._tokens,
             *emulator._refresh_tokens,

@@ -197,7 +197,7 @@ def test_real_browser_logs_in_through_the_wechat_double_callback(chromium, serve
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(user_agent=WECHAT_UA)  # the WeChat browser, as emulated
             page.set_default_timeout(20_000)
             requests = []
             # A lambda: Playwright cannot register a builtin method such as list.append.
@@ -365,3 +365,94 @@ def test_real_browser_shows_the_error_pages_in_chinese_and_english(chromium, pag
     assert english[:4] == (403, "This login has expired", "Log in again", login_again)
     # Busy twice (one retry), then the snapshot user's; nothing for the expired state.
     assert emulator_stats(emulator_url)["total_exchanges"] == 3
+
+
+# --- a desktop browser: the QR page of the login link, or the website app's QR login ---------
+
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def _desktop_example(emulator_url: str, defaults: WeChatEmulator, **env: str) -> Any:
+    """The Starlette example with its login flow, under uvicorn, against the emulator."""
+    port = free_port()
+    env = {
+        "WECHAT_APPID": defaults.appid,
+        "WECHAT_SECRET": defaults.secret,
+        "WECHAT_REDIS_URL": "",
+        "WECHAT_API_BASE_URL": emulator_url,
+        "WECHAT_AUTHORIZE_BASE_URL": emulator_url,
+        "WECHAT_LOGIN_PATH": "/wechat/login",
+        "WECHAT_SESSION_SECRET": secrets.token_urlsafe(32),
+        **env,
+    }
+    return process(uvicorn_args("examples.starlette_app:app", port), port, env)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium, capsys):
+    """Desktop Chromium opens the example's login link: with the official account only, a
+    page with a QR code of that link (and the link as text); with a website app, WeChat's QR
+    login (the emulator's qrconnect) and back to the site, logged in."""
+    sync_api, executable = chromium
+    defaults = WeChatEmulator()
+    shots = {name: ROOT / "artifacts" / f"desktop-{name}.png" for name in ("qr-page", "website")}
+    next(iter(shots.values())).parent.mkdir(exist_ok=True)
+    outside: list[str] = []
+    with (
+        emulator_process() as emulator_url,
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            with _desktop_example(emulator_url, defaults) as app:
+                page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
+                page.set_default_timeout(20_000)
+                page.on(
+                    "request",
+                    lambda r: None if r.url.startswith(app.url) else outside.append(r.url),
+                )
+                page.goto(f"{app.url}/")
+                page.click("#login")
+                page.wait_for_selector("#qr svg")
+                page.screenshot(path=str(shots["qr-page"]), full_page=True)
+                qr_page = (page.inner_text("h1"), page.inner_text("#login-link"), page.url)
+                qr_box = page.locator("#qr svg").bounding_box()
+            with _desktop_example(
+                emulator_url,
+                defaults,
+                WECHAT_WEBSITE_APPID=defaults.website_appid,
+                WECHAT_WEBSITE_SECRET=defaults.website_secret,
+                WECHAT_DEFAULT_SCOPE="snsapi_userinfo",
+            ) as app:
+                page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
+                page.set_default_timeout(20_000)
+                visited: list[str] = []
+                page.on("request", lambda r: visited.append(r.url))
+                page.goto(f"{app.url}/")
+                page.click("#login")
+                page.wait_for_selector("text=Hello,")
+                page.screenshot(path=str(shots["website"]), full_page=True)
+                website = (page.inner_text("h1"), page.inner_text("code"), page.url)
+        finally:
+            browser.close()
+        stats = emulator_stats(emulator_url)
+    with capsys.disabled():
+        print(f"\nscreenshots: {', '.join(map(str, shots.values()))}")
+
+    heading, link, url = qr_page
+    assert heading == "请用微信扫码登录"
+    # The QR code holds this very login link, absolute, with its next and scope.
+    assert urlsplit(link)[:3] == urlsplit(url)[:3]
+    assert parse_qs(urlsplit(link).query) == parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/wechat/login"
+    assert qr_box is not None and qr_box["width"] >= 150  # big enough to scan from a screen
+    assert outside == []  # the page fetched nothing, from anywhere
+
+    assert website[0] == f"Hello, {NICKNAME}"
+    assert website[1] == defaults.user.website_openid
+    assert urlsplit(website[2]).path == "/"
+    qrconnect = [u for u in visited if urlsplit(u).path == "/connect/qrconnect"]
+    assert len(qrconnect) == 1
+    assert parse_qs(urlsplit(qrconnect[0]).query)["appid"] == [defaults.website_appid]
+    assert stats["total_exchanges"] == 1

@@ -128,8 +128,23 @@ class LoginEndpoint:
     def redirect(self, scope: Scope) -> tuple[str, str]:
         """The 302's ``Location`` and its ``Set-Cookie`` (the nonce). Raises a 400 error for a
         bad ``scope``/``next`` parameter or an unusable ``Host``."""
+        params = self.params(scope)
+        oauth_scope = params.get("scope") or self.default_scope
+        if oauth_scope not in self.scopes:
+            raise InvalidCallbackRequest(
+                "invalid_scope", f"scope must be one of {', '.join(sorted(self.scopes))}."
+            )
+        next_path = validate_next(params["next"]) if params.get("next") else None
+        redirect_uri = self.redirect_uri or self.own_url(scope, self.callback_path)
+        retried = params.get("retry") == "1"
+        state, value = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
+        location = self.authorize(scope, redirect_uri, oauth_scope, state)
+        return location, self.cookie(value, redirect_uri)
+
+    def params(self, scope: Scope) -> dict[str, str]:
+        """The login query (400 ``invalid_query`` when it does not decode)."""
         try:
-            params = dict(
+            return dict(
                 parse_qsl(
                     scope["query_string"].decode("utf-8"),
                     keep_blank_values=True,
@@ -141,25 +156,19 @@ class LoginEndpoint:
             raise InvalidCallbackRequest(
                 "invalid_query", "The login query string could not be read."
             ) from None
-        oauth_scope = params.get("scope") or self.default_scope
-        if oauth_scope not in self.scopes:
-            raise InvalidCallbackRequest(
-                "invalid_scope", f"scope must be one of {', '.join(sorted(self.scopes))}."
-            )
-        next_path = validate_next(params["next"]) if params.get("next") else None
-        redirect_uri = self.redirect_uri or self._own_callback_url(scope)
-        retried = params.get("retry") == "1"
-        state, value = self.signer.issue(next_path, scope=oauth_scope, retried=retried)
-        location = self.authorize(scope, redirect_uri, oauth_scope, state)
+
+    def cookie(self, value: str, redirect_uri: str) -> str:
+        """The ``Set-Cookie`` of the login cookie ``value``, scoped to the callback."""
         cookie = (
             f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
             f"Max-Age={int(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
         )
         if redirect_uri.startswith("https://"):
             cookie += "; Secure"
-        return location, cookie
+        return cookie
 
-    def _own_callback_url(self, scope: Scope) -> str:
+    def own_url(self, scope: Scope, path: str) -> str:
+        """``path`` (under ``root_path``) on the scheme and host this request was sent to."""
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
         scheme = scope.get("scheme", "http")
         host = headers.get(b"host", "")
@@ -170,7 +179,7 @@ class LoginEndpoint:
             raise InvalidCallbackRequest(
                 "invalid_host", "The request's Host header cannot form the callback URL."
             )
-        return f"{scheme}://{host}{scope.get('root_path', '')}{self.callback_path}"
+        return f"{scheme}://{host}{scope.get('root_path', '')}{path}"
 
 
 def _first(value: str | None) -> str | None:

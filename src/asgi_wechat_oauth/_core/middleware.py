@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -40,6 +40,19 @@ from .state import (
 logger = logging.getLogger("asgi_wechat_oauth")
 
 OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
+#: Trades a code: ``(code, state, next_path) -> identity``.
+Trade = Callable[[str, "str | None", "str | None"], Awaitable[Result]]
+#: Sends a login endpoint's answer.
+Answer = Callable[[Send], Awaitable[None]]
+
+
+def redirect_answer(location: str, cookie: str) -> Answer:
+    """The 302 to ``location`` that sets the login cookie."""
+
+    async def answer(send: Send) -> None:
+        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
+
+    return answer
 
 
 class OAuthMiddleware:
@@ -131,6 +144,18 @@ class OAuthMiddleware:
         """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
         raise NotImplementedError
 
+    def _exchange_for(self, verified: VerifiedState | None) -> tuple[bytes, Trade]:
+        """The key prefix and the trade of the app that issued the callback's code: the
+        product's one app, unless a product with several reads it from the signed state."""
+        return self._key_prefix, self._trade
+
+    def _start_login(self, scope: Scope) -> Answer:
+        """The login endpoint's answer once the request passed the common checks: the 302 to
+        the consent page with its cookie (a product may answer otherwise). Raises a
+        :class:`WeChatOAuthError` for a login that cannot start."""
+        location, cookie = self._login.redirect(scope)
+        return redirect_answer(location, cookie)
+
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
         """``send`` for the app's answer to a callback that got its identity (a product may
         check that the app really handled it)."""
@@ -155,12 +180,11 @@ class OAuthMiddleware:
             if self.verify_state:
                 nonce = read_cookie(scope, self.nonce_cookie)
                 verified = self._signer.verify(params.state, nonce)
-            key = hashlib.sha256(self._key_prefix + params.code.encode()).hexdigest()
+            key_prefix, trade = self._exchange_for(verified)
+            key = hashlib.sha256(key_prefix + params.code.encode()).hexdigest()
             next_path = verified.next if verified is not None else None
             outcome = self._narrow(
-                await self._flight.run(
-                    key, partial(self._trade, params.code, params.state, next_path)
-                )
+                await self._flight.run(key, partial(trade, params.code, params.state, next_path))
             )
             if not isinstance(outcome, WeChatOAuthError):
                 self._admit(outcome, params.state)
@@ -239,13 +263,13 @@ class OAuthMiddleware:
                     "This browser keeps logging in, but its session is not kept: "
                     "allow cookies and try again later.",
                 )
-            location, cookie = self._login.redirect(scope)
+            answer = self._start_login(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1
             logger.info("%s.login_refused reason=%s", self.log_prefix, exc.reason)
             await self._respond_error(scope, receive, send, exc)
             return
-        await send_redirect(send, location, (b"set-cookie", cookie.encode()))
+        await answer(send)
 
     async def _respond_error(
         self,

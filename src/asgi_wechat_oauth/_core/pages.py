@@ -139,6 +139,25 @@ DEFAULT_TEXTS: Texts = {
             "Please try again later.",
         ),
     },
+    "scope_not_supported_here": {
+        "zh": (
+            "这个浏览器不能用这种方式登录",
+            "公众号登录只能在微信里完成，扫码登录只能在微信以外的浏览器里完成。"
+            "请返回，用网站的登录按钮重新开始。",
+        ),
+        "en": (
+            "This browser cannot log in this way",
+            "Official-account login works only inside WeChat, and QR login only outside it. "
+            "Please go back and use the site's login button.",
+        ),
+    },
+    "wxlogin_unavailable": {
+        "zh": ("无法显示登录二维码", "网站没有设置微信扫码登录，请在微信里打开网站登录。"),
+        "en": (
+            "The login QR code is unavailable",
+            "This site has no WeChat QR login. Please open the site in WeChat to log in.",
+        ),
+    },
     "login_loop": {
         "zh": (
             "无法保持登录",
@@ -171,18 +190,13 @@ _NO_RELOGIN = frozenset(
         "invalid_scope",
         "login_loop",
         "method_not_allowed",
+        "scope_not_supported_here",
+        "wxlogin_unavailable",
     }
 )
 
-DEFAULT_TEMPLATE = """\
-<!doctype html>
-<html lang="$lang">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>$title</title>
-<style>
+#: The pages' look, shared by every page the middleware shows.
+STYLE = """\
 html{-webkit-text-size-adjust:100%}
 body{margin:0;background:#f7f7f7;color:#191919;font:17px/1.6 -apple-system,BlinkMacSystemFont,\
 "PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC","WenQuanYi Zen Hei",\
@@ -197,7 +211,21 @@ a{display:block;padding:12px;border-radius:8px;background:#07c160;color:#fff;fon
 text-decoration:none}
 a:active{background:#06ad56}
 small{display:block;margin-top:40px;color:#b2b2b2;font-size:12px}
-</style>
+"""
+
+DEFAULT_TEMPLATE = (
+    """\
+<!doctype html>
+<html lang="$lang">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>$title</title>
+<style>
+"""
+    + STYLE
+    + """</style>
 </head>
 <body>
 <main>
@@ -210,6 +238,7 @@ small{display:block;margin-top:40px;color:#b2b2b2;font-size:12px}
 </body>
 </html>
 """
+)
 #: The names a template may use; every value is HTML-escaped before it is put in.
 TEMPLATE_FIELDS = frozenset(
     {"lang", "title", "body", "action_href", "action_label", "reason", "status"}

@@ -1,7 +1,9 @@
 """Signed ``state``: login CSRF protection bound to the browser by a nonce cookie.
 
 The state carries when it was issued, the scope asked for, whether it comes from an automatic
-re-authorization, and a hash binding it to the login cookie; it is HMAC-signed. The cookie
+re-authorization, which of the site's apps it was issued for (the official account or the
+website app: the callback trades the code with that app, never a guessed one), and a hash
+binding it to the login cookie; it is HMAC-signed. The cookie
 (HttpOnly, set by the login endpoint) holds a random nonce and the ``next`` path, so ``next``
 can be as long as a cookie allows instead of squeezing into WeChat's 128-byte state; the hash
 in the signed state makes the cookie as tamper-proof as the state itself. Only the browser that
@@ -31,6 +33,7 @@ _VERSION = 2
 _HEADER = struct.Struct(">BIBB16s")
 _SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")
 _RETRIED = 1
+_WEBSITE_APP = 2
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -46,6 +49,9 @@ class VerifiedState:
     scope: str
     #: The login was started by an automatic re-authorization: do not start another.
     retried: bool
+    #: Issued for the website app (``connect/qrconnect``), not the official account: its code
+    #: is traded with the website app's credentials.
+    website_app: bool = False
 
 
 class UnverifiedState(StateRejected):
@@ -100,6 +106,7 @@ class StateSigner:
         *,
         scope: str = "snsapi_base",
         retried: bool = False,
+        website_app: bool = False,
         issued_at: int | None = None,
     ) -> tuple[str, str]:
         """Return ``(state, cookie)``: the cookie's value holds the nonce and ``next``."""
@@ -115,7 +122,7 @@ class StateSigner:
             _VERSION,
             int(time.time()) if issued_at is None else issued_at,
             _SCOPES.index(scope),
-            _RETRIED if retried else 0,
+            (_RETRIED if retried else 0) | (_WEBSITE_APP if website_app else 0),
             _cookie_hash(cookie),
         )
         return _b62encode(body + self._mac(body)), cookie
@@ -145,6 +152,7 @@ class StateSigner:
             next=_next_of(cookie) if bound else None,
             scope=_SCOPES[scope],
             retried=bool(flags & _RETRIED),
+            website_app=bool(flags & _WEBSITE_APP),
         )
         if not -60 <= time.time() - issued_at <= self.max_age:
             raise UnverifiedState("The login has expired; please log in again.", signed)

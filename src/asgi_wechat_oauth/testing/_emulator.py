@@ -2,7 +2,9 @@
 ``sns/jscode2session``, with inspectable state.
 
 Close enough to WeChat to catch the bug this project fixes: codes are one-time (the second
-exchange gets 40163, later ones 40029), expire (42003), and belong to one appid; credentials are
+exchange gets 40163, later ones 40029), expire (42003), and belong to the appid that issued them
+(an official account, ``appid``, and a website app, ``website_appid``: a code traded with the
+other app's credentials gets 40029, as at WeChat); credentials are
 checked (40013, 40125); ``sns/userinfo`` refuses ``snsapi_base`` tokens (48001). JSON comes back
 as ``text/plain``, as WeChat often sends it. Latency and faults can be injected, and every
 exchange is counted per code.
@@ -88,6 +90,8 @@ class EmulatedUser:
     headimgurl: str = "https://thirdwx.qlogo.cn/mmopen/emulated/132"
     unionid: str | None = None
     snapshot: bool = False
+    #: The same person's openid in the website app (one openid per app; ``unionid`` links them).
+    website_openid: str = "oEmulatedWebOpenId00000000001"
 
 
 @dataclass
@@ -104,6 +108,8 @@ class _Token:
     user: EmulatedUser
     scope: str
     expires_at: float
+    appid: str
+    openid: str
 
 
 @dataclass
@@ -119,6 +125,9 @@ class WeChatEmulator:
 
     appid: str = "wxemulated0000001"
     secret: str = "emulated-app-secret-0123456789ab"  # noqa: S105 - a test credential
+    #: The site's website app (open platform, ``connect/qrconnect`` only).
+    website_appid: str = "wxemulatedweb00001"
+    website_secret: str = "emulated-website-secret-0123456789"  # noqa: S105 - a test credential
     user: EmulatedUser = field(default_factory=EmulatedUser)
     latency: float = 0.0
     code_ttl: float = 300.0
@@ -180,16 +189,19 @@ class WeChatEmulator:
         openid: str | None = None,
         unionid: str | None = None,
         snapshot: bool | None = None,
+        appid: str | None = None,
     ) -> str:
         """Issue a fresh code, as the authorize page does after consent: for ``user`` (default:
-        the emulator's), with ``openid``, ``unionid`` or ``snapshot`` changed when given."""
+        the emulator's), with ``openid``, ``unionid`` or ``snapshot`` changed when given, bound
+        to ``appid`` (default: the official account's ``appid``; or ``website_appid``)."""
         changes: dict[str, Any] = {"openid": openid, "unionid": unionid, "snapshot": snapshot}
         who = dataclasses.replace(
             user or self.user, **{k: v for k, v in changes.items() if v is not None}
         )
         ttl = self.qr_code_ttl if scope in QRCONNECT_SCOPES else self.code_ttl
         code = secrets.token_hex(16)
-        self._codes[code] = _Code(who, scope, self.appid, time.monotonic() + ttl)
+        expires_at = time.monotonic() + ttl
+        self._codes[code] = _Code(who, scope, appid or self.appid, expires_at)
         return code
 
     def issue_miniprogram_code(
@@ -302,15 +314,23 @@ class WeChatEmulator:
 
     async def _authorize(self, request: Request) -> Response:
         # Only the official-account page opens in the WeChat in-app browser; QR login
-        # (qrconnect) ends in the user's desktop browser, which sends the callback once.
-        return self._consent(request, AUTHORIZE_SCOPES, in_wechat=self.double_navigation)
+        # (qrconnect) ends in the user's desktop browser, which sends the callback once. A
+        # website app has no official-account page.
+        return self._consent(
+            request, AUTHORIZE_SCOPES, {self.appid}, in_wechat=self.double_navigation
+        )
 
     async def _qrconnect(self, request: Request) -> Response:
-        return self._consent(request, QRCONNECT_SCOPES, in_wechat=False)
+        # ``appid`` too: a site whose only app is a website app passes it as ``appid``.
+        apps = {self.appid, self.website_appid}
+        return self._consent(request, QRCONNECT_SCOPES, apps, in_wechat=False)
 
-    def _consent(self, request: Request, scopes: frozenset[str], *, in_wechat: bool) -> Response:
+    def _consent(
+        self, request: Request, scopes: frozenset[str], apps: set[str], *, in_wechat: bool
+    ) -> Response:
         params = request.query_params
-        if params.get("appid") != self.appid:
+        appid = params.get("appid", "")
+        if appid not in apps:
             return PlainTextResponse("appid invalid (emulator)", status_code=400)
         if params.get("response_type") != "code" or params.get("scope") not in scopes:
             return PlainTextResponse("scope or response_type invalid (emulator)", status_code=400)
@@ -322,7 +342,7 @@ class WeChatEmulator:
             # The WeChat browser's second authorize request: same consent, same code.
             self.calls["authorize_reissued"] += 1
             return RedirectResponse(reissued, status_code=302)
-        code = self.issue_code(params["scope"])
+        code = self.issue_code(params["scope"], appid=appid)
         query = {"code": code, "state": params.get("state", "")}
         separator = "&" if "?" in redirect_uri else "?"
         callback = redirect_uri + separator + urlencode(query)
@@ -367,24 +387,30 @@ class WeChatEmulator:
         answer = self._trade(params, code)
         return await self._answer(answer, fault)
 
+    def _secret_of(self, appid: str | None) -> str | None:
+        return {self.appid: self.secret, self.website_appid: self.website_secret}.get(appid or "")
+
     def _trade(self, params: Any, code: str) -> dict[str, Any]:
         issued = self._spend(params, code, self._codes)
         if isinstance(issued, _Code):
-            return self._grant(issued.user, issued.scope)
+            return self._grant(issued.user, issued.scope, issued.appid)
         return issued
 
     def _spend(self, params: Any, code: str, codes: dict[str, _Code]) -> _Code | dict[str, Any]:
         """Check the credentials and use ``code`` once: the code, or WeChat's error answer."""
-        if params.get("appid") != self.appid:
+        appid = params.get("appid")
+        secret = self._secret_of(appid)
+        if secret is None:
             return _error(40013, "invalid appid")
-        if params.get("secret") != self.secret:
+        if params.get("secret") != secret:
             return _error(40125, "invalid appsecret")
         if params.get("grant_type") != "authorization_code":
             return _error(40002, "invalid grant_type")
         if not code:
             return _error(41008, "missing code")
         issued = codes.get(code)
-        if issued is None or issued.appid != self.appid:
+        if issued is None or issued.appid != appid:
+            # Another app's code is as unknown here as a made-up one.
             return _error(40029, "invalid code")
         issued.uses += 1
         if issued.uses > 1:
@@ -399,18 +425,19 @@ class WeChatEmulator:
         return issued
 
     def _grant(
-        self, user: EmulatedUser, scope: str, refresh_token: str | None = None
+        self, user: EmulatedUser, scope: str, appid: str, refresh_token: str | None = None
     ) -> dict[str, Any]:
         access_token = "ACCESS_" + secrets.token_urlsafe(24)
         refresh_token = refresh_token or "REFRESH_" + secrets.token_urlsafe(24)
-        token = _Token(user, scope, time.monotonic() + 7200)
+        openid = user.website_openid if appid == self.website_appid else user.openid
+        token = _Token(user, scope, time.monotonic() + 7200, appid, openid)
         self._tokens[access_token] = token
         self._refresh_tokens[refresh_token] = token
         answer: dict[str, Any] = {
             "access_token": access_token,
             "expires_in": 7200,
             "refresh_token": refresh_token,
-            "openid": user.openid,
+            "openid": openid,
             "scope": scope,
         }
         if user.snapshot:
@@ -428,14 +455,14 @@ class WeChatEmulator:
         answer: dict[str, Any]
         if token is None or time.monotonic() > token.expires_at:
             answer = _error(40001, "invalid credential, access_token is invalid or not latest")
-        elif request.query_params.get("openid") != token.user.openid:
+        elif request.query_params.get("openid") != token.openid:
             answer = _error(40003, "invalid openid")
         elif token.scope == "snsapi_base":
             answer = _error(48001, "api unauthorized")
         else:
             user = token.user
             answer = {
-                "openid": user.openid,
+                "openid": token.openid,
                 "nickname": user.nickname,
                 "sex": 0,
                 "province": "",
@@ -456,12 +483,16 @@ class WeChatEmulator:
         params = request.query_params
         refresh_token = params.get("refresh_token", "")
         token = self._refresh_tokens.get(refresh_token)
-        if params.get("appid") != self.appid:
+        if self._secret_of(params.get("appid")) is None:
             answer = _error(40013, "invalid appid")
-        elif params.get("grant_type") != "refresh_token" or token is None:
+        elif (
+            params.get("grant_type") != "refresh_token"
+            or token is None
+            or token.appid != params.get("appid")
+        ):
             answer = _error(40030, "invalid refresh_token")
         else:
-            answer = self._grant(token.user, token.scope, refresh_token)
+            answer = self._grant(token.user, token.scope, token.appid, refresh_token)
         return await self._answer(answer, fault)
 
     async def _auth(self, request: Request) -> Response:
@@ -472,7 +503,7 @@ class WeChatEmulator:
         token = self._tokens.get(request.query_params.get("access_token", ""))
         if token is None or time.monotonic() > token.expires_at:
             answer = _error(40001, "invalid credential")
-        elif request.query_params.get("openid") != token.user.openid:
+        elif request.query_params.get("openid") != token.openid:
             answer = _error(40003, "invalid openid")
         else:
             answer = {"errcode": 0, "errmsg": "ok"}

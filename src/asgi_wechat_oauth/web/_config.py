@@ -25,7 +25,7 @@ from .._core.counters import Counters
 from .._core.loops import check_loop_options
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
 from ..backends import Backend
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, SCOPES
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
 if TYPE_CHECKING:
     from .._core.asgi import ASGIApp, Scope
@@ -43,7 +43,7 @@ InvalidCodeAction = Literal["reauthorize", "error"]
 SnapshotPolicy = Literal["allow", "reject"]
 
 #: Options that hold secrets: shown masked.
-_SECRETS = frozenset({"secret", "state_secret"})
+_SECRETS = frozenset({"secret", "state_secret", "website_secret"})
 #: Variables ``from_env`` reads besides the options: the Redis backend.
 _REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LOCK_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -115,6 +115,10 @@ class WeChatOAuthConfig:
     error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES
     login_loop_limit: int | None = field(default=5, metadata=_env(_optional_int))
     login_loop_window: float = field(default=120.0, metadata=_FLOAT)
+    #: A website app (QR login) beside the official account ``appid``: browsers other than
+    #: WeChat's log in with it. Both or neither.
+    website_appid: str | None = field(default=None, metadata=_STR)
+    website_secret: str | None = field(default=None, metadata=_STR)
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -284,6 +288,29 @@ class WeChatOAuthConfig:
             state_secret is None or len(state_secret) >= 16,
             "state_secret must be at least 16 bytes",
         )
+        problems += self._website_app_problems()
+        return problems
+
+    def _website_app_problems(self) -> list[str]:
+        """The website app: both options or neither, and a login endpoint whose signed state
+        says which app each code is traded with."""
+        if not self.website_appid and not self.website_secret:
+            return []
+        if not (self.website_appid and self.website_secret):
+            return ["website_appid and website_secret go together: give both or neither"]
+        problems = []
+        if self.website_appid == self.appid:
+            problems.append("website_appid must differ from appid (the official account's)")
+        if self.login_path is None or self.verify_state is False:
+            problems.append(
+                "website_appid needs login_path and verify_state: the signed state says which "
+                "app traded each code"
+            )
+        if self.default_scope not in OFFICIAL_ACCOUNT_SCOPES:
+            problems.append(
+                "with website_appid, default_scope is the official account's: snsapi_base or "
+                "snsapi_userinfo (other browsers use the website app's snsapi_login)"
+            )
         return problems
 
 

@@ -87,8 +87,11 @@ class WeChatIdentity:
     ``is_snapshotuser`` is true the openid and profile are virtual (WeChat's snapshot-page mode):
     do not treat such an identity as a real user. ``state`` is the callback's ``state`` (every
     request served this identity carries the same one). ``next`` is the path the login endpoint
-    was asked to return to, taken from the verified state, or None. ``repr`` leaves the tokens
-    out. Slotted: up to ``max_entries`` of them wait in the result cache for late duplicates.
+    was asked to return to, taken from the verified state, or None. ``appid`` is the app that
+    issued the code and traded it: the official account's ``appid``, or ``website_appid`` for a
+    website QR login (the same person has one openid per app; ``unionid`` links them). ``repr``
+    leaves the tokens out. Slotted: up to ``max_entries`` of them wait in the result cache for
+    late duplicates.
     """
 
     #: The name of this result type in stored outcomes.
@@ -104,6 +107,7 @@ class WeChatIdentity:
     userinfo: UserInfo | None = None
     state: str | None = None
     next: str | None = None
+    appid: str | None = None
 
     @classmethod
     def from_token(
@@ -113,6 +117,7 @@ class WeChatIdentity:
         *,
         state: str | None = None,
         next: str | None = None,
+        appid: str | None = None,
     ) -> WeChatIdentity:
         unionid = token.unionid or (userinfo.unionid if userinfo else None)
         return cls(
@@ -126,6 +131,7 @@ class WeChatIdentity:
             userinfo=userinfo,
             state=state,
             next=next,
+            appid=appid,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +162,7 @@ class WeChatIdentity:
             },
             "state": self.state,
             "next": self.next,
+            "appid": self.appid,
         }
 
     @classmethod

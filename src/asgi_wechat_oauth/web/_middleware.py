@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+from functools import partial
 from typing import Any
 
 import anyio
@@ -13,20 +14,28 @@ import httpx
 from .._core.apiclient import DEFAULT_API_BASE_URL
 from .._core.asgi import ASGIApp, Scope, Send
 from .._core.counters import Counters
-from .._core.errors import SnapshotUserRejected, UpstreamError, UpstreamTimeout
+from .._core.errors import (
+    InvalidCallbackRequest,
+    SnapshotUserRejected,
+    StateRejected,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from .._core.loops import LoginLoopGuard
-from .._core.middleware import OAuthMiddleware
-from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
+from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
+from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
 from .._core.singleflight import SingleFlight
-from .._core.state import StateSigner, derive_state_secret
+from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from .._core.upstream import once_more_if_busy
 from ..backends import Backend, MemoryBackend
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
+from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
 from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._links import LOGIN_PATH_KEY
-from ._login import LoginEndpoint
+from ._login import LoginEndpoint, wxlogin_params
+from ._qrpage import send_json, send_open_in_wechat, wants_json
 from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -51,6 +60,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     log_prefix = "wechat_oauth"
     login_path_key = LOGIN_PATH_KEY
     client: WeChatOAuthClient
+    _login: LoginEndpoint
 
     def __init__(
         self,
@@ -83,6 +93,8 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         error_pages: ErrorPages | None = DEFAULT_ERROR_PAGES,
         login_loop_limit: int | None = 5,
         login_loop_window: float = 120.0,
+        website_appid: str | None = None,
+        website_secret: str | None = None,
     ) -> None:
         # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
         # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
@@ -102,6 +114,18 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             api_base_url=config.api_base_url,
             http_client=config.http_client,
             timeout=config.exchange_timeout,
+        )
+        #: The website app's own client, with its own secret: used only for its codes.
+        self.website_client = (
+            WeChatOAuthClient(
+                config.website_appid,
+                config.website_secret,
+                api_base_url=config.api_base_url,
+                http_client=config.http_client,
+                timeout=config.exchange_timeout,
+            )
+            if config.website_appid and config.website_secret
+            else None
         )
         self._flight = SingleFlight(
             self.backend,
@@ -132,12 +156,14 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             appid=config.appid,
             signer=self._signer,
             callback_path=config.callback_path,
+            login_path=config.login_path or "",
             redirect_uri=config.redirect_uri,
             default_scope=config.default_scope,
             trust_forwarded=config.trust_forwarded,
             authorize_base_url=config.authorize_base_url,
             cookie_name=config.nonce_cookie,
             connect_redirect=config.connect_redirect,
+            website_appid=config.website_appid,
         )
 
     def __repr__(self) -> str:
@@ -145,6 +171,55 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             f"WeChatOAuthMiddleware(appid={self.appid!r}, callback_path={self.callback_path!r}, "
             f"backend={self.backend!r})"
         )
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self.website_client is not None:
+            await self.website_client.aclose()
+
+    def _exchange_for(self, verified: VerifiedState | None) -> tuple[bytes, Trade]:
+        """The code is traded with the app the signed state says issued it (never guessed);
+        the appid in the key keeps the two apps' codes apart."""
+        if verified is None or not verified.website_app:
+            return self._key_prefix, self._trade
+        if self.website_client is None:
+            # Signed by this site for a website app it no longer has (configuration changed
+            # mid-login): no app here can trade the code.
+            raise StateRejected(
+                "invalid_state", "The login was started elsewhere; please log in again."
+            )
+        key_prefix = f"{self.website_client.appid}:".encode()
+        return key_prefix, partial(self._trade_with, self.website_client)
+
+    def _start_login(self, scope: Scope) -> Answer:
+        """The app this browser can log in with (official account in WeChat's browser, the
+        website app elsewhere), the QR page of the login link, or WxLogin's parameters."""
+        query = self._login.read_query(scope)
+        route = self._login.route(scope, query)
+        if query.format == "wxlogin" and (route is None or route.scope != QR_LOGIN_SCOPE):
+            raise InvalidCallbackRequest(
+                "wxlogin_unavailable", "WxLogin needs a website app (website_appid)."
+            )
+        if route is None:
+            # Only the official account logs in, and this is not WeChat's browser.
+            if wants_html(scope) or wants_json(scope):
+                link = self._login.link(scope, query)
+
+                async def qr_page(send: Send) -> None:
+                    await send_open_in_wechat(scope, send, link)
+
+                return qr_page
+            # A program, not a browser: the redirect, as before.
+            route = LoginRoute(self.appid, query.scope or self._login.default_scope, False)
+        start = self._login.start(scope, query, route)
+        if query.format == "wxlogin":
+            options = wxlogin_params(start, query.element_id)
+
+            async def wxlogin(send: Send) -> None:
+                await send_json(scope, send, options, (b"set-cookie", start.cookie.encode()))
+
+            return wxlogin
+        return redirect_answer(start.location, start.cookie)
 
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
         return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
@@ -159,24 +234,33 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             )
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
+        return await self._trade_with(self.client, code, state, next_path)
+
+    async def _trade_with(
+        self, client: WeChatOAuthClient, code: str, state: str | None, next_path: str | None
+    ) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
         token: AccessToken | None = None
         with anyio.move_on_after(self.exchange_timeout):
-            token = await once_more_if_busy(lambda: self.client.exchange_code(code))
+            token = await once_more_if_busy(lambda: client.exchange_code(code))
         if token is None:
             raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
         userinfo = None
         if self._wants_userinfo(token):
-            userinfo = await self._fetch_userinfo(token, deadline)
-        return WeChatIdentity.from_token(token, userinfo, state=state, next=next_path)
+            userinfo = await self._fetch_userinfo(client, token, deadline)
+        return WeChatIdentity.from_token(
+            token, userinfo, state=state, next=next_path, appid=client.appid
+        )
 
-    async def _fetch_userinfo(self, token: AccessToken, deadline: float) -> UserInfo | None:
+    async def _fetch_userinfo(
+        self, client: WeChatOAuthClient, token: AccessToken, deadline: float
+    ) -> UserInfo | None:
         """The profile, or None: the code is spent by now, so failing the login would lose it
         for good. The app gets the tokens and can fetch the profile later."""
         reason, errcode = "upstream_timeout", None
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
-                return await self.client.get_userinfo(token.access_token, token.openid)
+                return await client.get_userinfo(token.access_token, token.openid)
             except UpstreamError as exc:
                 reason, errcode = exc.reason, exc.errcode
         logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
