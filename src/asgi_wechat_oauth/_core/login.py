@@ -8,6 +8,7 @@ cookie are the same everywhere.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from typing import Literal
@@ -84,8 +85,8 @@ def check_login_options(
         raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
     if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
         raise ValueError("redirect_uri must be an absolute http(s) URL")
-    if state_max_age <= 0:
-        raise ValueError("state_max_age must be positive")
+    if not 0 < state_max_age < math.inf:  # the cookie's Max-Age is int(state_max_age) + grace
+        raise ValueError("state_max_age must be positive and finite")
     if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
         raise ValueError("nonce_cookie must be a plain ASCII name")
     if on_invalid_code is None:

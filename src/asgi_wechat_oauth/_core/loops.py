@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 
@@ -29,8 +30,8 @@ def check_loop_options(limit: int | None, window: float) -> None:
     """Raise ``ValueError`` for unusable ``login_loop_limit`` / ``login_loop_window``."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise ValueError("login_loop_limit must be an int of at least 2, or None")
-    if not window > 0:
-        raise ValueError("login_loop_window must be positive")
+    if not 0 < window < math.inf:  # the cookie's Max-Age is int(window)
+        raise ValueError("login_loop_window must be positive and finite")
 
 
 class LoginLoopGuard:

@@ -17,7 +17,7 @@ async def read_body(scope: Scope, receive: Receive) -> bytes | None:
     """The whole body, or ``None`` if the client went away; :class:`RequestTooLarge` past
     :data:`MAX_BODY_BYTES` (by ``Content-Length`` before reading, or while reading)."""
     length = _header(scope, b"content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+    if length is not None and length.isdecimal() and int(length) > MAX_BODY_BYTES:
         raise _too_large()
     body = b""
     while True:

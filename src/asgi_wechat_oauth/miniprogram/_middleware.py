@@ -68,9 +68,9 @@ class MiniProgramLoginMiddleware:
             raise ValueError("appid and secret are required")
         if not login_path.startswith("/"):
             raise ValueError("login_path must start with '/'")
-        if result_ttl < 0:
+        if not result_ttl >= 0:  # NaN too
             raise ValueError("result_ttl must not be negative")
-        if exchange_timeout <= 0:
+        if not exchange_timeout > 0:
             raise ValueError("exchange_timeout must be positive")
         self.app = app
         self.appid = appid

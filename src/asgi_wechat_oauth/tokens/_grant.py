@@ -10,6 +10,9 @@ from ..backends._codec import register_result
 
 #: WeChat documents tokens of up to 512 characters; anything much longer is not a token.
 _MAX_TOKEN_LENGTH = 2048
+#: WeChat's tokens live 7,200 s; an expiry past a year is not WeChat's (and past ~1e308 s no
+#: float can hold it).
+_MAX_EXPIRES_IN = 366 * 86_400
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,10 @@ class TokenGrant:
         """From ``{"access_token", "expires_in"}``; refreshed ``margin`` seconds early, or at
         half its life when that is shorter."""
         expires_in = data.get("expires_in")
-        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
-            raise ValueError("expires_in must be a positive integer")
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool):
+            raise ValueError("expires_in must be an integer")
+        if not 0 < expires_in <= _MAX_EXPIRES_IN:
+            raise ValueError("expires_in must be positive and at most a year")
         early = min(margin, expires_in / 2)
         return cls(data.get("access_token"), time.time() + expires_in - early)  # type: ignore[arg-type]
 

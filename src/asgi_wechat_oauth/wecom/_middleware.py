@@ -91,7 +91,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         )
         if default_scope not in SCOPES:
             raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        if result_ttl < 0 or exchange_timeout <= 0:
+        if not (result_ttl >= 0 and exchange_timeout > 0):  # NaN too
             raise ValueError("result_ttl must not be negative, exchange_timeout must be positive")
         self.app = app
         self.callback_path = callback_path
