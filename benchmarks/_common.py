@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import contextvars
 import datetime
+import hashlib
 import logging
 import os
 import platform
@@ -28,7 +30,7 @@ import anyio
 import httpx
 import uvicorn
 
-from asgi_wechat_oauth import Backend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import Backend, Claim, Outcome, WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 Scope = dict[str, Any]
@@ -38,6 +40,9 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 CALLBACK = "/wechat/callback"
 WECHAT_URL = "http://wechat.test"
 BACKENDS = ("memory", "redis")
+
+#: Which request of a trial runs in the current context (TimingBackend records the leader's).
+request_no: contextvars.ContextVar[int] = contextvars.ContextVar("request_no", default=-1)
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -110,6 +115,11 @@ def _cell(value: object) -> str:
 def verdict(ok: bool, text: str) -> str:
     """The one-line verdict every script ends with; run_all.py collects these lines."""
     return f"verdict: {'OK' if ok else 'MISSED'}: {text}"
+
+
+def target_line(number: int, ok: bool, text: str) -> str:
+    """A line about one of issue 13's targets; run_all.py lists them under "Targets"."""
+    return f"target {number}: {'OK' if ok else 'MISSED'}: {text}"
 
 
 def title(text: str) -> None:
@@ -300,7 +310,7 @@ async def openid_app(scope: Scope, receive: Any, send: Any) -> None:
 
 
 def emulated_middleware(
-    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend
+    emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend, **options: Any
 ) -> WeChatOAuthMiddleware:
     """The middleware in front of ``openid_app``, trading codes at the in-process emulator."""
     return WeChatOAuthMiddleware(
@@ -310,7 +320,75 @@ def emulated_middleware(
         api_base_url=WECHAT_URL,
         http_client=upstream,
         backend=backend,
+        **options,
     )
+
+
+class MinimalSingleFlight:
+    """The baseline for duplicates: the textbook single flight as a pure ASGI middleware.
+
+    A dict of results and a dict of ``anyio.Event``s; the same query parsing, key, client
+    (``WeChatOAuthClient`` on the same upstream) and app as the middleware, and nothing else: no
+    detached exchange, no timeouts, no expiry, no bound, no error sharing. What the middleware
+    costs beyond it is the price of its guarantees. It records what ``TimingBackend`` records
+    (``completed_ns``: the leader's result set, before its waiters are woken; ``released_ns``:
+    each follower's wake-up; ``waiting``: followers parked; ``leader``: the leader's
+    ``request_no``), so the fan-out scripts time both alike.
+    """
+
+    def __init__(self, app: ASGIApp, emulator: WeChatEmulator, upstream: httpx.AsyncClient) -> None:
+        from asgi_wechat_oauth import WeChatOAuthClient
+
+        self.app = app
+        self.client = WeChatOAuthClient(
+            emulator.appid, emulator.secret, api_base_url=WECHAT_URL, http_client=upstream
+        )
+        self.prefix = f"{emulator.appid}:".encode()
+        self.results: dict[str, Any] = {}
+        self.flights: dict[str, anyio.Event] = {}
+        self.inner = None
+        self.reset()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def reset(self) -> None:
+        self.waiting = self.completed_ns = self.empty_waits = 0
+        self.released_ns: list[int] = []
+        self.leader = -1
+        self.fell_back = False
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        from asgi_wechat_oauth import WeChatIdentity
+        from asgi_wechat_oauth._core.callback import parse_callback_query
+
+        if scope["type"] != "http" or scope["path"] != CALLBACK:
+            await self.app(scope, receive, send)
+            return
+        params = parse_callback_query(scope["query_string"])
+        key = hashlib.sha256(self.prefix + params.code.encode()).hexdigest()
+        identity = self.results.get(key)
+        if identity is None:
+            event = self.flights.get(key)
+            if event is not None:
+                self.waiting += 1
+                await event.wait()
+                self.released_ns.append(time.perf_counter_ns())
+                identity = self.results[key]
+            else:
+                self.leader = request_no.get()
+                event = self.flights[key] = anyio.Event()
+                try:
+                    token = await self.client.exchange_code(params.code)
+                    identity = self.results[key] = WeChatIdentity.from_token(
+                        token, state=params.state
+                    )
+                finally:
+                    self.completed_ns = time.perf_counter_ns()
+                    del self.flights[key]
+                    event.set()
+        scope["wechat"] = identity
+        await self.app(scope, receive, send)
 
 
 def callback_query(code: str, state: str = "bench") -> bytes:
@@ -479,6 +557,53 @@ class Gate:
             with anyio.fail_after(60):
                 await self._open.wait()
         await self.app(scope, receive, send)
+
+
+class TimingBackend:
+    """Delegates to a real backend and records when the leader completes and when each
+    follower's wait returns."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.lease_ttl = inner.lease_ttl
+        #: The backend's fast path, delegated as is: a follower it sends to wait() is timed.
+        self.peek = getattr(inner, "peek", None)
+        self.reset()
+
+    def reset(self) -> None:
+        self.completed_ns = 0
+        self.released_ns: list[int] = []
+        self.empty_waits = 0  # waits that ended without an outcome (the request claims again)
+        self.waiting = 0
+        self.leader = -1
+        self.fell_back = False  # a RedisBackend answered a claim from its local fallback
+
+    async def claim(self, key: str) -> Claim:
+        claim = await self.inner.claim(key)
+        if not getattr(self.inner, "available", True):
+            self.fell_back = True
+        if claim.lease is not None:
+            self.leader = request_no.get()
+        return claim
+
+    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+        self.completed_ns = time.perf_counter_ns()
+        await self.inner.complete(key, lease, outcome, ttl=ttl)
+
+    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
+        self.waiting += 1
+        outcome = await self.inner.wait(key, timeout=timeout)
+        if outcome is None:
+            self.empty_waits += 1
+        else:
+            self.released_ns.append(time.perf_counter_ns())
+        return outcome
+
+    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
+        return await self.inner.recover(key, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def script_label(source: str) -> str:

@@ -19,8 +19,6 @@ polling).
 
 from __future__ import annotations
 
-import contextvars
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +27,9 @@ import httpx
 from _common import (
     CALLBACK,
     Gate,
+    MinimalSingleFlight,
     Reply,
+    TimingBackend,
     call,
     callback_query,
     counting_redis,
@@ -39,11 +39,13 @@ from _common import (
     ints,
     maybe_redis,
     median,
+    openid_app,
     parser,
     percentile,
     raise_fd_limit,
     redis_rtt_ns,
     redis_wanted,
+    request_no,
     rotate,
     run,
     table,
@@ -52,55 +54,10 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import Backend, Claim, MemoryBackend, Outcome, WeChatOAuthMiddleware
+from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
 
-_request_no: contextvars.ContextVar[int] = contextvars.ContextVar("request_no", default=-1)
-
-
-class TimingBackend:
-    """Delegates to a real backend and records when the leader completes and when each
-    follower's wait returns."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.lease_ttl = inner.lease_ttl
-        self.reset()
-
-    def reset(self) -> None:
-        self.completed_ns = 0
-        self.released_ns: list[int] = []
-        self.empty_waits = 0  # waits that ended without an outcome (the request claims again)
-        self.waiting = 0
-        self.leader = -1
-        self.fell_back = False  # a RedisBackend answered a claim from its local fallback
-
-    async def claim(self, key: str) -> Claim:
-        claim = await self.inner.claim(key)
-        if not getattr(self.inner, "available", True):
-            self.fell_back = True
-        if claim.lease is not None:
-            self.leader = _request_no.get()
-        return claim
-
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
-        self.completed_ns = time.perf_counter_ns()
-        await self.inner.complete(key, lease, outcome, ttl=ttl)
-
-    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
-        self.waiting += 1
-        outcome = await self.inner.wait(key, timeout=timeout)
-        if outcome is None:
-            self.empty_waits += 1
-        else:
-            self.released_ns.append(time.perf_counter_ns())
-        return outcome
-
-    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
-        return await self.inner.recover(key, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+MINIMAL = "minimal"
 
 
 @dataclass
@@ -109,7 +66,7 @@ class Rig:
 
     name: str
     apps: list[WeChatOAuthMiddleware]
-    timings: list[TimingBackend]
+    timings: list[Any]  # TimingBackend, or the MinimalSingleFlight that records the same
     redis_clients: list[Any] = field(default_factory=list)
     #: Seconds from "parked" to opening the gate. Without a counting client the CHECKs cannot
     #: be seen, so the rig waits longer for them.
@@ -140,7 +97,7 @@ async def trial(
     replies: list[Reply] = [Reply() for _ in range(n)]
 
     async def one(i: int) -> None:
-        _request_no.set(i)
+        request_no.set(i)
         replies[i] = await call(rig.apps[i % len(rig.apps)], http_scope(CALLBACK, query))
 
     def parked() -> bool:
@@ -220,7 +177,11 @@ async def measure(
     rtt = await redis_rtt_ns(redis_url) if redis_url else None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate)) as upstream:
         memory = TimingBackend(MemoryBackend())
-        rigs = [Rig("memory", [emulated_middleware(emulator, upstream, memory)], [memory])]
+        minimal = MinimalSingleFlight(openid_app, emulator, upstream)
+        rigs = [
+            Rig("memory", [emulated_middleware(emulator, upstream, memory)], [memory]),
+            Rig(MINIMAL, [minimal], [minimal]),  # the baseline: a dict and an Event
+        ]
         if not with_memory:
             rigs.clear()
         if redis_url is not None:
@@ -273,7 +234,7 @@ def main() -> int:
             )
         )
     results: dict[tuple[str, int], list[Trial]] = {
-        k: v for k, v in measured["results"].items() if k[0] in backends
+        k: v for k, v in measured["results"].items() if k[0] in (*backends, MINIMAL)
     }
     rtt: float | None = measured["rtt"]
     own_client: list[Trial] = measured["own_client"]
@@ -287,6 +248,11 @@ def main() -> int:
         print(f"Redis round trip (PING from this process, median, same run): {fmt_ms(rtt)} ms")
     print()
     rows, misses = [], []
+    baseline = {
+        n: median([max(t.woken) for t in trials if t.woken])
+        for (name, n), trials in results.items()
+        if name == MINIMAL
+    }
     for (name, n), trials in sorted(results.items()):
         exchanges = sorted({t.exchanges for t in trials})
         woken = [w for t in trials for w in t.woken]
@@ -296,7 +262,11 @@ def main() -> int:
         target = 1e6 if name == "memory" else (rtt or 0) + 1e6
         answered = sum(t.ok_answers for t in trials)
         row_ok = exchanges == [1] and answered == n * len(trials) and len(woken) == followers
-        if not (row_ok and last_wake <= target):
+        if name == MINIMAL:  # the baseline: no target of its own
+            mark = "baseline" if row_ok else "FAILED"
+        else:
+            mark = "ok" if row_ok and last_wake <= target else "MISSED"
+        if mark not in ("ok", "baseline"):
             misses.append(f"{name} N={n}")
         rows.append(
             (
@@ -312,8 +282,9 @@ def main() -> int:
                 fmt_ms(last_wake),
                 f"{last_wake / max(n - 1, 1) / 1e3:.1f}",
                 fmt_ms(last_response),
-                fmt_ms(target),
-                "ok" if row_ok and last_wake <= target else "MISSED",
+                f"{last_wake / baseline[n]:.2f}x" if baseline.get(n) else "-",
+                "-" if name == MINIMAL else fmt_ms(target),
+                mark,
             )
         )
     headers = (
@@ -329,6 +300,7 @@ def main() -> int:
         "last (med)",
         "µs/follower",
         "last resp",
+        "vs minimal",
         "target",
         "",
     )
@@ -339,7 +311,9 @@ def main() -> int:
         "woken: followers released by the leader's flight / followers. p50, p99, max: each\n"
         "follower's release, pooled over the trials. last (med): the median over trials of the\n"
         "last follower's release: the figure the target is about. µs/follower: last (med) /\n"
-        "(N-1). last resp: the same for the last follower's answer. target: 1 ms (memory), one\n"
+        "(N-1). last resp: the same for the last follower's answer. vs minimal: last (med)\n"
+        "against the minimal single flight's (a dict and an Event, same client and app; the\n"
+        "baseline, one process). target: 1 ms (memory), one\n"
         "Redis round trip + 1 ms (redis). redis: two workers (middleware instances), each a\n"
         "RedisBackend given a counting client on a BlockingConnectionPool(max_connections=50)."
     )

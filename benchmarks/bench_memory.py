@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import secrets
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,12 @@ from _common import (
     run,
     table,
     tally_logs,
+    target_line,
     title,
     verdict,
 )
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import MemoryBackend, WeChatIdentity, WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 VARIANTS = {
@@ -141,10 +144,81 @@ async def flood(variant: str, codes: int, max_entries: int, concurrency: int) ->
     }
 
 
+async def per_entry(variant: str, codes: int) -> dict[str, Any]:
+    """Bytes per stored outcome, by tracemalloc: the growth of traced memory over ``codes``
+    callbacks (collected, emulator tables cleared), over the outcomes stored. For identities,
+    the strings they hold (openid, tokens, scope, state: the data itself) are counted apart,
+    so that what is left is the cache's own overhead per entry."""
+    tally_logs()
+    emulator = WeChatEmulator()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator)) as upstream:
+        backend = MemoryBackend(max_entries=codes, max_errors=codes)
+        # Nothing expires during the measurement, however slow tracemalloc makes it.
+        app = emulated_middleware(emulator, upstream, backend, result_ttl=86_400)
+        warm = [emulator.issue_code() for _ in range(50)] + [secrets.token_hex(16)] * 50
+        for code in warm:  # first-use costs: imports, the HTTP pool, caches
+            await call(app, http_scope(CALLBACK, callback_query(code)))
+        await backend.aclose()
+        emulator.reset()
+        batch: list[str] = []
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        while len(batch) < codes:  # the emulator's tables are cleared after every chunk
+            if variant == "success":
+                chunk = [emulator.issue_code() for _ in range(min(CHUNK, codes - len(batch)))]
+            else:
+                chunk = [secrets.token_hex(16) for _ in range(min(CHUNK, codes - len(batch)))]
+            for code in chunk:
+                await call(app, http_scope(CALLBACK, callback_query(code)))
+            emulator.reset()
+            batch += chunk
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        grown -= sys.getsizeof(batch) + sum(sys.getsizeof(code) for code in batch)  # ours
+        strings = 0
+        seen: set[int] = set()  # a string shared by entries (the scope) counts once
+        prefix = f"{emulator.appid}:".encode()
+        for code in batch:
+            claim = backend.peek(hashlib.sha256(prefix + code.encode()).hexdigest())
+            outcome = claim.outcome if claim is not None else None
+            if isinstance(outcome, WeChatIdentity):
+                fields = (outcome.openid, outcome.scope, outcome.access_token)
+                fields += (outcome.refresh_token, outcome.unionid, outcome.state, outcome.next)
+                for f in fields:
+                    if isinstance(f, str) and id(f) not in seen:
+                        seen.add(id(f))
+                        strings += sys.getsizeof(f)
+        stored = backend.stored
+        await app.aclose()
+    return {"variant": variant, "stored": stored, "bytes": grown, "strings": strings}
+
+
 def child(args: Any) -> int:
-    result = run(lambda: flood(args.child, args.codes, args.max_entries, args.concurrency))
+    if args.child.startswith("entry-"):
+        result = run(lambda: per_entry(args.child[6:], args.entry_codes))
+    else:
+        result = run(lambda: flood(args.child, args.codes, args.max_entries, args.concurrency))
     print(json.dumps(result))
     return 0
+
+
+def in_child(args: Any, variant: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", variant]
+        + ["--codes", str(args.codes), "--max-entries", str(args.max_entries)]
+        + ["--concurrency", str(args.concurrency), "--entry-codes", str(args.entry_codes)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        print(proc.stdout + proc.stderr, file=sys.stderr)
+        raise SystemExit(f"the {variant} child failed with {proc.returncode}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> int:
@@ -152,28 +226,22 @@ def main() -> int:
     p.add_argument("--codes", type=int, default=100_000, help="codes per flood (100000)")
     p.add_argument("--max-entries", type=int, default=50_000, help="MemoryBackend bound (50000)")
     p.add_argument("--concurrency", type=int, default=50, help="callbacks at once (50)")
-    p.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--entry-codes", type=int, default=10_000, help="codes for bytes per entry (10000)"
+    )
+    p.add_argument(
+        "--child",
+        choices=[*VARIANTS, "entry-success", "entry-invalid"],
+        help=argparse.SUPPRESS,
+    )
     args = p.parse_args()
     if args.child:
         return child(args)
     if args.quick:
-        args.codes, args.max_entries, args.concurrency = 3000, 1500, 20
+        args.codes, args.max_entries, args.concurrency, args.entry_codes = 3000, 1500, 20, 1000
 
-    results = []
-    for variant in VARIANTS:
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", variant]
-            + ["--codes", str(args.codes), "--max-entries", str(args.max_entries)]
-            + ["--concurrency", str(args.concurrency)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
-        if proc.returncode != 0:
-            print(proc.stdout + proc.stderr, file=sys.stderr)
-            raise SystemExit(f"the {variant} child failed with {proc.returncode}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = [in_child(args, variant) for variant in VARIANTS]
+    entries = {v: in_child(args, f"entry-{v}") for v in ("success", "invalid")}
 
     title("Memory under flood")
     print(
@@ -233,10 +301,64 @@ def main() -> int:
         print("note: VmHWM could not be reset here: 'peak over start' is over the pre-flood peak")
     for r in results:
         print(f"{VARIANTS[r['variant']]}: {r['log']}")
+    print()
+    print(
+        f"Bytes per stored outcome (tracemalloc, {args.entry_codes} callbacks each, a fresh "
+        "process each; MemoryBackend defaults: max_entries=100000, max_errors=10000)"
+    )
+    print()
+    success, invalid = entries["success"], entries["invalid"]
+    result_total = success["bytes"] / max(success["stored"], 1)
+    result_strings = success["strings"] / max(success["stored"], 1)
+    result_overhead = result_total - result_strings
+    error_total = invalid["bytes"] / max(invalid["stored"], 1)
+    default_results = 100_000 * result_total / 2**20
+    default_errors = 10_000 * error_total / 2**20
+    print(
+        table(
+            ("outcome", "stored", "B/entry", "of which strings", "overhead", "at default bound"),
+            [
+                (
+                    "identity (login)",
+                    success["stored"],
+                    f"{result_total:.0f}",
+                    f"{result_strings:.0f}",
+                    f"{result_overhead:.0f}",
+                    f"{default_results:.1f} MiB (100000)",
+                ),
+                (
+                    "40029 error",
+                    invalid["stored"],
+                    f"{error_total:.0f}",
+                    "0",
+                    f"{error_total:.0f}",
+                    f"{default_errors:.1f} MiB (10000)",
+                ),
+            ],
+        )
+    )
+    print()
+    print(
+        "strings: the identity's own str fields (openid, scope, access and refresh token,\n"
+        "unionid, state), which any cache must hold. overhead: everything else per entry (the\n"
+        "map's entry, the key, the expiry, the identity object). A flood of invalid codes fills\n"
+        "only the errors' bound, which never pushes out results."
+    )
+    target_ok = result_overhead <= 450
+    print(
+        target_line(
+            4,
+            target_ok,
+            f"{result_overhead:.0f} bytes per cached result beyond its strings (target <= 450); "
+            f"at the default bound: {default_results:.1f} MiB of results (100000), "
+            f"{default_errors:.1f} MiB under a flood of invalid codes (10000 errors)",
+        )
+    )
     growth = max(r["peak_over"] for r in results) / 1024
     print(
         verdict(
-            ok,
+            ok and target_ok,
+            f"{result_overhead:.0f} B per cached result beyond its strings (target <= 450); "
             f"stored results stayed <= max_entries ({args.max_entries}) with nothing left in "
             f"flight: {'yes' if ok else 'NO'}; largest growth over start: {growth:.1f} MiB "
             f"for {args.codes} codes",

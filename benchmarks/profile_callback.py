@@ -229,7 +229,7 @@ async def pieces(scale: float) -> list[tuple[str, float, str]]:
     else:
         runner = DetachedRunner()
 
-        async def nothing() -> None:
+        async def nothing(answer: Any) -> None:
             pass
 
         async def detached() -> None:

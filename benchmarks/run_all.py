@@ -47,6 +47,25 @@ SCRIPTS = (
         "`RedisBackend(url)` as documented, with the client it builds itself.",
     ),
     (
+        "bench_duplicates.py",
+        "2a. Duplicates against a minimal single flight",
+        "A late duplicate (cache hit) and a parked follower (fan-out N=100, per follower, the "
+        "exchange left out), the middleware against the minimal single flight (a dict of "
+        "results and a dict of `anyio.Event`, the same parsing, key, client and app), on "
+        "asyncio and trio; then the leader's own answer at N=1000, after its result. Rounds "
+        "interleave the variants; medians.",
+    ),
+    (
+        "bench_redis_local.py",
+        "2b. Redis: followers in the leader's process, the leader's client CPU",
+        "Fan-out through one worker: when each follower is released after the leader's "
+        "result, and its Redis round trips (`RedisBackend.round_trips`), against "
+        "`MemoryBackend`, the minimal single flight, and followers in a second worker. Then "
+        "the CPU time (`time.process_time`) of sequential leaders through "
+        "`RedisBackend.claim`/`complete` against the same two Lua scripts called directly "
+        "through redis-py on the same client.",
+    ),
+    (
         "bench_throughput.py",
         "3. Login throughput",
         "Distinct codes at a fixed concurrency against the in-process emulator with no "
@@ -71,7 +90,8 @@ SCRIPTS = (
         "bench_memory.py",
         "5. Memory under flood",
         "A fresh process per row; unique codes as raw ASGI calls; peak RSS from VmHWM "
-        "(reset after the warm-up); entry counts sampled every 1,000 codes.",
+        "(reset after the warm-up); entry counts sampled every 1,000 codes. Then bytes per "
+        "stored outcome by tracemalloc, the identity's own strings counted apart.",
     ),
     (
         "profile_callback.py",
@@ -122,8 +142,32 @@ them, on this machine).
    Dropping the per-waiter cancel scope in `MemoryBackend.wait` took about 25% off in a scratch
    prototype; not done: it is the waiter's safety net.
 7. Left as is: the leader enters three cancel scopes (5 to 10 µs each) where two bounds cover
-   the same work; `WeChatIdentity.to_dict` uses `dataclasses.asdict` (about 18 µs per Redis
-   COMPLETE).
+   the same work.
+8. **Every duplicate paid for a detached task** (issue 13). Each callback, late duplicates and
+   followers included, ran its claim in a new asyncio task awaited through `asyncio.shield`
+   (`DetachedRunner.run (task + shield)` above, plus a loop iteration per request): 3.2x the
+   minimal single flight for a late duplicate, 1.8x for a parked follower. Now a backend's
+   synchronous `peek` serves a stored outcome, or a flight of this process, in the request's
+   own task; only a claim that may grant a lease is detached, with its exchange. Section 2a.
+9. **The leader was answered after its followers on asyncio** (issue 13): its request awaited
+   the detached task through `asyncio.shield`, two loop hops after `complete` had queued every
+   follower (23 ms at N=1000, 1.2 ms on trio). The leader is now handed its outcome, through a
+   plain future, just before `complete`. Section 2a.
+10. **Redis followers in the leader's process went through Redis** (issue 13): CLAIM, CHECK,
+   then the pub/sub message, though the process knew it led the code (`_leading`). They now
+   join the local flight (0 round trips) and are woken as the leader completes. The leader's
+   client CPU: `dataclasses.asdict` in `WeChatIdentity.to_dict` (about 18 µs per COMPLETE) is
+   gone; each Redis call's bound is `asyncio.timeout` instead of anyio's cancel scope (a third
+   of the CPU). What is left over the bare scripts is that bound, JSON encoding, the lease token
+   and the keys. Section 2b.
+11. **About 1 KB per cached result** (issue 13): cachetools' `TLRUCache` bookkeeping, identity
+   objects without `__slots__`, 64-character keys, a wrapper per entry. Now an `OrderedDict` of
+   `(outcome, expiry)`, 32-byte keys, slotted identities; errors have their own smaller bound.
+   Section 5, bytes per stored outcome.
+12. **Pass-through** (issue 13): the scope's type was read twice and the suffix test ran for
+   every request; now one set look-up of the path, the suffix test only under a `root_path`.
+   The floor compares with one string and ignores `root_path` and the scope type: what is left
+   over it is the `root_path` look-up (`scope.get("root_path")`). Section 1.
 """
 
 
@@ -144,6 +188,39 @@ def run_script(script: str, extra: list[str], timeout: float) -> tuple[int, str,
     return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start
 
 
+#: Issue 13's targets, for the lines of the scripts that measure them.
+TARGETS = {
+    1: "Late duplicate <= 2x the minimal single flight, parking a follower <= 1.5x",
+    2: "On asyncio, the leader's answer at N=1000 within 2x trio's",
+    3: "Redis: same-process followers 0 round trips, released within 1.5x memory; "
+    "other-process followers 2; leader client CPU <= 1.1x the bare scripts",
+    4: "<= 450 bytes per cached result beyond its strings; memory at the default bound and "
+    "under a flood of invalid codes",
+    5: "Pass-through <= 1.05x the path-compare floor",
+    6: "The minimal single flight as a baseline row; a verdict for every target",
+}
+
+
+def target_verdicts(found: dict[int, str], *, quick: bool, partial: bool) -> list[str]:
+    """One line per target of issue 13: what the script that measures it printed."""
+    lines = []
+    for number, goal in TARGETS.items():
+        if number == 6:
+            complete = all(n in found for n in range(1, 6))
+            text = (
+                "OK: baseline rows in bench_duplicates, bench_fanout and bench_redis_local; "
+                "targets 1-5 each have a verdict above"
+                if complete
+                else "MISSED: targets without a verdict: "
+                + ", ".join(str(n) for n in range(1, 6) if n not in found)
+                + (" (only some scripts were run)" if partial else "")
+            )
+        else:
+            text = found.get(number, "MISSED: no verdict printed (script not run or failed)")
+        lines.append(f"- **{number}. {goal}**: {text}" + (" [quick sizes]" if quick else ""))
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks everything runs")
@@ -160,6 +237,7 @@ def main() -> int:
     where = machine()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     sections, verdicts, failed = [], [], []
+    targets: dict[int, str] = {}
     total = time.perf_counter()
     for script, heading, method in SCRIPTS:
         if chosen is not None and script not in chosen and script.removesuffix(".py") not in chosen:
@@ -171,9 +249,13 @@ def main() -> int:
         code, out, err, seconds = run_script(script, options, args.timeout)
         print(out, end="", flush=True)
         lines = [line for line in out.splitlines() if line.startswith("verdict:")]
+        for line in out.splitlines():
+            if line.startswith("target ") and ": " in line:
+                number, _, text = line.removeprefix("target ").partition(": ")
+                targets[int(number)] = f"{text} (`{script}`)"
         if heading != "Profile":
             verdicts.append(
-                f"- **{heading[3:]}** (`{script}`): "
+                f"- **{heading.partition(' ')[2]}** (`{script}`): "
                 + (lines[-1].removeprefix("verdict: ") if lines else "no verdict printed")
             )
         if code != 0:
@@ -187,6 +269,8 @@ def main() -> int:
             body += [f"**The script failed (exit {code}):**", "", "```text", err[-3000:], "```", ""]
         sections.append("\n".join(body))
     elapsed = time.perf_counter() - total
+    target_lines = target_verdicts(targets, quick=args.quick, partial=chosen is not None)
+    print("\n".join(["Targets (issue 13):", *target_lines]))
 
     header = [
         "# Benchmark results",
@@ -205,6 +289,10 @@ def main() -> int:
         "on a shared machine); variants are interleaved in rounds and medians reported.",
         "- Re-run: `python benchmarks/run_all.py`, or one script, e.g. "
         "`python benchmarks/bench_fanout.py --sizes 2,10 --rounds 5`.",
+        "",
+        "## Targets (issue 13)",
+        "",
+        *target_lines,
         "",
         "## Verdicts",
         "",

@@ -87,11 +87,29 @@ def test_redis_parts(script: str, row: str) -> None:
     assert any(line.startswith(row) for line in out.splitlines()), out
 
 
+def test_duplicates_against_the_minimal_single_flight() -> None:
+    out = run_script("bench_duplicates.py")
+    assert_table_and_verdict(out)
+    assert "minimal single flight" in out
+    assert any(line.startswith("target 1: ") for line in out.splitlines())
+    assert any(line.startswith("target 2: ") for line in out.splitlines())
+
+
+@pytest.mark.redis
+def test_redis_local_followers() -> None:
+    require_redis_server()
+    out = run_script("bench_redis_local.py")
+    assert_table_and_verdict(out)
+    assert "redis, same process" in out and "bare scripts" in out
+    assert any(line.startswith("target 3: ") for line in out.splitlines())
+
+
 @pytest.mark.slow
 def test_memory_flood() -> None:
     out = run_script("bench_memory.py", "--codes", "1500", "--max-entries", "500")
     assert_table_and_verdict(out)
     assert "40029 flood" in out and "successful logins" in out
+    assert any(line.startswith("target 4: ") for line in out.splitlines())
 
 
 def test_profile() -> None:
@@ -115,3 +133,4 @@ def test_run_all_writes_results(tmp_path: Path) -> None:
     assert text.startswith("# Benchmark results")
     assert "## Verdicts" in text and "## 1. Pass-through cost" in text
     assert "## 3. Login throughput" in text and "verdict: " in text
+    assert "## Targets (issue 13)" in text and "**5. Pass-through" in text

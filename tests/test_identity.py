@@ -58,6 +58,16 @@ def test_to_dict_from_dict_round_trip(with_userinfo):
     assert WeChatIdentity.from_dict(data) == identity
 
 
+def test_identity_is_slotted_and_to_dict_names_every_field():
+    # Slots keep the identities waiting in the result cache small; to_dict is spelled out, so
+    # a field added to the class must be added there too.
+    identity = _identity()
+    assert not hasattr(identity, "__dict__") and not hasattr(identity.userinfo, "__dict__")
+    data = identity.to_dict()
+    assert set(data) == {f.name for f in dataclasses.fields(WeChatIdentity)}
+    assert set(data["userinfo"]) == {f.name for f in dataclasses.fields(UserInfo)}
+
+
 def test_from_token_takes_unionid_from_token_then_userinfo():
     token = AccessToken("oOpen", "snsapi_userinfo", "a", "r", unionid=None)
     info = UserInfo(openid="oOpen", unionid="oUnionFromProfile")

@@ -10,6 +10,7 @@ import pytest
 from asgi_wechat_oauth import (
     AccessToken,
     Backend,
+    Claim,
     CodeRejected,
     MemoryBackend,
     ServiceUnavailable,
@@ -152,6 +153,41 @@ async def test_full_in_flight_map_refuses_new_codes_but_serves_running_ones():
     assert (await backend.claim("new")).lease is not None  # room again
 
 
+async def test_a_flood_of_errors_does_not_push_out_results():
+    backend = MemoryBackend(max_entries=3, max_errors=2)
+    assert repr(backend) == "MemoryBackend(max_entries=3)"
+    for key in ("a", "b"):
+        await backend.complete(key, (await backend.claim(key)).lease, IDENTITY, ttl=60)
+    for i in range(10):
+        key = f"bad{i}"
+        await backend.complete(key, (await backend.claim(key)).lease, INVALID, ttl=60)
+    assert backend.stored == 4  # 2 results, and the 2 newest errors
+    assert [await backend.recover(k, timeout=1) for k in ("a", "b")] == [IDENTITY] * 2
+    assert await backend.recover("bad9", timeout=1) == INVALID
+    assert await backend.recover("bad7", timeout=1) is None
+
+
+def test_max_errors_must_be_positive():
+    with pytest.raises(ValueError, match="max_errors"):
+        MemoryBackend(max_errors=0)
+
+
+async def test_peek_answers_without_a_lease():
+    backend = MemoryBackend()
+    key = "ab" * 32  # a hex digest, as the middleware's keys are
+    assert backend.peek(key) is None
+    lease = (await backend.claim(key)).lease
+    assert lease is not None
+    assert backend.peek(key) == Claim()  # in flight here: wait for it
+    assert backend.in_flight == 1  # peeking took nothing
+    await backend.complete(key, lease, IDENTITY, ttl=60)
+    assert backend.peek(key) == Claim(outcome=IDENTITY)
+    assert backend.peek("cd" * 32) is None
+    odd = "z" * 64  # 64 characters, not hex: kept as it is
+    await backend.complete(odd, (await backend.claim(odd)).lease, INVALID, ttl=60)
+    assert backend.peek(odd) == Claim(outcome=INVALID)
+
+
 async def test_aclose_drops_stored_results():
     backend = MemoryBackend()
     await backend.complete("k", (await backend.claim("k")).lease, IDENTITY, ttl=60)
@@ -160,7 +196,8 @@ async def test_aclose_drops_stored_results():
 
 
 async def test_100k_definitive_results_stay_bounded():
-    backend = MemoryBackend(max_entries=1000)
+    backend = MemoryBackend(max_entries=10_000)
+    assert backend.max_errors == 1000  # errors: a tenth of max_entries unless told
     for i in range(100_000):
         key = f"{i:064x}"
         claim = await backend.claim(key)
@@ -179,7 +216,7 @@ async def test_100k_definitive_results_stay_bounded():
 
 async def test_flood_of_invalid_codes_through_http_stays_bounded(emulator, make_app, caplog):
     caplog.set_level(logging.ERROR, logger="asgi_wechat_oauth")  # 300 warnings are not the point
-    backend = MemoryBackend(max_entries=50)
+    backend = MemoryBackend(max_entries=500, max_errors=50)
     middleware, client = await make_app(backend=backend)
     for i in range(300):
         response = await client.get(f"{CALLBACK}?code=flood{i:05d}")
@@ -212,3 +249,18 @@ async def test_in_flight_bound_answers_503_without_exchange(
     assert [emulator.exchange_count(c) for c in codes[:2]] == [1, 1]
     assert middleware.counters.errors == {"overloaded": 1}
     assert backend.in_flight == 0
+
+
+@pytest.mark.parametrize("outcome", [IDENTITY, INVALID], ids=["result", "error"])
+async def test_forget_drops_a_stored_outcome_under_a_hashed_key(outcome):
+    # Hashed keys are held as raw bytes, results and errors in two caches: forget finds both.
+    backend = MemoryBackend()
+    key = "ab" * 32
+    lead = await backend.claim(key)
+    assert lead.lease is not None
+    await backend.complete(key, lead.lease, outcome, ttl=60)
+    assert not await backend.forget(key, only_if=lambda stored: stored is not outcome)
+    assert backend.peek(key) == Claim(outcome=outcome)
+    assert await backend.forget(key, only_if=lambda stored: stored is outcome)
+    assert backend.peek(key) is None and backend.stored == 0
+    assert (await backend.claim(key)).lease is not None  # the next claim leads again

@@ -522,7 +522,7 @@ async def test_session_key_in_no_repr_log_or_default_answer(emulator, make_mp, c
     response = await client.post(LOGIN, json={"code": code})
     assert response.status_code == 200
     (session_key,) = emulator._session_keys
-    stored = middleware.backend._results[flight_key("mp", emulator.appid, code)].outcome
+    stored = middleware.backend.peek(flight_key("mp", emulator.appid, code)).outcome
     assert stored.session_key == session_key  # the app gets it in scope["wechat"]
     for text in (repr(stored), str(stored), repr(middleware), repr(middleware.client)):
         assert session_key not in text and emulator.secret not in text and code not in text
@@ -581,7 +581,8 @@ async def check_products_kept_apart(emulator, upstream, backend) -> set[str]:
 async def test_shared_memory_backend_keeps_web_and_miniprogram_codes_apart(emulator, upstream):
     backend = MemoryBackend()
     keys = await check_products_kept_apart(emulator, upstream, backend)
-    assert all(backend._results.get(key) is not None for key in keys)
+    stored = [backend.peek(key) for key in keys]  # results and errors, none of them a flight
+    assert all(claim is not None and claim.outcome is not None for claim in stored)
 
 
 async def test_counters_reach_prometheus_through_a_shared_counters_object(emulator, make_mp):

@@ -25,6 +25,7 @@ from asgi_wechat_oauth import (
 )
 from asgi_wechat_oauth.backends.redis import RedisBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
+from support import CountingBackend, call_asgi, http_scope, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -305,7 +306,9 @@ async def test_redis_stopped_and_restarted_mid_run(make_app, emulator, caplog) -
         assert (
             await client.get(f"/wechat/callback?code={emulator.issue_code()}")
         ).status_code == 200
-        assert backend.available and backend.round_trips >= 2
+        # The leader is answered first; its COMPLETE follows in the flight's own task.
+        await wait_until(lambda: backend.round_trips >= 2)
+        assert backend.available
 
         server.stop()
         with anyio.fail_after(10):
@@ -511,3 +514,37 @@ async def test_redis_lost_mid_exchange_keeps_dedupe_within_the_process(
         assert emulator.exchange_count(code) == 1
     finally:
         server.stop()
+
+
+async def test_followers_in_the_leaders_process_make_no_round_trip(
+    redis_server, prefix, make_app, emulator, gate, gated_upstream
+) -> None:
+    # A duplicate arriving at the worker that leads the code joins the local flight: Redis
+    # sees only the leader's CLAIM and COMPLETE. Another worker's duplicate still makes 2.
+    here, there = (RedisBackend(redis_server.url, prefix=prefix) for _ in range(2))
+    counted = CountingBackend(here)
+    leader_app, _ = await make_app(backend=counted, http_client=gated_upstream)
+    other_app, _ = await make_app(backend=there, http_client=gated_upstream)
+    code = emulator.issue_code()
+    query = f"code={code}&state=s".encode()
+    n = 5
+    responses: list[int] = []
+
+    async def one(app: object) -> None:
+        responses.append((await call_asgi(app, http_scope(query_string=query))).status)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, leader_app)
+        await wait_until(lambda: gate.arrived == 1)
+        assert here.round_trips == 1  # CLAIM
+        assert here.peek(key_for(emulator, code)) == Claim()  # a duplicate here: wait locally
+        for _ in range(n):
+            tg.start_soon(one, leader_app)
+        tg.start_soon(one, other_app)
+        await wait_until(lambda: counted.waiting == n and there.round_trips == 2)
+        assert here.round_trips == 1
+        gate.open()
+    assert responses == [200] * (n + 2)
+    assert emulator.total_exchanges == 1
+    await wait_until(lambda: here.round_trips >= 2)  # the leader is answered before COMPLETE
+    assert (here.round_trips, there.round_trips) == (2, 2)

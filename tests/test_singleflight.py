@@ -11,7 +11,16 @@ import pytest
 
 from asgi_wechat_oauth import CodeRejected, MemoryBackend, WeChatIdentity, WeChatOAuthClient
 from asgi_wechat_oauth.testing import Fault, double_callback
-from support import CALLBACK, WECHAT_URL, CountingBackend, code_key, get_all, wait_until
+from support import (
+    CALLBACK,
+    WECHAT_URL,
+    CountingBackend,
+    call_asgi,
+    code_key,
+    get_all,
+    http_scope,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -331,3 +340,80 @@ async def test_counters_after_a_scripted_sequence(emulator, make_app, gate, gate
         "method_not_allowed": 1,
         "upstream_busy": 1,
     }
+
+
+# --- the request path: what duplicates cost ---------------------------------------------------
+
+
+def _count_tasks() -> list[str]:
+    """Names of the asyncio tasks created from now on (a task factory that records them)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        created.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    return created
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_duplicates_are_served_without_a_task_of_their_own(
+    emulator, make_app, gate, gated_upstream
+):
+    # Only the leader's exchange is detached from its request (a task on asyncio): a late
+    # duplicate, and a follower of a flight running in this process, are served in their own.
+    import asyncio
+
+    backend = CountingBackend(MemoryBackend())
+    middleware, _ = await make_app(backend=backend, http_client=gated_upstream)
+    code = emulator.issue_code()
+    query = f"code={code}&state=s".encode()
+    created = _count_tasks()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call_asgi, middleware, http_scope(query_string=query))
+            await wait_until(lambda: gate.arrived == 1)
+            assert len(created) == 2  # the test's request, and the leader's detached exchange
+            tg.start_soon(call_asgi, middleware, http_scope(query_string=query))
+            await wait_until(lambda: backend.waiting == 1)
+            assert len(created) == 3  # the follower's request: nothing more
+            gate.open()
+        created.clear()
+        late = await call_asgi(middleware, http_scope(query_string=query))
+        assert late.status == 200
+        assert created == []
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)
+    assert emulator.exchange_count(code) == 1
+    assert (middleware.counters.deduplicated, middleware.counters.cache_hits) == (1, 1)
+
+
+async def test_the_leader_is_answered_before_its_followers(
+    emulator, make_app, gate, gated_upstream
+):
+    # On asyncio the leader's exchange runs in a task of its own; its request must still be
+    # answered first, not after every follower its flight wakes (trio does this by itself).
+    n = 50
+    backend = CountingBackend(MemoryBackend())
+    middleware, _ = await make_app(backend=backend, http_client=gated_upstream)
+    query = f"code={emulator.issue_code()}&state=s".encode()
+    finished: list[int] = []
+
+    async def one(i: int) -> None:
+        response = await call_asgi(middleware, http_scope(query_string=query))
+        assert response.status == 200
+        finished.append(i)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, 0)
+        await wait_until(lambda: gate.arrived == 1)  # request 0 leads
+        for i in range(1, n):
+            tg.start_soon(one, i)
+        await wait_until(lambda: backend.waiting == n - 1)
+        gate.open()
+    assert finished[0] == 0
+    assert sorted(finished) == list(range(n))

@@ -2,8 +2,9 @@
 
 anyio's shielded scopes stop anyio (and trio) cancellation, but not a native ``Task.cancel()``
 that some asyncio servers and frameworks use when a client disconnects. On asyncio the work
-therefore runs in a task of its own (awaited through ``asyncio.shield``); on trio a shielded
-scope is enough, since all trio cancellation goes through scopes.
+therefore runs in a task of its own, and the caller awaits a future of its own that the task
+fulfils (cancelling the caller cancels only that future); on trio a shielded scope is enough,
+since all trio cancellation goes through scopes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import anyio
 
 T = TypeVar("T")
 
+#: What the work is given to hand its caller the answer before it returns.
+Answer = Callable[[T], None]
+
 
 class DetachedRunner:
     """Keeps the work it starts referenced until done, and can wait for it at shutdown."""
@@ -25,23 +29,42 @@ class DetachedRunner:
         self._running = 0
         self._idle: anyio.Event | None = None
 
-    async def run(self, func: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, func: Callable[[Answer[T]], Awaitable[T]]) -> T:
+        """Return what ``func(answer)`` returns, or what it passes to ``answer`` first.
+
+        Answering early lets the caller resume before the work's own cleanup: on asyncio the
+        caller is then scheduled ahead of anything that cleanup wakes (the leader's response
+        is not queued behind a thousand followers)."""
         self._running += 1
         try:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not asyncio (trio): scope shielding is complete
                 with anyio.CancelScope(shield=True):
-                    return await func()
+                    return await func(_ignore)
 
-            async def call() -> T:
-                return await func()
+            answered: asyncio.Future[T] = loop.create_future()
+
+            def answer(value: T) -> None:
+                if not answered.done():  # the caller may have been cancelled and gone
+                    answered.set_result(value)
+
+            async def call() -> None:
+                try:
+                    answer(await func(answer))
+                except BaseException as exc:
+                    if not answered.done():
+                        if isinstance(exc, asyncio.CancelledError):
+                            answered.cancel()
+                        else:
+                            answered.set_exception(exc)
+                    raise
 
             task = loop.create_task(call())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(_retrieve)
-            return await asyncio.shield(task)
+            return await answered
         finally:
             self._running -= 1
             if self._running == 0 and self._idle is not None:
@@ -63,6 +86,10 @@ class DetachedRunner:
             self._idle = anyio.Event()
             with anyio.move_on_after(timeout):
                 await self._idle.wait()
+
+
+def _ignore(value: object) -> None:
+    """On trio the caller resumes when the work returns: nothing to hand over early."""
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

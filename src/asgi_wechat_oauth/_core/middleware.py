@@ -27,7 +27,7 @@ from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
 from .loops import LoginLoopGuard, check_loop_options, with_cookie
 from .pages import ErrorPages, wants_html
-from .paths import matches
+from .paths import matches, spellings
 from .singleflight import SingleFlight, code_hash
 from .state import (
     StateSigner,
@@ -87,15 +87,20 @@ class OAuthMiddleware:
     _callback_paths: tuple[str, ...]
     _login_paths: tuple[str, ...]
     _own_paths: tuple[str, ...]
+    _exact_paths: frozenset[str]
     _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if self.login_path is not None and self.login_path_key is not None:
                 scope[self.login_path_key] = self.login_path
-            # Every path this middleware answers ends with one of its own paths: one suffix
-            # test lets all other requests through at once.
-            if scope["path"].endswith(self._own_paths):
+            # A path this middleware answers is one of its own paths, or (when the server puts
+            # root_path in front) ends with one: a set look-up lets all other requests through
+            # at once, and the suffix test runs only under a root_path.
+            path = scope["path"]
+            if path in self._exact_paths or (
+                scope.get("root_path") and path.endswith(self._own_paths)
+            ):
                 if matches(scope, self._callback_paths):
                     await self._callback(scope, receive, send)
                     return
@@ -113,6 +118,13 @@ class OAuthMiddleware:
         await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
         await self.client.aclose()
         await self.backend.aclose()
+
+    def _set_paths(self, callback_path: str, login_path: str | None) -> None:
+        """The paths this middleware answers, each spelled with and without a trailing slash."""
+        self._callback_paths = spellings(callback_path)
+        self._login_paths = spellings(login_path)
+        self._own_paths = self._callback_paths + self._login_paths
+        self._exact_paths = frozenset(self._own_paths)
 
     def _set_pages_and_loops(
         self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float

@@ -12,7 +12,7 @@ import anyio
 
 from ..backends import Backend, Claim, Outcome, Result
 from .counters import Counters
-from .detached import DetachedRunner
+from .detached import Answer, DetachedRunner
 from .errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
@@ -64,36 +64,46 @@ class SingleFlight:
         self.counters = counters
         self.runner = DetachedRunner()
         self._led: dict[str, _Led] = {}
+        #: The backend's synchronous look-up, where it has one (see ``MemoryBackend.peek``).
+        self._peek: Callable[[str], Claim | None] | None = getattr(backend, "peek", None)
 
     async def run(self, key: str, exchange: Callable[[], Awaitable[Result]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
-        deadline = anyio.current_time() + self.exchange_timeout + self.backend.lease_ttl
-        deadline += 2 * _GRACE
+        deadline = 0.0
         while True:
-            claim, led = await self.runner.run(partial(self._claim_and_lead, key, exchange))
-            if led is not None:
-                return led
+            # A stored outcome, or a flight this process runs, is served in the request's own
+            # task: only a claim that may grant a lease needs the detached unit.
+            claim = self._peek(key) if self._peek is not None else None
+            if claim is None:
+                led: Outcome | None
+                claim, led = await self.runner.run(partial(self._claim_and_lead, key, exchange))
+                if led is not None:
+                    return led
             if claim.outcome is not None:
                 self.counters.cache_hits += 1
-                logger.debug(
-                    "wechat_oauth.cache_hit code_hash=%s",
-                    code_hash(key),
-                    extra=_fields(key, "cache_hit"),
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "wechat_oauth.cache_hit code_hash=%s",
+                        code_hash(key),
+                        extra=_fields(key, "cache_hit"),
+                    )
                 return claim.outcome
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
+            now = anyio.current_time()
+            if not deadline:
+                deadline = now + self.exchange_timeout + self.backend.lease_ttl + 2 * _GRACE
+            if deadline <= now:
                 return UpstreamTimeout(
                     "upstream_timeout", "The login is taking too long; please try again."
                 )
-            outcome = await self._wait(key, remaining)
+            outcome = await self._wait(key, deadline - now)
             if outcome is not None:
                 self.counters.deduplicated += 1
-                logger.debug(
-                    "wechat_oauth.deduplicated code_hash=%s",
-                    code_hash(key),
-                    extra=_fields(key, "deduplicated"),
-                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "wechat_oauth.deduplicated code_hash=%s",
+                        code_hash(key),
+                        extra=_fields(key, "deduplicated"),
+                    )
                 return outcome
 
     def ttl_for(self, outcome: Outcome) -> float:
@@ -118,7 +128,10 @@ class SingleFlight:
         return led.outcome if led.outcome is not None else outcome
 
     async def _claim_and_lead(
-        self, key: str, exchange: Callable[[], Awaitable[Result]]
+        self,
+        key: str,
+        exchange: Callable[[], Awaitable[Result]],
+        answer: Answer[tuple[Claim, Outcome | None]],
     ) -> tuple[Claim, Outcome | None]:
         """Claim, and lead when the lease is ours, as one unit the request cannot cancel: a lease
         granted to a request cancelled before it could lead would hold every duplicate until
@@ -126,7 +139,7 @@ class SingleFlight:
         claim = await self.backend.claim(key)
         if claim.lease is None:
             return claim, None
-        return claim, await self._lead(key, claim.lease, exchange)
+        return claim, await self._lead(key, claim.lease, exchange, partial(_answer, answer, claim))
 
     async def _exchange_bounded(
         self, key: str, exchange: Callable[[], Awaitable[Result]]
@@ -153,7 +166,11 @@ class SingleFlight:
         return outcome
 
     async def _lead(
-        self, key: str, lease: str, exchange: Callable[[], Awaitable[Result]]
+        self,
+        key: str,
+        lease: str,
+        exchange: Callable[[], Awaitable[Result]],
+        answer: Answer[Outcome],
     ) -> Outcome:
         started = anyio.current_time()
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
@@ -176,6 +193,8 @@ class SingleFlight:
                 elif recovered is not None:
                     outcome, result = recovered, recovered.reason
         finally:
+            # The leader's request goes on with the outcome first, then the flight ends.
+            answer(outcome)
             with anyio.CancelScope(shield=True):
                 await self._complete(key, lease, outcome, led)
             if self._led.get(key) is led:
@@ -244,6 +263,10 @@ class SingleFlight:
 def _final(outcome: Outcome) -> bool:
     """Whether the outcome is the code's for good (stored for late duplicates)."""
     return not isinstance(outcome, WeChatOAuthError) or outcome.definitive
+
+
+def _answer(answer: Answer[tuple[Claim, Outcome | None]], claim: Claim, outcome: Outcome) -> None:
+    answer((claim, outcome))
 
 
 def _fields(key: str, outcome: str) -> dict[str, object]:

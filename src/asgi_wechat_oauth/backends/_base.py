@@ -5,6 +5,11 @@ One callback request runs: ``claim`` → (stored outcome: serve it) | (lease: tr
 single-flight loop lives in the middleware; a backend only stores and signals, so the memory and
 Redis backends are two implementations of the same four calls (and ``note_code``, which counts
 the codes traded under one state).
+
+A backend may also offer ``peek(key) -> Claim | None``, synchronous and without taking a lease:
+the stored outcome, ``Claim()`` for a flight running in this process (wait for it), or ``None``
+(claim). Duplicates it answers are served in the request's own task; without it every request
+goes through the detached claim. It is optional, so backends written before it keep working.
 """
 
 from __future__ import annotations

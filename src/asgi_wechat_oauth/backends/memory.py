@@ -1,4 +1,4 @@
-"""In-process single flight: a dict of in-flight codes and a bounded TTL cache of results.
+"""In-process single flight: a dict of in-flight codes and bounded TTL caches of outcomes.
 
 Loop-agnostic (anyio primitives only), so it runs on asyncio and trio. It dedupes within one
 process; several workers need :class:`~asgi_wechat_oauth.backends.redis.RedisBackend`.
@@ -7,59 +7,111 @@ process; several workers need :class:`~asgi_wechat_oauth.backends.redis.RedisBac
 from __future__ import annotations
 
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import anyio
-from cachetools import TLRUCache
 
-from .._core.errors import ServiceUnavailable
+from .._core.errors import ServiceUnavailable, WeChatOAuthError
 from ._base import Claim, Outcome
 
+#: What :meth:`MemoryBackend.peek` answers for a code whose flight runs in this process.
+_WAIT = Claim()
 
-@dataclass
+
 class _Flight:
-    lease: str
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outcome: Outcome | None = None
+    __slots__ = ("done", "lease", "outcome")
+
+    def __init__(self, lease: str) -> None:
+        self.lease = lease
+        self.done = anyio.Event()
+        self.outcome: Outcome | None = None
 
 
-@dataclass(frozen=True)
-class _Stored:
-    outcome: Outcome
-    ttl: float
+class _Outcomes:
+    """A bounded LRU map of outcomes that each expire at their own time.
+
+    Lighter than a general TTL cache: one ``OrderedDict`` entry holding ``(outcome, expires)``
+    per key. Expired entries are dropped when read, and from the cold end on every write."""
+
+    __slots__ = ("_items", "bound")
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._items: OrderedDict[bytes | str, tuple[Outcome, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: bytes | str, now: float) -> Outcome | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[1] <= now:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: bytes | str, outcome: Outcome, expires: float, now: float) -> None:
+        items = self._items
+        items[key] = (outcome, expires)
+        while items:  # the cold end: expired, or beyond the bound
+            oldest = next(iter(items.values()))
+            if oldest[1] > now and len(items) <= self.bound:
+                break
+            items.popitem(last=False)
+
+    def drop(self, key: bytes | str) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
-@dataclass(frozen=True)
-class _Noted:
-    keys: set[str]
-    ttl: float
-
-
-def _expires_at(_key: str, stored: _Stored | _Noted, now: float) -> float:
-    return now + stored.ttl
+def _compact(key: str) -> bytes | str:
+    """A key as the maps hold it: a 64-character hex digest as its 32 raw bytes (65 bytes per
+    entry instead of 113 for the string); any other key as it is."""
+    if len(key) == 64:
+        try:
+            return bytes.fromhex(key)
+        except ValueError:
+            pass
+    return key
 
 
 class MemoryBackend:
     """The default backend.
 
-    ``max_entries`` bounds both the result cache (least recently used results are dropped first,
-    and each expires after the middleware's ``result_ttl``) and the in-flight map (a new code
-    beyond it is answered 503 ``overloaded``; in-flight entries are never evicted, so a flood of
-    codes cannot break dedupe for the logins already running), and the states whose codes are
-    counted (least recently used dropped first).
+    ``max_entries`` bounds both the cache of results (least recently used results are dropped
+    first, and each expires after the middleware's ``result_ttl``) and the in-flight map (a new
+    code beyond it is answered 503 ``overloaded``; in-flight entries are never evicted, so a
+    flood of codes cannot break dedupe for the logins already running). Errors kept for late
+    duplicates (a code WeChat called invalid, used or expired) have a cache of their own,
+    bounded by ``max_errors`` (default: a tenth of ``max_entries``), so that a flood of made-up
+    codes neither fills memory nor pushes out the results of real logins. The states whose
+    codes are counted (``note_code``) are bounded by ``max_entries`` too, least recently used
+    dropped first.
     """
 
     #: Leaders live in this process and are bounded by ``exchange_timeout``: no extra grace.
     lease_ttl = 0.0
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, *, max_errors: int | None = None) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
+        if max_errors is None:
+            max_errors = max(1, max_entries // 10)
+        if max_errors < 1:
+            raise ValueError("max_errors must be at least 1")
         self.max_entries = max_entries
-        self._flights: dict[str, _Flight] = {}
-        self._results: TLRUCache[str, _Stored] = TLRUCache(maxsize=max_entries, ttu=_expires_at)
-        self._noted: TLRUCache[str, _Noted] = TLRUCache(maxsize=max_entries, ttu=_expires_at)
+        self.max_errors = max_errors
+        self._flights: dict[bytes | str, _Flight] = {}
+        self._results = _Outcomes(max_entries)
+        self._errors = _Outcomes(max_errors)
+        #: state group -> (the code keys counted under it, when the count expires)
+        self._noted: OrderedDict[str, tuple[set[bytes | str], float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_entries={self.max_entries})"
@@ -71,44 +123,62 @@ class MemoryBackend:
 
     @property
     def stored(self) -> int:
-        """Results held for late duplicates (expired ones may linger until the next write)."""
-        return len(self._results)
+        """Outcomes held for late duplicates (expired ones may linger until the next write)."""
+        return len(self._results) + len(self._errors)
 
     def has_flight(self, key: str) -> bool:
         """Whether ``key`` is being traded in this process right now."""
-        return key in self._flights
+        return _compact(key) in self._flights
 
     def knows(self, key: str) -> bool:
         """Whether ``key`` is being traded here or has a stored outcome."""
-        return key in self._flights or self._results.get(key) is not None
+        return self.peek(key) is not None
+
+    def peek(self, key: str) -> Claim | None:
+        """Answer without taking a lease: the stored outcome, ``Claim()`` when a flight for
+        ``key`` runs in this process (:meth:`wait` for it), or ``None`` (:meth:`claim`)."""
+        k = _compact(key)
+        if k in self._flights:
+            return _WAIT
+        outcome = self._stored(k)
+        return None if outcome is None else Claim(outcome=outcome)
+
+    def _stored(self, k: bytes | str) -> Outcome | None:
+        now = time.monotonic()
+        outcome = self._results.get(k, now)
+        return outcome if outcome is not None else self._errors.get(k, now)
 
     async def claim(self, key: str) -> Claim:
-        stored = self._results.get(key)
-        if stored is not None:
-            return Claim(outcome=stored.outcome)
-        if key in self._flights:
-            return Claim()
+        k = _compact(key)
+        outcome = self._stored(k)
+        if outcome is not None:
+            return Claim(outcome=outcome)
+        if k in self._flights:
+            return _WAIT
         if len(self._flights) >= self.max_entries:
             raise ServiceUnavailable("overloaded", "Too many logins in progress; try again.")
-        flight = _Flight(lease=secrets.token_hex(8))
-        self._flights[key] = flight
+        flight = _Flight(secrets.token_hex(8))
+        self._flights[k] = flight
         return Claim(lease=flight.lease)
 
     async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
-        if ttl > 0 and key not in self._results:
-            self._results[key] = _Stored(outcome, ttl)
-        flight = self._flights.get(key)
+        k = _compact(key)
+        if ttl > 0 and self._stored(k) is None:
+            now = time.monotonic()
+            cache = self._errors if isinstance(outcome, WeChatOAuthError) else self._results
+            cache.put(k, outcome, now + ttl, now)
+        flight = self._flights.get(k)
         if flight is not None and flight.lease == lease:
             # Remove only our own flight: a newer one under the same key is not ours to end.
-            del self._flights[key]
+            del self._flights[k]
             flight.outcome = outcome
             flight.done.set()
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
-        flight = self._flights.get(key)
+        k = _compact(key)
+        flight = self._flights.get(k)
         if flight is None:
-            stored = self._results.get(key)
-            return stored.outcome if stored is not None else None
+            return self._stored(k)
         with anyio.move_on_after(timeout):
             await flight.done.wait()
         return flight.outcome
@@ -116,27 +186,35 @@ class MemoryBackend:
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
         # In one process the lease holder is the only one trading the code, so there is nothing
         # in flight elsewhere to wait for; a stored result is all there can be.
-        stored = self._results.get(key)
-        return stored.outcome if stored is not None else None
+        return self._stored(_compact(key))
 
     async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
-        stored = self._results.get(key)
-        if stored is None or (only_if is not None and not only_if(stored.outcome)):
+        k = _compact(key)
+        outcome = self._stored(k)
+        if outcome is None or (only_if is not None and not only_if(outcome)):
             return False
-        del self._results[key]
+        self._results.drop(k)
+        self._errors.drop(k)
         return True
 
     async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        now = time.monotonic()
         noted = self._noted.get(group)
-        if noted is None:
-            noted = self._noted[group] = _Noted(set(), ttl)
-        if key in noted.keys:
+        if noted is None or noted[1] <= now:
+            noted = self._noted[group] = (set(), now + ttl)
+            while len(self._noted) > self.max_entries:
+                self._noted.popitem(last=False)
+        self._noted.move_to_end(group)
+        keys, compact = noted[0], _compact(key)
+        if compact in keys:
             return True
-        if len(noted.keys) >= limit:
+        if len(keys) >= limit:
             return False
-        noted.keys.add(key)
+        keys.add(compact)
         return True
 
     async def aclose(self) -> None:
         # Flights still running finish on their own; stored results are no longer needed.
         self._results.clear()
+        self._errors.clear()
+        self._noted.clear()

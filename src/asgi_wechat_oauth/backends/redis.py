@@ -12,8 +12,9 @@ hears of, a COMPLETE may or may not have stored the outcome. Such calls are reme
 settled (COMPLETE with the outcome, or a token-checked release) once Redis answers again;
 COMPLETE is idempotent for that reason.
 
-Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter 2 (CLAIM, CHECK after subscribing;
-the outcome then arrives in the message that wakes it), a late duplicate 1 (CLAIM).
+Round trips: a leader makes 2 (CLAIM, COMPLETE), a waiter in another process 2 (CLAIM, CHECK
+after subscribing; the outcome then arrives in the message that wakes it), a waiter in the
+leader's own process none (it joins the local flight), a late duplicate 1 (CLAIM).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
     ) from exc
 
-from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable
+from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable, WeChatOAuthError
 from ._base import Claim, Outcome
 from ._codec import ResultCipher, dump_outcome, load_outcome
 from .memory import MemoryBackend
@@ -85,7 +87,7 @@ end
 redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
-return 1
+return outcome
 """
 
 # KEYS: result. ARGV: the stored bytes the caller checked. -> 1 dropped | 0 changed or gone
@@ -110,6 +112,8 @@ _HOLDERS_TTL_MS = 15 * 60 * 1000
 _MAX_UNSETTLED = 10_000
 #: Redis errors that mean "did not answer" (a cluster without a node for a slot included).
 _REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+#: What peek() answers for a code this process leads: wait for that flight.
+_WAIT = Claim()
 
 
 class _Unavailable(Exception):
@@ -231,8 +235,8 @@ class RedisBackend:
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
-        #: Keys this process leads under a Redis lease, so that a duplicate arriving while Redis
-        #: is unreachable waits for that flight instead of trading the code again.
+        #: Keys this process leads under a Redis lease: a duplicate here waits for that flight
+        #: with no round trip (and, while Redis is unreachable, does not trade the code again).
         self._leading: set[str] = set()
         #: Keys whose state in Redis this process must still settle (see _Unsettled).
         self._unsettled: dict[str, _Unsettled] = {}
@@ -260,6 +264,12 @@ class RedisBackend:
             await self._client.ping()
 
     # --- the backend protocol -----------------------------------------------------------------
+
+    def peek(self, key: str) -> Claim | None:
+        """A duplicate of a code this process leads joins that flight with no round trip
+        (``Claim()``: wait for it); the local fallback's own flights and results likewise;
+        anything else goes to Redis (``None``: claim)."""
+        return _WAIT if key in self._leading else self._local.peek(key)
 
     async def claim(self, key: str) -> Claim:
         _require_asyncio()
@@ -307,7 +317,7 @@ class RedisBackend:
             logger.error("wechat_oauth.redis_complete_failed error=%s", type(exc).__name__)
             local = lease[len(_LOCAL) :] if lease.startswith(_LOCAL) else ""
             await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
-            await self._finish_locally(key, outcome, ttl, None)
+            await self._finish_locally(key, outcome, ttl)
             self._release_later(key, lease)
 
     async def _complete_or_defer(self, key: str, lease: str, outcome: Outcome, ttl: float) -> None:
@@ -318,35 +328,37 @@ class RedisBackend:
             self._settle_later(key, outcome, ttl)
             return
         self._leading.discard(key)
+        # A result is what Redis keeps (it replaces only a stored error), and an outcome not
+        # stored is sent as it is: this process's own waiters get either at once. A stored
+        # error may yield to a result stored first, so they get what the script answers.
+        early = ttl <= 0 or not isinstance(outcome, WeChatOAuthError)
+        if early and self._deliver_outcome(key, outcome):
+            await asyncio.sleep(0)  # they go first, not after the client's work for COMPLETE
         data = self._dump(key, outcome)
         if data is None:
             # Unstorable (a Result whose to_dict() is not JSON): this process's waiters get
             # it; elsewhere the lease is released and a duplicate trades again.
-            await self._finish_locally(key, outcome, ttl, None)
+            await self._finish_locally(key, outcome, ttl)
             self._release_later(key, lease)
             return
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
             # needs no further round trip.
-            await self._call(self._complete_script(key, lease, data, ttl))
+            published = await self._call(self._complete_script(key, lease, data, ttl))
         except (_Unavailable, _Busy):
             # Waiters in this process still get the outcome, now and (kept locally) later.
             # The COMPLETE may or may not have run: it runs again once Redis answers.
-            await self._finish_locally(key, outcome, ttl, data)
+            await self._finish_locally(key, outcome, ttl)
             self._settle_later(key, outcome, ttl, token=lease)
             return
         if key in self._unsettled:  # a timed-out CLAIM of this key may hold a lease too
             self._settle_later(key, outcome, ttl)
+        if not early:
+            self._deliver(key.encode() + b"\n" + published)
 
-    async def _finish_locally(
-        self, key: str, outcome: Outcome, ttl: float, data: bytes | None
-    ) -> None:
+    async def _finish_locally(self, key: str, outcome: Outcome, ttl: float) -> None:
         await self._local.complete(key, "", outcome, ttl=ttl)
-        slot = self._waiting.pop(key, None)
-        if slot is not None:
-            slot.outcome = outcome
-            slot.payload = data or b"-"  # decoded already: the outcome is set
-            slot.event.set()
+        self._deliver_outcome(key, outcome)
 
     def _complete_script(self, key: str, token: str, data: bytes, ttl: float) -> Any:
         store = b"1" if ttl > 0 and data else b"0"
@@ -365,7 +377,7 @@ class RedisBackend:
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         if self._local.has_flight(key):
             return await self._local.wait(key, timeout=timeout)
-        if key in self._leading and self._skip_redis():
+        if key in self._leading:
             return await self._wait_for_own_leader(key, timeout)
         if self._skip_redis():
             return None  # claim again: the fallback takes over
@@ -385,7 +397,7 @@ class RedisBackend:
             return None
 
     async def _wait_for_own_leader(self, key: str, timeout: float) -> Outcome | None:
-        """Redis went away while this process leads ``key``: its complete() delivers here."""
+        """This process leads ``key``: its complete() delivers here, with no round trip."""
         slot = self._register(key)
         try:
             with anyio.move_on_after(timeout):
@@ -507,7 +519,7 @@ class RedisBackend:
     async def _call(self, command: Any) -> Any:
         failure: type[Exception] | None = None
         try:
-            with anyio.fail_after(self.operation_timeout):
+            async with _timeout(self.operation_timeout):
                 await self._discover()
                 answer = await command
         except MaxConnectionsError:
@@ -664,6 +676,16 @@ class RedisBackend:
             slot.payload = payload
             slot.event.set()
 
+    def _deliver_outcome(self, key: str, outcome: Outcome) -> bool:
+        """Wake this process's waiters for ``key`` with ``outcome``; whether there were any."""
+        slot = self._waiting.pop(key, None)
+        if slot is None:
+            return False
+        slot.outcome = outcome
+        slot.payload = b"-"  # decoded already: the outcome is set
+        slot.event.set()
+        return True
+
     def _wake_all(self) -> None:
         """After losing the subscription, every waiter re-checks instead of missing a message."""
         slots, self._waiting = self._waiting, {}
@@ -671,11 +693,11 @@ class RedisBackend:
             slot.event.set()
 
     def _read_delivery(self, key: str, slot: _Slot) -> Outcome | None:
-        if not slot.event.is_set() or not slot.payload:
-            return None  # lease expired, or woken to re-check: claim again
-        if slot.outcome is None:  # decoded once for all the local waiters of this key
+        if not slot.event.is_set():
+            return None  # lease expired: claim again
+        if slot.outcome is None and slot.payload:  # decoded once for all local waiters
             slot.outcome = self._load(key, slot.payload)
-        return slot.outcome
+        return slot.outcome  # None: woken to re-check, claim again
 
     async def _subscribe(self) -> None:
         if self._listener is None or self._listener.done():
@@ -742,6 +764,18 @@ class RedisBackend:
             connection_class=node.connection_class, **node.connection_kwargs
         )
         return aioredis.Redis(connection_pool=pool).pubsub()
+
+
+if sys.version_info >= (3, 11):
+    #: asyncio's own timeout: a third of the CPU of anyio's cancel scope, on every Redis call
+    #: (Redis is asyncio-only, so nothing is lost).
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+
+    @contextlib.asynccontextmanager
+    async def _timeout(delay: float) -> AsyncIterator[None]:
+        with anyio.fail_after(delay):
+            yield
 
 
 def _ms(seconds: float) -> int:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..backends._codec import register_result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     """A user's profile from ``sns/userinfo``.
 
@@ -79,16 +79,17 @@ class AccessToken:
             raise ValueError("scope is not a string")
         return cls(
             openid=_identifier(data, "openid"),
-            scope=scope or "",
+            # The scope is a shared object, not one copy per identity in the result cache.
+            scope=_shared(scope or ""),
             access_token=_identifier(data, "access_token"),
             refresh_token=_identifier(data, "refresh_token"),
-            expires_in=_expires_in(data.get("expires_in")),
+            expires_in=_expires_in(data.get("expires_in")),  # 7200: a cached small int
             unionid=_optional_identifier(data, "unionid"),
             is_snapshotuser=_flag(data.get("is_snapshotuser")),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeChatIdentity:
     """Who completed the login, as put in ``scope["wechat"]``.
 
@@ -99,7 +100,8 @@ class WeChatIdentity:
     was asked to return to, taken from the verified state, or None. ``appid`` is the app that
     issued the code and traded it: the official account's ``appid``, or ``website_appid`` for a
     website QR login (the same person has one openid per app; ``unionid`` links them). ``repr``
-    leaves the tokens out.
+    leaves the tokens out. Slotted: up to ``max_entries`` of them wait in the result cache for
+    late duplicates.
     """
 
     #: The name of this result type in stored outcomes.
@@ -144,10 +146,34 @@ class WeChatIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tokens included: store it only where tokens may live)."""
-        data = asdict(self)
-        if self.userinfo is not None:
-            data["userinfo"]["privilege"] = list(self.userinfo.privilege)
-        return data
+        # Spelled out rather than dataclasses.asdict, which deep-copies field by field: this
+        # runs for every result a Redis leader stores.
+        info = self.userinfo
+        return {
+            "openid": self.openid,
+            "scope": self.scope,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_in": self.expires_in,
+            "unionid": self.unionid,
+            "is_snapshotuser": self.is_snapshotuser,
+            "userinfo": None
+            if info is None
+            else {
+                "openid": info.openid,
+                "nickname": info.nickname,
+                "sex": info.sex,
+                "province": info.province,
+                "city": info.city,
+                "country": info.country,
+                "headimgurl": info.headimgurl,
+                "privilege": list(info.privilege),
+                "unionid": info.unionid,
+            },
+            "state": self.state,
+            "next": self.next,
+            "appid": self.appid,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeChatIdentity:
@@ -221,3 +247,12 @@ def _flag(value: Any) -> bool:
     if _is_int(value) and value == 1:
         return True
     raise ValueError("is_snapshotuser is neither 0 nor 1")
+
+
+#: The scopes WeChat grants, one object each (never a string from upstream, which could be
+#: anything).
+_SCOPES = {s: s for s in ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")}
+
+
+def _shared(scope: str) -> str:
+    return _SCOPES.get(scope, scope)

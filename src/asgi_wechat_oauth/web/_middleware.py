@@ -24,7 +24,6 @@ from .._core.errors import (
 from .._core.loops import LoginLoopGuard
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
-from .._core.paths import spellings
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from .._core.upstream import once_more_if_busy
@@ -137,9 +136,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         )
         self._key_prefix = f"{config.appid}:".encode()
         self.login_path = config.login_path
-        self._callback_paths = spellings(config.callback_path)
-        self._login_paths = spellings(config.login_path)
-        self._own_paths = self._callback_paths + self._login_paths
+        self._set_paths(config.callback_path, config.login_path)
         self.on_invalid_code = config.resolved_on_invalid_code
         self.snapshot_users = config.snapshot_users
         self.verify_state = config.resolved_verify_state

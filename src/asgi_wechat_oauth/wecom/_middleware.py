@@ -18,7 +18,6 @@ from .._core.errors import InvalidCallbackRequest, LoginDeclined, UpstreamError,
 from .._core.login import check_login_options
 from .._core.middleware import OAuthMiddleware, OnError
 from .._core.pages import ErrorPages
-from .._core.paths import spellings
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
 from ..backends import Backend, MemoryBackend
@@ -123,9 +122,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
             counters=self.counters,
         )
         self._key_prefix = f"wecom:{corpid}:{agentid}:".encode()
-        self._callback_paths = spellings(callback_path)
-        self._login_paths = spellings(login_path)
-        self._own_paths = self._callback_paths + self._login_paths
+        self._set_paths(callback_path, login_path)
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         self._signer = StateSigner(
