@@ -217,31 +217,27 @@ a:active{background:#06ad56}
 small{display:block;margin-top:40px;color:#b2b2b2;font-size:12px}
 """
 
-DEFAULT_TEMPLATE = (
+
+def page_source(style: str, main: str) -> str:
+    """The skeleton every page shares (mobile viewport, inline CSS, no external asset), around
+    ``main``; ``$lang`` and ``$title`` are left for the template to fill."""
+    return (
+        '<!doctype html>\n<html lang="$lang">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="robots" content="noindex">\n<title>$title</title>\n'
+        f"<style>\n{style}</style>\n</head>\n<body>\n<main>\n{main}</main>\n</body>\n</html>\n"
+    )
+
+
+DEFAULT_TEMPLATE = page_source(
+    STYLE,
     """\
-<!doctype html>
-<html lang="$lang">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>$title</title>
-<style>
-"""
-    + STYLE
-    + """</style>
-</head>
-<body>
-<main>
 <div class="icon" aria-hidden="true">!</div>
 <h1>$title</h1>
 <p>$body</p>
 <a id="action" href="$action_href">$action_label</a>
 <small>$status $reason</small>
-</main>
-</body>
-</html>
-"""
+""",
 )
 #: The names a template may use; every value is HTML-escaped before it is put in.
 TEMPLATE_FIELDS = frozenset(

@@ -19,6 +19,7 @@ from .._core.pages import (
     Language,
     _header,
     _weights,
+    page_source,
     preferred_language,
     wants_html,
 )
@@ -45,37 +46,24 @@ _TEXTS: dict[Language, dict[str, str]] = {
 }
 
 _PAGE = Template(
-    """\
-<!doctype html>
-<html lang="$lang">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>$title</title>
-<style>
-"""
-    + STYLE
-    + """\
+    page_source(
+        STYLE
+        + """\
 p{margin-bottom:24px}
 .qr{display:inline-block;margin:0 auto 24px;padding:12px;background:#fff;border-radius:8px}
 .qr svg{display:block;width:220px;height:220px}
 code{display:block;padding:12px;border-radius:8px;background:#fff;color:#191919;\
 font-size:14px;word-break:break-all;text-align:left}
-</style>
-</head>
-<body>
-<main>
+""",
+        """\
 <h1>$title</h1>
 <p>$body</p>
 $qr
 <p class="link">$link_label</p>
 <code id="login-link">$link</code>
 <small>$note</small>
-</main>
-</body>
-</html>
-"""
+""",
+    )
 )
 
 
