@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'asgi-wechat-oauth[prometheus]'"
     ) from exc
 
-from ._core.asgi import ASGIApp
+from ._core.asgi import ASGIApp, inner_app
 from ._core.counters import Counters
 from .web._middleware import WeChatOAuthMiddleware
 
@@ -60,8 +60,6 @@ _HELP = {
 }
 #: The label of each mapping counter (``errors`` counts by error reason).
 _LABELS = {"errors": "reason"}
-#: Attributes that lead from an app to the app it wraps, in the order they are tried.
-_INNER = ("middleware_stack", "asgi_app", "app")
 _MAX_DEPTH = 64
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -126,20 +124,10 @@ class WeChatOAuthCollector(Collector):
                 break
             if getattr(node, "middleware_stack", False) is None:
                 return Counters()  # a Starlette app that has not started: nothing counted yet
-            node = _inner(node)
+            node = inner_app(node)
         if not self._warned:
             self._warned = True
             logger.warning(
                 "wechat_oauth.metrics_unavailable: no WeChatOAuthMiddleware found in %r", source
             )
         return None
-
-
-def _inner(node: object) -> object | None:
-    """The app ``node`` wraps, if any: Starlette's built stack, Quart's replaced ``asgi_app``,
-    or a middleware's ``app``. Bound methods (Quart's own ``asgi_app``) lead nowhere."""
-    for attribute in _INNER:
-        inner: object | None = getattr(node, attribute, None)
-        if inner is not None and not hasattr(inner, "__self__"):
-            return inner
-    return None

@@ -12,6 +12,19 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Attributes that lead from an app to the app it wraps, in the order they are tried.
+_INNER = ("middleware_stack", "asgi_app", "app")
+
+
+def inner_app(node: object) -> object | None:
+    """The app ``node`` wraps, if any: Starlette's built stack, Quart's replaced ``asgi_app``,
+    or a middleware's ``app``. Bound methods (Quart's own ``asgi_app``) lead nowhere."""
+    for attribute in _INNER:
+        inner: object | None = getattr(node, attribute, None)
+        if inner is not None and not hasattr(inner, "__self__"):
+            return inner
+    return None
+
 
 async def send_json(
     send: Send,

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
+from .._core.asgi import inner_app
 from .._core.errors import WeChatOAuthError
 from ._client import WeChatOAuthClient
 from ._config import InvalidConfig, WeChatOAuthConfig
@@ -48,8 +49,8 @@ def find_configs(app: object) -> Iterator[WeChatOAuthConfig]:
             return
         if isinstance(node, WeChatOAuthMiddleware):
             yield node.config
-        stack = getattr(node, "middleware_stack", False)
-        if stack is None:  # a Starlette app that has not started: read what it will build
+        if getattr(node, "middleware_stack", False) is None:
+            # A Starlette app that has not started: read what it will build.
             for middleware in getattr(node, "user_middleware", ()):
                 if isinstance(middleware.cls, type) and issubclass(
                     middleware.cls, WeChatOAuthMiddleware
@@ -57,14 +58,7 @@ def find_configs(app: object) -> Iterator[WeChatOAuthConfig]:
                     yield _config_of(middleware.kwargs)
             node = getattr(node, "router", None)
             continue
-        node = next(
-            (
-                inner
-                for inner in (stack, getattr(node, "asgi_app", None), getattr(node, "app", None))
-                if inner and not hasattr(inner, "__self__")  # bound methods lead nowhere
-            ),
-            None,
-        )
+        node = inner_app(node)
 
 
 def _config_of(options: dict[str, object]) -> WeChatOAuthConfig:
