@@ -76,12 +76,18 @@ async def make_backend(server: RedisServer, prefix: str) -> AsyncIterator[Any]:
         await backend.aclose()
 
 
-async def warm_workers(make_app, emulator, *backends: RedisBackend) -> list[httpx.AsyncClient]:
+async def warm_workers(
+    make_app, emulator, raw, prefix, *backends: RedisBackend
+) -> list[httpx.AsyncClient]:
     """A client per backend, each worker warmed up by one login: connected and subscribed, so
-    that a stall freezes a call, not a connection's setup."""
+    that a stall freezes a call, not a connection's setup. Returns once those logins are
+    settled in Redis: the answer can reach the client before its leader's COMPLETE has run,
+    and a COMPLETE caught by the stall would take that worker down with it."""
     clients = [(await make_app(backend=backend))[1] for backend in backends]
     for client in clients:
         assert (await client.get(f"{CALLBACK}?code={emulator.issue_code()}")).status_code == 200
+    await no_leftover_keys(raw, prefix)
+    assert all(backend.available for backend in backends)
     return clients
 
 
@@ -214,7 +220,7 @@ async def test_a_claim_that_timed_out_but_ran_leaves_no_orphan_lease(
     server, raw, prefix, make_backend, make_app, emulator
 ) -> None:
     a, b = make_backend(operation_timeout=1.0), make_backend(operation_timeout=1.0)
-    worker_a, worker_b = await warm_workers(make_app, emulator, a, b)
+    worker_a, worker_b = await warm_workers(make_app, emulator, raw, prefix, a, b)
     code = emulator.issue_code()
     async with anyio.create_task_group() as tg:
         tg.start_soon(stall, server, 1.5)
@@ -239,7 +245,7 @@ async def test_a_duplicate_during_the_stall_waits_for_the_fallback_outcome(
     # Worker B's CLAIM queues behind A's in the frozen server: it finds A's lease and waits,
     # and A's settled outcome wakes it (not the lease's expiry 15 s later, nor a 502).
     a, b = make_backend(operation_timeout=1.0), make_backend(operation_timeout=3.0)
-    worker_a, worker_b = await warm_workers(make_app, emulator, a, b)
+    worker_a, worker_b = await warm_workers(make_app, emulator, raw, prefix, a, b)
     code = emulator.issue_code()
     responses: dict[str, httpx.Response] = {}
 
