@@ -295,9 +295,16 @@ async def call(app: ASGIApp, scope: Scope) -> Reply:
     return reply
 
 
+#: When each request reached the app behind the middleware (``perf_counter_ns``), by
+#: ``request_no``: a follower's release, timed alike for the middleware (whatever path its
+#: follower took: the leader's flight in its process, or the backend) and for the baseline.
+REACHED: dict[int, int] = {}
+
+
 async def openid_app(scope: Scope, receive: Any, send: Any) -> None:
     """The app behind the middleware: answers the identity's openid, as a real handler would
-    after setting a session."""
+    after setting a session. Records when the request reached it (``REACHED``)."""
+    REACHED[request_no.get()] = time.perf_counter_ns()
     body = scope["wechat"].openid.encode()
     await send(
         {
@@ -330,10 +337,9 @@ class MinimalSingleFlight:
     A dict of results and a dict of ``anyio.Event``s; the same query parsing, key, client
     (``WeChatOAuthClient`` on the same upstream) and app as the middleware, and nothing else: no
     detached exchange, no timeouts, no expiry, no bound, no error sharing. What the middleware
-    costs beyond it is the price of its guarantees. It records what ``TimingBackend`` records
-    (``completed_ns``: the leader's result set, before its waiters are woken; ``released_ns``:
-    each follower's wake-up; ``waiting``: followers parked; ``leader``: the leader's
-    ``request_no``), so the fan-out scripts time both alike.
+    costs beyond it is the price of its guarantees. It records what the fan-out scripts read
+    of the middleware (``waiting``: followers parked; ``leader``: the leader's ``request_no``);
+    releases are timed alike for both, where the request reaches the app (``REACHED``).
     """
 
     def __init__(self, app: ASGIApp, emulator: WeChatEmulator, upstream: httpx.AsyncClient) -> None:
@@ -353,8 +359,7 @@ class MinimalSingleFlight:
         await self.client.aclose()
 
     def reset(self) -> None:
-        self.waiting = self.completed_ns = self.empty_waits = 0
-        self.released_ns: list[int] = []
+        self.waiting = self.empty_waits = 0
         self.leader = -1
         self.fell_back = False
 
@@ -373,7 +378,6 @@ class MinimalSingleFlight:
             if event is not None:
                 self.waiting += 1
                 await event.wait()
-                self.released_ns.append(time.perf_counter_ns())
                 identity = self.results[key]
             else:
                 self.leader = request_no.get()
@@ -384,7 +388,6 @@ class MinimalSingleFlight:
                         token, state=params.state
                     )
                 finally:
-                    self.completed_ns = time.perf_counter_ns()
                     del self.flights[key]
                     event.set()
         scope["wechat"] = identity
@@ -536,16 +539,22 @@ def flush() -> None:
 
 class Gate:
     """An ASGI app in front of the emulator that holds ``sns/oauth2/access_token`` calls until
-    opened: it makes sure every duplicate is parked before the leader's exchange completes."""
+    opened: it makes sure every duplicate is parked before the leader's exchange completes.
+
+    ``answered_ns``: when WeChat's answer to the first call since :meth:`close` was sent (the
+    leader's result, the origin of every release time: the same for the middleware and the
+    baseline, which both parse it with the same client)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.arrived = 0
+        self.answered_ns = 0
         self._open = anyio.Event()
         self._open.set()
 
     def close(self) -> None:
         self.arrived = 0
+        self.answered_ns = 0
         self._open = anyio.Event()
 
     def open(self) -> None:
@@ -556,25 +565,27 @@ class Gate:
             self.arrived += 1
             with anyio.fail_after(60):
                 await self._open.wait()
+            await self.app(scope, receive, send)
+            self.answered_ns = self.answered_ns or time.perf_counter_ns()
+            return
         await self.app(scope, receive, send)
 
 
 class TimingBackend:
-    """Delegates to a real backend and records when the leader completes and when each
-    follower's wait returns."""
+    """Delegates to a real backend and records which request led (``leader``: its
+    ``request_no``), how many waits in the backend ended without an outcome, and whether a
+    RedisBackend fell back to its local dedupe. Followers in the leader's own process wait on
+    its flight, not in the backend: the middleware's ``counters.waiting`` counts them all."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.lease_ttl = inner.lease_ttl
-        #: The backend's fast path, delegated as is: a follower it sends to wait() is timed.
+        #: The backend's fast path, delegated as is.
         self.peek = getattr(inner, "peek", None)
         self.reset()
 
     def reset(self) -> None:
-        self.completed_ns = 0
-        self.released_ns: list[int] = []
         self.empty_waits = 0  # waits that ended without an outcome (the request claims again)
-        self.waiting = 0
         self.leader = -1
         self.fell_back = False  # a RedisBackend answered a claim from its local fallback
 
@@ -586,17 +597,15 @@ class TimingBackend:
             self.leader = request_no.get()
         return claim
 
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
-        self.completed_ns = time.perf_counter_ns()
-        await self.inner.complete(key, lease, outcome, ttl=ttl)
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
+        return await self.inner.complete(key, lease, outcome, ttl=ttl)
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
-        self.waiting += 1
         outcome = await self.inner.wait(key, timeout=timeout)
         if outcome is None:
             self.empty_waits += 1
-        else:
-            self.released_ns.append(time.perf_counter_ns())
         return outcome
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:

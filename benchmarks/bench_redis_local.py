@@ -2,7 +2,7 @@
 
 1. Followers: N callbacks with one code through one worker (a middleware on a RedisBackend),
    the leader held at a gate until the others are parked. Measured as in ``bench_fanout.py``
-   (a delegating backend): each follower's release after the leader's result, and the Redis
+   (each follower's release: it reaches the app, after the leader's result), and the Redis
    round trips each follower made (``RedisBackend.round_trips``, the leader's 2 taken out).
    Rows: MemoryBackend (the target's yardstick), the minimal single flight, RedisBackend with
    every follower in the leader's process, and RedisBackend with the followers in a second
@@ -28,6 +28,7 @@ import anyio
 import httpx
 from _common import (
     CALLBACK,
+    REACHED,
     Gate,
     MinimalSingleFlight,
     Reply,
@@ -42,6 +43,7 @@ from _common import (
     openid_app,
     parser,
     redis_wanted,
+    request_no,
     rotate,
     run,
     table,
@@ -76,12 +78,14 @@ class Rig:
         for t in self.timings:
             t.reset()
         if self.minimal is not None:
-            self.minimal.waiting = self.minimal.completed_ns = 0
+            self.minimal.reset()
 
     def waiting(self) -> int:
+        """Followers parked now (the baseline: followers that started to wait)."""
         if self.minimal is not None:
             return self.minimal.waiting
-        return sum(t.waiting for t in self.timings)
+        apps = {id(app): app for app in (self.leader, self.follower)}.values()
+        return sum(app.counters.waiting for app in apps)
 
     def trips(self) -> int:
         return sum(getattr(t.inner, "round_trips", 0) for t in self.timings)
@@ -92,8 +96,10 @@ async def trial(rig: Rig, emulator: WeChatEmulator, gate: Gate, n: int) -> dict[
     gate.close()
     rig.reset()
     replies = [Reply() for _ in range(n)]
+    REACHED.clear()
 
     async def one(i: int) -> None:
+        request_no.set(i)
         app = rig.leader if i == 0 else rig.follower
         replies[i] = await call(app, http_scope(CALLBACK, query))
 
@@ -111,13 +117,9 @@ async def trial(rig: Rig, emulator: WeChatEmulator, gate: Gate, n: int) -> dict[
         await anyio.sleep(0.002)  # cross-process: the CHECK answered, the wait entered
         gate.open()
     await anyio.sleep(0.01)  # the leader's COMPLETE (it is answered before it)
-    if rig.minimal is not None:
-        done, released = rig.minimal.completed_ns, [r.done_ns for r in replies[1:]]
-    else:
-        done = min(t.completed_ns for t in rig.timings if t.completed_ns)
-        released = [r for t in rig.timings for r in t.released_ns]
+    released = [at for i, at in REACHED.items() if i != 0]
     return {
-        "last": max(released) - done,
+        "last": max(released) - gate.answered_ns,
         "trips": (rig.trips() - trips_before - 1) / max(n - 1, 1),  # less the leader's COMPLETE
         "ok": all(r.status == 200 for r in replies) and emulator.total_exchanges == 1,
     }

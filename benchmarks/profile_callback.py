@@ -156,10 +156,12 @@ class TracebackFree:
     async def claim(self, key: str) -> Claim:
         return await self.inner.claim(key)
 
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
         if isinstance(outcome, BaseException):
             outcome = outcome.with_traceback(None)
-        await self.inner.complete(key, lease, outcome, ttl=ttl)
+        return await self.inner.complete(key, lease, outcome, ttl=ttl)
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         return await self.inner.wait(key, timeout=timeout)

@@ -68,16 +68,20 @@ class Gate:
 
 
 class CountingBackend:
-    """Wraps any backend and counts the requests parked in :meth:`wait` right now.
+    """Wraps any backend and counts the requests parked in :meth:`wait` right now
+    (``waiting``) and since it was made (``waits``).
 
-    ``waiting == n`` tells a test that n duplicates are waiting on the flight, so releasing the
-    leader afterwards proves they were served by that flight and not by the result cache.
+    Followers in the process that leads a flight wait on the leader, not in the backend: for
+    them a test reads ``middleware.counters.waiting``. ``waiting == n`` tells a test that n
+    duplicates are waiting on the flight, so releasing the leader afterwards proves they were
+    served by that flight and not by the result cache.
     """
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.lease_ttl = inner.lease_ttl
         self.waiting = 0
+        self.waits = 0
 
     def __getattr__(self, name: str) -> Any:  # in_flight, stored, ...
         return getattr(self.inner, name)
@@ -85,11 +89,14 @@ class CountingBackend:
     async def claim(self, key: str) -> Claim:
         return await self.inner.claim(key)
 
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
-        await self.inner.complete(key, lease, outcome, ttl=ttl)
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
+        return await self.inner.complete(key, lease, outcome, ttl=ttl)
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         self.waiting += 1
+        self.waits += 1
         try:
             return await self.inner.wait(key, timeout=timeout)
         finally:

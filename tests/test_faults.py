@@ -268,7 +268,7 @@ async def test_fault_releases_every_waiter_with_the_same_answer(name, proxy, emu
                     await wait_until(lambda: proxy.arrived >= 1)  # the leader's exchange
                     for _ in range(WAITERS - 1):
                         tg.start_soon(callback)
-                    await wait_until(lambda: backend.waiting == WAITERS - 1)
+                    await wait_until(lambda: middleware.counters.waiting == WAITERS - 1)
                     proxy.release()
             elapsed = anyio.current_time() - started
             answers = [answer_of(r) for r in responses]

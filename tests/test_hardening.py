@@ -147,7 +147,7 @@ async def test_complete_that_raises_still_serves_the_leader_and_its_waiters(
         async with anyio.create_task_group() as tg:
             for _ in range(3):
                 tg.start_soon(one)
-            await wait_until(lambda: gate.arrived == 1 and backend.waiting == 2)
+            await wait_until(lambda: gate.arrived == 1 and middleware.counters.waiting == 2)
             gate.open()
     assert [r.status_code for r in results] == [200, 200, 200]
     assert {r.json()["openid"] for r in results} == {emulator.user.openid}

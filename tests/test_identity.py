@@ -166,7 +166,7 @@ async def test_concurrent_duplicates_all_get_the_callbacks_state(
     async with anyio.create_task_group() as tg:
         for _ in range(3):
             tg.start_soon(one)
-        await wait_until(lambda: gate.arrived == 1 and backend.waiting == 2)
+        await wait_until(lambda: gate.arrived == 1 and middleware.counters.waiting == 2)
         gate.open()
 
     assert [(r.status_code, r.json()["state"]) for r in results] == [(200, "s8")] * 3
@@ -191,7 +191,7 @@ async def test_concurrent_duplicate_with_another_state_is_refused(
         await wait_until(lambda: gate.arrived == 1)  # "leader" leads
         tg.start_soon(one, "other", "&state=theirs")
         tg.start_soon(one, "none", "")
-        await wait_until(lambda: backend.waiting == 2)
+        await wait_until(lambda: middleware.counters.waiting == 2)
         gate.open()
 
     assert results["leader"].status_code == 200

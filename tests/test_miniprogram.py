@@ -170,7 +170,7 @@ async def test_concurrent_duplicates_share_one_exchange(
     async with anyio.create_task_group() as tg:
         for _ in range(n):
             tg.start_soon(one)
-        await wait_until(lambda: mp_gate.arrived == 1 and backend.waiting == n - 1)
+        await wait_until(lambda: mp_gate.arrived == 1 and middleware.counters.waiting == n - 1)
         mp_gate.open()
 
     assert [r.status_code for r in results] == [200] * n

@@ -59,8 +59,17 @@ def test_metadata_is_typed_and_documented():
     families = {f.name: f for f in WeChatOAuthCollector(Counters()).collect()}
     assert set(families) >= NAMES
     for family in families.values():
-        assert family.type == "counter"
+        assert family.type == ("gauge" if family.name == "wechat_oauth_waiting" else "counter")
         assert family.documentation
+
+
+def test_waiting_is_a_gauge_of_callbacks_parked_now():
+    counters = Counters()
+    collector = WeChatOAuthCollector(counters)
+    counters.waiting = 3
+    assert scrape(collector)[("wechat_oauth_waiting", ())] == 3
+    counters.waiting = 0
+    assert scrape(collector)[("wechat_oauth_waiting", ())] == 0
 
 
 def test_a_scrape_sees_the_counters_as_they_are_now():

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from _servers import RedisServer, free_port
 from asgi_wechat_oauth import (
     Claim,
+    CodeRejected,
     ServiceUnavailable,
     UpstreamError,
     WeChatIdentity,
@@ -167,6 +168,21 @@ async def test_transient_error_reaches_waiters_and_is_not_stored(backends, emula
     [got] = results
     assert isinstance(got, UpstreamError) and got.reason == "upstream_unavailable"
     assert (await waiter.claim(key)).lease is not None  # nothing stored: the next one retries
+
+
+async def test_a_stored_error_yields_to_a_result_stored_first(backends, emulator) -> None:
+    # A leader whose lease expired mid-exchange gets 40163 after another worker stored the
+    # identity: Redis keeps the identity, and complete() says so, so that the followers in
+    # the leader's process are handed the identity rather than the error.
+    slow, other = backends[:2]
+    identity = WeChatIdentity(openid="o1", scope="snsapi_base", access_token="A", refresh_token="R")
+    key = key_for(emulator, emulator.issue_code())
+    claim = await slow.claim(key)
+    assert claim.lease is not None
+    assert await other.complete(key, "another-lease", identity, ttl=60) is None
+    used = CodeRejected("code_used", "The code was already used.", errcode=40163)
+    assert await slow.complete(key, claim.lease, used, ttl=60) == identity
+    assert (await other.claim(key)).outcome == identity
 
 
 async def test_lease_is_released_only_by_its_owner(backends, emulator) -> None:
@@ -541,7 +557,7 @@ async def test_followers_in_the_leaders_process_make_no_round_trip(
         for _ in range(n):
             tg.start_soon(one, leader_app)
         tg.start_soon(one, other_app)
-        await wait_until(lambda: counted.waiting == n and there.round_trips == 2)
+        await wait_until(lambda: leader_app.counters.waiting == n and there.round_trips == 2)
         assert here.round_trips == 1
         gate.open()
     assert responses == [200] * (n + 2)

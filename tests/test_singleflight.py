@@ -9,7 +9,14 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import CodeRejected, MemoryBackend, WeChatIdentity, WeChatOAuthClient
+from asgi_wechat_oauth import (
+    CodeRejected,
+    MemoryBackend,
+    WeChatIdentity,
+    WeChatOAuthClient,
+    WeChatOAuthError,
+)
+from asgi_wechat_oauth.backends import Outcome
 from asgi_wechat_oauth.testing import Fault, double_callback
 from support import (
     CALLBACK,
@@ -43,7 +50,7 @@ async def test_concurrent_duplicates_share_one_exchange(
         for _ in range(n):
             tg.start_soon(one)
         # The leader is held at the gate until every duplicate is parked on its flight.
-        await wait_until(lambda: gate.arrived == 1 and backend.waiting == n - 1)
+        await wait_until(lambda: gate.arrived == 1 and middleware.counters.waiting == n - 1)
         gate.open()
 
     assert [r.status_code for r in results] == [200] * n
@@ -53,6 +60,50 @@ async def test_concurrent_duplicates_share_one_exchange(
     assert middleware.counters.exchanges == 1
     assert middleware.counters.deduplicated == n - 1
     assert middleware.counters.cache_hits == 0
+    assert middleware.counters.waiting == 0
+    # The followers waited on the leader's own flight, with no call to the backend each.
+    assert backend.waits == 0
+
+
+class KeepsAnEarlierIdentity(MemoryBackend):
+    """Answers a stored error with an identity it kept from before, as Redis does when
+    another worker stored the code's identity before this leader's 40029/40163."""
+
+    def __init__(self, kept: WeChatIdentity) -> None:
+        super().__init__()
+        self.kept = kept
+
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
+        await super().complete(key, lease, outcome, ttl=ttl)
+        return self.kept if ttl > 0 and isinstance(outcome, WeChatOAuthError) else None
+
+
+async def test_followers_here_get_what_the_backend_kept_over_a_stored_error(
+    emulator, make_app, gate, gated_upstream
+):
+    kept = WeChatIdentity(
+        openid="o-kept", scope="snsapi_base", access_token="A", refresh_token="R", state="s"
+    )
+    middleware, client = await make_app(
+        backend=KeepsAnEarlierIdentity(kept), http_client=gated_upstream
+    )
+    url = f"{CALLBACK}?code=madeupcode1&state=s"
+    responses: dict[int, httpx.Response] = {}
+
+    async def one(i: int) -> None:
+        responses[i] = await client.get(url)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, 0)
+        await wait_until(lambda: gate.arrived == 1)  # request 0 leads
+        for i in (1, 2):
+            tg.start_soon(one, i)
+        await wait_until(lambda: middleware.counters.waiting == 2)
+        gate.open()
+    assert responses[0].json()["error"] == "code_invalid"  # the leader's own answer
+    assert [responses[i].json()["openid"] for i in (1, 2)] == ["o-kept", "o-kept"]
 
 
 async def test_overlapping_duplicates_with_latency_share_one_exchange(emulator, make_app):
@@ -83,7 +134,7 @@ async def test_concurrent_waiters_share_the_leaders_error(emulator, make_app, ga
 
         for _ in range(n):
             tg.start_soon(one)
-        await wait_until(lambda: gate.arrived == 1 and backend.waiting == n - 1)
+        await wait_until(lambda: gate.arrived == 1 and middleware.counters.waiting == n - 1)
         gate.open()
 
     assert [r.status_code for r in results] == [502] * n
@@ -217,7 +268,7 @@ async def test_cancelled_waiter_does_not_disturb_the_flight(
         with anyio.CancelScope() as waiter_scope:
             async with anyio.create_task_group() as waiters:
                 waiters.start_soon(client.get, url)
-                await wait_until(lambda: backend.waiting == 1)
+                await wait_until(lambda: middleware.counters.waiting == 1)
                 waiter_scope.cancel()
         assert backend.in_flight == 1  # the flight survived its waiter's cancellation
         gate.open()
@@ -314,7 +365,7 @@ async def test_counters_after_a_scripted_sequence(emulator, make_app, gate, gate
     async with anyio.create_task_group() as tg:
         for _ in range(2):
             tg.start_soon(client.get, f"{CALLBACK}?code={pair}")  # exchange 1, 1 deduplicated
-        await wait_until(lambda: gate.arrived == 1 and backend.waiting == 1)
+        await wait_until(lambda: gate.arrived == 1 and middleware.counters.waiting == 1)
         gate.open()
     assert (await client.get(f"{CALLBACK}?code={pair}")).status_code == 200  # cache hit 1
     bad = "neverissued0000000000"
@@ -379,7 +430,7 @@ async def test_duplicates_are_served_without_a_task_of_their_own(
             await wait_until(lambda: gate.arrived == 1)
             assert len(created) == 2  # the test's request, and the leader's detached exchange
             tg.start_soon(call_asgi, middleware, http_scope(query_string=query))
-            await wait_until(lambda: backend.waiting == 1)
+            await wait_until(lambda: middleware.counters.waiting == 1)
             assert len(created) == 3  # the follower's request: nothing more
             gate.open()
         created.clear()
@@ -413,7 +464,7 @@ async def test_the_leader_is_answered_before_its_followers(
         await wait_until(lambda: gate.arrived == 1)  # request 0 leads
         for i in range(1, n):
             tg.start_soon(one, i)
-        await wait_until(lambda: backend.waiting == n - 1)
+        await wait_until(lambda: middleware.counters.waiting == n - 1)
         gate.open()
     assert finished[0] == 0
     assert sorted(finished) == list(range(n))

@@ -208,7 +208,7 @@ async def test_double_callback_on_each_route_is_one_exchange_with_its_app(
         tg.start_soon(hit)
         await wait_until(lambda: gate.arrived == 1)
         tg.start_soon(hit)
-        await wait_until(lambda: backend.waiting == 1)
+        await wait_until(lambda: middleware.counters.waiting == 1)
         gate.open()
     late = await browser.get(callback)  # Back or refresh: served from the stored result
     appid = emulator.website_appid if app == "website" else emulator.appid

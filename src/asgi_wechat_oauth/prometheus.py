@@ -16,6 +16,7 @@ nothing extra. Exposed, for the default ``prefix``:
 - ``wechat_oauth_cache_hits_total``: callbacks served a stored result;
 - ``wechat_oauth_recovered_total``: 40029/40163 answers replaced by another request's result;
 - ``wechat_oauth_errors_total{reason="..."}``: error answers, by the error's ``reason``;
+- ``wechat_oauth_waiting``: a gauge, callbacks waiting for an exchange in flight right now;
 
 and any counter the middleware adds later (each integer field of :class:`Counters`).
 
@@ -32,7 +33,7 @@ import re
 from collections.abc import Iterator, Mapping
 
 try:
-    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -57,7 +58,10 @@ _HELP = {
     "recovered": "40029/40163 answers replaced by the result another request obtained.",
     "reauthorized": "Callbacks with an unusable code sent through login again.",
     "errors": "Error answers of the callback and login endpoints, by reason.",
+    "waiting": "Callbacks waiting for an exchange in flight right now.",
 }
+#: Fields that are a level now, not a count since start.
+_GAUGES = frozenset({"waiting"})
 #: The label of each mapping counter (``errors`` counts by error reason).
 _LABELS = {"errors": "reason"}
 _MAX_DEPTH = 64
@@ -85,19 +89,20 @@ class WeChatOAuthCollector(Collector):
     def __repr__(self) -> str:
         return f"WeChatOAuthCollector({self.source!r}, prefix={self.prefix!r})"
 
-    def describe(self) -> Iterator[CounterMetricFamily]:
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         """The metric names (with zero values): lets a registry refuse duplicates on register."""
         return self._families(Counters())
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = self._counters()
         return self._families(counters) if counters is not None else iter(())
 
-    def _families(self, counters: Counters) -> Iterator[CounterMetricFamily]:
+    def _families(self, counters: Counters) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for field in dataclasses.fields(counters):
             value = getattr(counters, field.name)
             help_text = _HELP.get(field.name, f"WeChat OAuth middleware counter {field.name}.")
             name = f"{self.prefix}_{field.name}"
+            family: CounterMetricFamily | GaugeMetricFamily
             if isinstance(value, Mapping):
                 family = CounterMetricFamily(
                     name, help_text, labels=[_LABELS.get(field.name, "key")]
@@ -107,7 +112,8 @@ class WeChatOAuthCollector(Collector):
                 for key, count in sorted(dict(value).items()):
                     family.add_metric([str(key)], float(count))
             elif isinstance(value, int):
-                family = CounterMetricFamily(name, help_text, value=float(value))
+                kind = GaugeMetricFamily if field.name in _GAUGES else CounterMetricFamily
+                family = kind(name, help_text, value=float(value))
             else:
                 continue
             yield family

@@ -16,7 +16,9 @@ class Counters:
     - ``cache_hits``: requests served a result stored by an earlier request;
     - ``recovered``: 40029/40163 answers replaced by a result another request obtained;
     - ``reauthorized``: callbacks with an unusable code sent through login again;
-    - ``errors``: error responses by ``reason``.
+    - ``errors``: error responses by ``reason``;
+    - ``waiting``: requests waiting for an exchange in flight right now (a gauge, not a
+      count since start).
     """
 
     exchanges: int = 0
@@ -25,6 +27,7 @@ class Counters:
     recovered: int = 0
     reauthorized: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    waiting: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -34,4 +37,5 @@ class Counters:
             "recovered": self.recovered,
             "reauthorized": self.reauthorized,
             "errors": dict(self.errors),
+            "waiting": self.waiting,
         }

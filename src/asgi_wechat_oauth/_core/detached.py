@@ -88,6 +88,12 @@ class DetachedRunner:
                 await self._idle.wait()
 
 
+def answers_early(answer: Answer[T]) -> bool:
+    """Whether ``answer`` resumes the caller before the work returns (asyncio), rather than
+    being ignored (trio: the caller is the work's own task)."""
+    return answer is not _ignore
+
+
 def _ignore(value: object) -> None:
     """On trio the caller resumes when the work returns: nothing to hand over early."""
 

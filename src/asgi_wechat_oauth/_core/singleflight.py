@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
 
 from ..backends import Backend, Claim, Outcome, Result
 from .counters import Counters
-from .detached import Answer, DetachedRunner
+from .detached import Answer, DetachedRunner, answers_early
 from .errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
@@ -29,15 +28,28 @@ logger = logging.getLogger("asgi_wechat_oauth")
 #: The exchange bounds itself by ``exchange_timeout``; this backstop, a little later, ends an
 #: exchange that does not, and waiters allow the same again beyond the leader's bound.
 _GRACE = 1.0
+#: How long the backend may take to take an outcome (a Redis backend bounds its own calls
+#: far below this): beyond it the leader's followers here are not held any longer.
+_COMPLETE_BOUND = 30.0
 
 
-@dataclass
 class _Led:
-    """A flight this process leads. Its waiters here get the outcome from it directly when the
-    backend fails to deliver it (``complete`` raised)."""
+    """A flight this process leads. Its followers in this process wait on ``done`` and take
+    ``outcome``, with no call to the backend: no timeout scope and no round trip each. The
+    wait needs no bound of its own: the leader ends every flight it starts (its exchange and
+    its hand-over to the backend are bounded, and run shielded)."""
 
-    outcome: Outcome | None = None
-    waiters: set[anyio.CancelScope] = field(default_factory=set)
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: Outcome | None = None
+
+    def release(self, outcome: Outcome) -> None:
+        """Hand the followers ``outcome`` (once: the first one given stands)."""
+        if not self.done.is_set():
+            self.outcome = outcome
+            self.done.set()
 
 
 class SingleFlight:
@@ -112,20 +124,18 @@ class SingleFlight:
         return self.result_ttl
 
     async def _wait(self, key: str, timeout: float) -> Outcome | None:
-        """Wait through the backend; when this process leads the flight, the leader can also
-        end the wait with the outcome itself (see :meth:`_complete`)."""
+        """Wait for the flight on ``key``: the leader's own hand-over when this process leads
+        it, else through the backend."""
         led = self._led.get(key)
-        if led is None:
+        counters = self.counters
+        counters.waiting += 1
+        try:
+            if led is not None:
+                await led.done.wait()
+                return led.outcome
             return await self.backend.wait(key, timeout=timeout)
-        outcome = led.outcome
-        if outcome is None:
-            with anyio.CancelScope() as scope:
-                led.waiters.add(scope)
-                try:
-                    outcome = await self.backend.wait(key, timeout=timeout)
-                finally:
-                    led.waiters.discard(scope)
-        return led.outcome if led.outcome is not None else outcome
+        finally:
+            counters.waiting -= 1
 
     async def _claim_and_lead(
         self,
@@ -139,7 +149,9 @@ class SingleFlight:
         claim = await self.backend.claim(key)
         if claim.lease is None:
             return claim, None
-        return claim, await self._lead(key, claim.lease, exchange, partial(_answer, answer, claim))
+        handed_over = answers_early(answer)
+        lead = self._lead(key, claim.lease, exchange, partial(_answer, answer, claim), handed_over)
+        return claim, await lead
 
     async def _exchange_bounded(
         self, key: str, exchange: Callable[[], Awaitable[Result]]
@@ -171,7 +183,10 @@ class SingleFlight:
         lease: str,
         exchange: Callable[[], Awaitable[Result]],
         answer: Answer[Outcome],
+        handed_over: bool = False,
     ) -> Outcome:
+        """Trade the code and end the flight. ``handed_over``: ``answer`` resumes the
+        leader's request before this returns (asyncio)."""
         started = anyio.current_time()
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
         # outcome: waiters are released and the lease is given back.
@@ -196,7 +211,7 @@ class SingleFlight:
             # The leader's request goes on with the outcome first, then the flight ends.
             answer(outcome)
             with anyio.CancelScope(shield=True):
-                await self._complete(key, lease, outcome, led)
+                await self._end(key, lease, outcome, led, handed_over)
             if self._led.get(key) is led:
                 del self._led[key]
         if isinstance(outcome, ConfigurationError):
@@ -226,28 +241,43 @@ class SingleFlight:
         )
         return outcome
 
-    async def _complete(self, key: str, lease: str, outcome: Outcome, led: _Led) -> None:
-        """Hand the outcome to the backend. A backend that raises (an outcome it cannot
-        encode, a bug) must neither replace the outcome nor strand anyone: the leader and its
-        waiters in this process get the outcome from here, and the lease is given back with an
-        answer any backend can store."""
+    async def _end(
+        self, key: str, lease: str, outcome: Outcome, led: _Led, handed_over: bool
+    ) -> None:
+        """Release the followers here and hand the outcome to the backend. An identity, or an
+        error nobody stores, is what the followers get whatever the backend does: they go
+        first, one scheduling round after the leader's request (asyncio queues them behind
+        everything they wake otherwise). A stored error may yield to an earlier result the
+        backend kept: they get what it answers."""
         ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
-        if await self._try_complete(key, lease, outcome, ttl):
-            return
-        led.outcome = outcome
-        for waiter in list(led.waiters):
-            waiter.cancel()  # wakes it: it then takes led.outcome
-        if not isinstance(outcome, WeChatOAuthError):
+        if ttl <= 0 or not isinstance(outcome, WeChatOAuthError):
+            if handed_over and led.done.statistics().tasks_waiting:
+                await anyio.lowlevel.checkpoint()
+            led.release(outcome)
+        with anyio.move_on_after(_COMPLETE_BOUND):
+            outcome = await self._complete(key, lease, outcome, ttl)
+        led.release(outcome)
+
+    async def _complete(self, key: str, lease: str, outcome: Outcome, ttl: float) -> Outcome:
+        """Hand the outcome to the backend; return what the flight's waiters get. A backend
+        that raises (an outcome it cannot encode, a bug) must neither replace the outcome nor
+        strand anyone: the lease is given back with an answer any backend can store."""
+        taken, delivered = await self._try_complete(key, lease, outcome, ttl)
+        if not taken and not isinstance(outcome, WeChatOAuthError):
             # The code is spent and its identity cannot be shared: later duplicates elsewhere
             # get a prompt answer instead of waiting for the lease to expire.
             lost = ExchangeLost(
                 "exchange_lost", "The login could not be completed; please log in again."
             )
             await self._try_complete(key, lease, lost, self.ttl_for(lost))
+        return outcome if delivered is None else delivered
 
-    async def _try_complete(self, key: str, lease: str, outcome: Outcome, ttl: float) -> bool:
+    async def _try_complete(
+        self, key: str, lease: str, outcome: Outcome, ttl: float
+    ) -> tuple[bool, Outcome | None]:
+        """Whether the backend took the outcome, and what it says the waiters get."""
         try:
-            await self.backend.complete(key, lease, outcome, ttl=ttl)
+            return True, await self.backend.complete(key, lease, outcome, ttl=ttl)
         except Exception as exc:
             # The type only: the exception may hold the outcome, tokens included (a codec's
             # UnicodeEncodeError carries the whole serialised identity). No traceback either.
@@ -256,8 +286,7 @@ class SingleFlight:
                 code_hash(key),
                 type(exc).__name__,
             )
-            return False
-        return True
+            return False, None
 
 
 def _final(outcome: Outcome) -> bool:

@@ -63,9 +63,15 @@ class Backend(Protocol):
         """Return the stored outcome, or take the lease, or neither (someone else leads)."""
         ...
 
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
         """Publish ``outcome`` to the waiters, store it for ``ttl`` seconds (0: do not store),
-        and release the lease if ``lease`` still holds it. Must not raise for a lost lease."""
+        and release the lease if ``lease`` still holds it. Must not raise for a lost lease.
+
+        Returns what the flight's waiters are given when that is not ``outcome`` (a stored
+        error yields to a result another process stored first), else ``None``. The waiters in
+        the leader's own process are handed it by the leader, not through :meth:`wait`."""
         ...
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:

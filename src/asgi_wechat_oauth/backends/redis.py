@@ -308,25 +308,30 @@ class RedisBackend:
             return Claim(lease=token)
         return Claim()
 
-    async def complete(self, key: str, lease: str, outcome: Outcome, *, ttl: float) -> None:
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
         """Never raises: what cannot be done in Redis now is logged (without tokens) and
         settled later, and the waiters in this process get the outcome regardless."""
         try:
-            await self._complete_or_defer(key, lease, outcome, ttl)
+            return await self._complete_or_defer(key, lease, outcome, ttl)
         except Exception as exc:  # a bug must not turn a login into a 500 nor keep a lease
             logger.error("wechat_oauth.redis_complete_failed error=%s", type(exc).__name__)
             local = lease[len(_LOCAL) :] if lease.startswith(_LOCAL) else ""
             await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
             await self._finish_locally(key, outcome, ttl)
             self._release_later(key, lease)
+            return None
 
-    async def _complete_or_defer(self, key: str, lease: str, outcome: Outcome, ttl: float) -> None:
+    async def _complete_or_defer(
+        self, key: str, lease: str, outcome: Outcome, ttl: float
+    ) -> Outcome | None:
         if lease.startswith(_LOCAL):
             await self._local.complete(key, lease[len(_LOCAL) :], outcome, ttl=ttl)
             # Decided without Redis: store it there once Redis answers, so that a duplicate
             # on another worker gets it, and release what a timed-out CLAIM may have taken.
             self._settle_later(key, outcome, ttl)
-            return
+            return None
         self._leading.discard(key)
         # A result is what Redis keeps (it replaces only a stored error), and an outcome not
         # stored is sent as it is: this process's own waiters get either at once. A stored
@@ -340,7 +345,7 @@ class RedisBackend:
             # it; elsewhere the lease is released and a duplicate trades again.
             await self._finish_locally(key, outcome, ttl)
             self._release_later(key, lease)
-            return
+            return None
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
             # needs no further round trip.
@@ -350,11 +355,14 @@ class RedisBackend:
             # The COMPLETE may or may not have run: it runs again once Redis answers.
             await self._finish_locally(key, outcome, ttl)
             self._settle_later(key, outcome, ttl, token=lease)
-            return
+            return None
         if key in self._unsettled:  # a timed-out CLAIM of this key may hold a lease too
             self._settle_later(key, outcome, ttl)
-        if not early:
-            self._deliver(key.encode() + b"\n" + published)
+        if early:
+            return None
+        delivered = self._load(key, published)
+        self._deliver_outcome(key, delivered)
+        return delivered
 
     async def _finish_locally(self, key: str, outcome: Outcome, ttl: float) -> None:
         await self._local.complete(key, "", outcome, ttl=ttl)
