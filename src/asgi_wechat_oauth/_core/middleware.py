@@ -88,25 +88,31 @@ class OAuthMiddleware:
     _login_paths: tuple[str, ...]
     _own_paths: tuple[str, ...]
     _exact_paths: frozenset[str]
+    _login_mark: tuple[str, str] | None
     _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if self.login_path is not None and self.login_path_key is not None:
-                scope[self.login_path_key] = self.login_path
+            if self._login_mark is not None:
+                scope[self._login_mark[0]] = self._login_mark[1]
             # A path this middleware answers is one of its own paths, or (when the server puts
-            # root_path in front) ends with one: a set look-up lets all other requests through
-            # at once, and the suffix test runs only under a root_path.
+            # root_path in front) ends with one: a set look-up, then a subscript, let every
+            # other request through with the least work (this runs for all of them).
             path = scope["path"]
-            if path in self._exact_paths or (
-                scope.get("root_path") and path.endswith(self._own_paths)
-            ):
-                if matches(scope, self._callback_paths):
-                    await self._callback(scope, receive, send)
+            if path not in self._exact_paths:
+                try:
+                    root_path = scope["root_path"]
+                except KeyError:  # optional in the ASGI spec, though servers send it
+                    root_path = ""
+                if not (root_path and path.endswith(self._own_paths)):
+                    await self.app(scope, receive, send)
                     return
-                if self._login_paths and matches(scope, self._login_paths):
-                    await self._redirect_to_login(scope, receive, send)
-                    return
+            if matches(scope, self._callback_paths):
+                await self._callback(scope, receive, send)
+                return
+            if self._login_paths and matches(scope, self._login_paths):
+                await self._redirect_to_login(scope, receive, send)
+                return
         elif scope["type"] == "lifespan":
             await serve_lifespan(self.app, scope, receive, send, self.aclose)
             return
@@ -125,6 +131,9 @@ class OAuthMiddleware:
         self._login_paths = spellings(login_path)
         self._own_paths = self._callback_paths + self._login_paths
         self._exact_paths = frozenset(self._own_paths)
+        # What every request's scope is told, for the app's login links (see login_url()).
+        key = self.login_path_key
+        self._login_mark = (key, login_path) if login_path and key else None
 
     def _set_pages_and_loops(
         self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float

@@ -528,7 +528,8 @@ class RedisBackend:
         failure: type[Exception] | None = None
         try:
             async with _timeout(self.operation_timeout):
-                await self._discover()
+                if not self._discovered:
+                    await self._discover()
                 answer = await command
         except MaxConnectionsError:
             # The pool is exhausted (a client passed in without a blocking pool): Redis is up
@@ -547,7 +548,8 @@ class RedisBackend:
         if failure is not None:
             raise failure  # outside the handler: no context holding the command's arguments
         self.round_trips += 1
-        self._mark_up()
+        if self._down:
+            self._mark_up()
         return answer
 
     async def _discover(self) -> None:
