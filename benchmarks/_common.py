@@ -295,6 +295,24 @@ async def call(app: ASGIApp, scope: Scope) -> Reply:
     return reply
 
 
+class ResultClock:
+    """When the leader's result was known: the exchange and the identity built from it, the
+    moment the middleware's trade returns (or the baseline's, at the same point). The origin
+    of every release time; the first one since :meth:`reset` counts."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def reset(self) -> None:
+        self.ns = 0
+
+    def mark(self) -> None:
+        if not self.ns:
+            self.ns = time.perf_counter_ns()
+
+
+RESULT = ResultClock()
+
 #: When each request reached the app behind the middleware (``perf_counter_ns``), by
 #: ``request_no``: a follower's release, timed alike for the middleware (whatever path its
 #: follower took: the leader's flight in its process, or the backend) and for the baseline.
@@ -319,8 +337,9 @@ async def openid_app(scope: Scope, receive: Any, send: Any) -> None:
 def emulated_middleware(
     emulator: WeChatEmulator, upstream: httpx.AsyncClient, backend: Backend, **options: Any
 ) -> WeChatOAuthMiddleware:
-    """The middleware in front of ``openid_app``, trading codes at the in-process emulator."""
-    return WeChatOAuthMiddleware(
+    """The middleware in front of ``openid_app``, trading codes at the in-process emulator.
+    Its trade is timed (``RESULT``): a wrapper on the instance, the package unchanged."""
+    middleware = WeChatOAuthMiddleware(
         openid_app,
         appid=emulator.appid,
         secret=emulator.secret,
@@ -329,6 +348,15 @@ def emulated_middleware(
         backend=backend,
         **options,
     )
+    trade = middleware._trade
+
+    async def timed_trade(code: str, state: str | None, next_path: str | None) -> Any:
+        result = await trade(code, state, next_path)
+        RESULT.mark()
+        return result
+
+    middleware._trade = timed_trade  # type: ignore[method-assign]
+    return middleware
 
 
 class MinimalSingleFlight:
@@ -339,7 +367,8 @@ class MinimalSingleFlight:
     detached exchange, no timeouts, no expiry, no bound, no error sharing. What the middleware
     costs beyond it is the price of its guarantees. It records what the fan-out scripts read
     of the middleware (``waiting``: followers parked; ``leader``: the leader's ``request_no``);
-    releases are timed alike for both, where the request reaches the app (``REACHED``).
+    the leader's result (``RESULT``) and each release (``REACHED``: the request reaches the
+    app) are timed at the same points for both.
     """
 
     def __init__(self, app: ASGIApp, emulator: WeChatEmulator, upstream: httpx.AsyncClient) -> None:
@@ -387,6 +416,7 @@ class MinimalSingleFlight:
                     identity = self.results[key] = WeChatIdentity.from_token(
                         token, state=params.state
                     )
+                    RESULT.mark()
                 finally:
                     del self.flights[key]
                     event.set()
@@ -539,22 +569,16 @@ def flush() -> None:
 
 class Gate:
     """An ASGI app in front of the emulator that holds ``sns/oauth2/access_token`` calls until
-    opened: it makes sure every duplicate is parked before the leader's exchange completes.
-
-    ``answered_ns``: when WeChat's answer to the first call since :meth:`close` was sent (the
-    leader's result, the origin of every release time: the same for the middleware and the
-    baseline, which both parse it with the same client)."""
+    opened: it makes sure every duplicate is parked before the leader's exchange completes."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.arrived = 0
-        self.answered_ns = 0
         self._open = anyio.Event()
         self._open.set()
 
     def close(self) -> None:
         self.arrived = 0
-        self.answered_ns = 0
         self._open = anyio.Event()
 
     def open(self) -> None:
@@ -565,9 +589,6 @@ class Gate:
             self.arrived += 1
             with anyio.fail_after(60):
                 await self._open.wait()
-            await self.app(scope, receive, send)
-            self.answered_ns = self.answered_ns or time.perf_counter_ns()
-            return
         await self.app(scope, receive, send)
 
 

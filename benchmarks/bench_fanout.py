@@ -7,10 +7,11 @@ flight; in another worker: subscribed, and its CHECK answered), then lets it thr
 runs two middleware instances ("workers") on separate RedisBackends and connections, the
 requests alternating between them, so half the followers are woken across workers by pub/sub.
 
-Measured with no change to the package: the leader's result is the moment the gate has sent
-WeChat's answer to the one exchange; a follower is released when its request reaches the app
-behind the middleware with the identity. "last response" is when the last follower's answer
-(status and body) has been sent, from the same origin. Both are timed alike for the baseline.
+Measured with no change to the package: the leader's result is the moment its trade returned
+(exchange done, identity built; a wrapper on the instance); a follower is released when its
+request reaches the app behind the middleware with the identity. "last response" is when the
+last follower's answer (status and body) has been sent, from the same origin. Both are timed
+alike for the baseline.
 Upstream exchanges are counted by the emulator.
 
 Targets: exactly 1 exchange per code; last follower released <= 1 ms after the leader's
@@ -28,6 +29,7 @@ import httpx
 from _common import (
     CALLBACK,
     REACHED,
+    RESULT,
     Gate,
     MinimalSingleFlight,
     Reply,
@@ -93,6 +95,7 @@ async def trial(
     code = emulator.issue_code()
     query = callback_query(code)
     gate.close()
+    RESULT.reset()
     for timing in rig.timings:
         timing.reset()
     checks_before = sum(c.answered["CHECK"] for c in rig.redis_clients)
@@ -124,7 +127,7 @@ async def trial(
         await anyio.sleep(rig.settle if parked() else 0.1)  # "answered" to "awaiting"
         gate.open()
 
-    done = gate.answered_ns
+    done = RESULT.ns
     leader = next(t.leader for t in rig.timings if t.leader >= 0)
     return Trial(
         exchanges=emulator.exchange_count(code),
@@ -254,7 +257,7 @@ def main() -> int:
     title("Fan-out: N concurrent callbacks with one code")
     print(
         f"{args.rounds} trials per row (after one warm-up round), rows interleaved; "
-        "times in ms from the leader's result (WeChat's answer sent)"
+        "times in ms from the leader's result (its trade returned)"
     )
     if rtt is not None:
         print(f"Redis round trip (PING from this process, median, same run): {fmt_ms(rtt)} ms")

@@ -187,6 +187,24 @@ async def test_callback_under_root_path_not_included_in_path(emulator, make_app)
     assert "wechat" in recorder.scopes[0]
 
 
+async def test_a_scope_without_root_path_is_served(emulator, make_app):
+    # root_path is optional in the ASGI spec: its absence means "".
+    recorder = Recorder()
+    middleware, _ = await make_app(app=recorder, login_path="/wechat/login")
+    query = f"code={emulator.issue_code()}".encode()
+    elsewhere, callback = http_scope(path="/hello"), http_scope(query_string=query)
+    for scope in (elsewhere, callback):
+        del scope["root_path"]
+    assert (await call_asgi(middleware, elsewhere)).status == 200
+    assert "wechat" not in recorder.scopes[0]
+    assert recorder.scopes[0]["wechat_oauth.login_path"] == "/wechat/login"  # for login_url()
+    callback["headers"].append((b"accept", b"application/json"))
+    answer = await call_asgi(middleware, callback)
+    # The callback is the middleware's: with login_path set, a state is required.
+    assert (answer.status, len(recorder.scopes)) == (403, 1)
+    assert emulator.total_exchanges == 0
+
+
 async def test_prefixed_path_without_root_path_is_not_the_callback(emulator, make_app):
     recorder = Recorder()
     middleware, _ = await make_app(app=recorder)

@@ -92,30 +92,34 @@ class OAuthMiddleware:
     _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self._login_mark is not None:
-                scope[self._login_mark[0]] = self._login_mark[1]
-            # A path this middleware answers is one of its own paths, or (when the server puts
-            # root_path in front) ends with one: a set look-up, then a subscript, let every
-            # other request through with the least work (this runs for all of them).
+        # This runs for every request of the app: the common case (a path that is not ours)
+        # costs a subscript, a set look-up and a second subscript. Only lifespan scopes have
+        # no path; websocket ones are told apart by their type once the path matched.
+        try:
             path = scope["path"]
-            if path not in self._exact_paths:
-                try:
-                    root_path = scope["root_path"]
-                except KeyError:  # optional in the ASGI spec, though servers send it
-                    root_path = ""
-                if not (root_path and path.endswith(self._own_paths)):
-                    await self.app(scope, receive, send)
-                    return
+        except KeyError:
+            if scope["type"] == "lifespan":
+                await serve_lifespan(self.app, scope, receive, send, self.aclose)
+                return
+            path = ""
+        if self._login_mark is not None:
+            scope[self._login_mark[0]] = self._login_mark[1]  # for login_url()
+        # Ours: one of our paths, or (when the server puts root_path in front) ending with one.
+        if path not in self._exact_paths:
+            try:
+                root_path = scope["root_path"]
+            except KeyError:  # optional in the ASGI spec, though servers send it
+                root_path = ""
+            if not (root_path and path.endswith(self._own_paths)):
+                await self.app(scope, receive, send)
+                return
+        if scope["type"] == "http":
             if matches(scope, self._callback_paths):
                 await self._callback(scope, receive, send)
                 return
             if self._login_paths and matches(scope, self._login_paths):
                 await self._redirect_to_login(scope, receive, send)
                 return
-        elif scope["type"] == "lifespan":
-            await serve_lifespan(self.app, scope, receive, send, self.aclose)
-            return
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:

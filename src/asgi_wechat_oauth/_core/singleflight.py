@@ -249,14 +249,16 @@ class SingleFlight:
         first, one scheduling round after the leader's request (asyncio queues them behind
         everything they wake otherwise). A stored error may yield to an earlier result the
         backend kept: they get what it answers."""
-        ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
-        if ttl <= 0 or not isinstance(outcome, WeChatOAuthError):
-            if handed_over and led.done.statistics().tasks_waiting:
-                await anyio.lowlevel.checkpoint()
-            led.release(outcome)
-        with anyio.move_on_after(_COMPLETE_BOUND):
-            outcome = await self._complete(key, lease, outcome, ttl)
-        led.release(outcome)
+        try:
+            ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
+            if ttl <= 0 or not isinstance(outcome, WeChatOAuthError):
+                if handed_over and led.done.statistics().tasks_waiting:
+                    await anyio.lowlevel.checkpoint()
+                led.release(outcome)
+            with anyio.move_on_after(_COMPLETE_BOUND):
+                outcome = await self._complete(key, lease, outcome, ttl)
+        finally:
+            led.release(outcome)  # whatever went wrong above: nobody waits for ever
 
     async def _complete(self, key: str, lease: str, outcome: Outcome, ttl: float) -> Outcome:
         """Hand the outcome to the backend; return what the flight's waiters get. A backend
