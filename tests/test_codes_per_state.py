@@ -14,7 +14,7 @@ import pytest
 from starlette.applications import Starlette
 
 from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
-from support import CALLBACK, WECHAT_URL
+from support import CALLBACK, WECHAT_URL, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +54,8 @@ async def test_a_state_trades_three_codes_then_gets_403(
     assert answers[:2] == [(302, "reauthorize")] * 2
     assert answers[2:] == [(403, "too_many_codes")] * 8
     assert emulator.calls["access_token"] == 3
-    # The real code again (a refresh, the WeChat browser's duplicate): counted once, served.
+    # The real code again (a refresh, the WeChat browser's duplicate): counted once, served
+    # (from the stored result: it is not counted again, and would have room anyway).
     assert again.status_code == 200
     assert again.json()["openid"] == emulator.user.openid
     assert emulator.calls["access_token"] == 3
@@ -126,6 +127,35 @@ async def test_redis_note_code_is_shared_by_workers(redis_backends, redis_server
         assert 0 < await client.pttl(key) <= 30_000
     finally:
         await client.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_duplicate_of_a_code_in_flight_here_makes_no_round_trip(
+    make_app, browser_factory, consent, redis_backends, gate, gated_upstream
+):
+    # The WeChat browser's second callback lands on the worker trading its code: it is not
+    # counted again (the first one was), so it costs Redis nothing.
+    here = redis_backends[0]
+    middleware, _ = await make_app(
+        login_path=LOGIN, authorize_base_url=WECHAT_URL, backend=here, http_client=gated_upstream
+    )
+    browser = browser_factory(middleware)
+    params = dict(parse_qsl(urlsplit(await consent(browser)).query))
+    statuses: list[int] = []
+
+    async def callback() -> None:
+        statuses.append((await browser.get(CALLBACK, params=params)).status_code)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(callback)
+        await wait_until(lambda: gate.arrived == 1)
+        trips = here.round_trips  # the leader's NOTE_CODE and CLAIM
+        tg.start_soon(callback)
+        await wait_until(lambda: middleware.counters.waiting == 1)
+        assert here.round_trips == trips
+        gate.open()
+    assert statuses == [200, 200]
 
 
 @pytest.mark.redis

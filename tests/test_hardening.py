@@ -163,6 +163,63 @@ async def test_complete_that_raises_still_serves_the_leader_and_its_waiters(
     _no_token_in(caplog.records, emulator)
 
 
+class Stalls(MemoryBackend):
+    """A backend whose ``recover`` (or ``complete`` of a stored error) never returns: a
+    third-party backend stuck on its store. The followers in the leader's process wait on its
+    flight with no deadline of their own, so the flight must end within theirs."""
+
+    def __init__(self, *, where: str) -> None:
+        super().__init__()
+        self.where = where
+
+    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
+        if self.where == "recover":
+            await anyio.sleep_forever()
+        return await super().recover(key, timeout=timeout)
+
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
+        if self.where == "complete" and ttl > 0 and isinstance(outcome, WeChatOAuthError):
+            await anyio.sleep_forever()
+        return await super().complete(key, lease, outcome, ttl=ttl)
+
+
+@pytest.mark.parametrize("where", ["recover", "complete"])
+async def test_a_stuck_backend_holds_no_follower_past_its_deadline(
+    where, emulator, upstream, make_app, gate, gated_upstream
+):
+    from asgi_wechat_oauth import WeChatOAuthClient
+
+    exchange_timeout = 0.5  # the followers' deadline: 0.5 + 0 (memory) + 2 s of grace
+    middleware, client = await make_app(
+        backend=Stalls(where=where), http_client=gated_upstream, exchange_timeout=exchange_timeout
+    )
+    code = emulator.issue_code()
+    other = WeChatOAuthClient(
+        emulator.appid, emulator.secret, api_base_url=WECHAT_URL, http_client=upstream
+    )
+    await other.exchange_code(code)  # traded elsewhere: this leader gets 40163
+    url = f"{CALLBACK}?code={code}&state=s"
+    answers: list[tuple[int, str]] = []
+
+    async def one() -> None:
+        response = await client.get(url)
+        answers.append((response.status_code, response.json()["error"]))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one)
+            await wait_until(lambda: gate.arrived == 1)
+            tg.start_soon(one)
+            await wait_until(lambda: middleware.counters.waiting == 1)
+            gate.open()
+    # The follower is answered when the flight gives up on the stuck backend, at its
+    # deadline (2.5 s), well within fail_after's 10 s.
+    assert answers == [(400, "code_used")] * 2
+    assert middleware.counters.waiting == 0
+
+
 async def test_complete_that_always_raises_never_escapes(emulator, make_app):
     backend = CompleteFails(errors_too=True)
     middleware, client = await make_app(backend=backend)

@@ -197,7 +197,9 @@ class OAuthMiddleware:
                 verified = self._signer.verify(params.state, nonce)
             key_prefix, trade = self._exchange_for(verified)
             key = hashlib.sha256(key_prefix + params.code.encode()).hexdigest()
-            if verified is not None:
+            if verified is not None and not self._flight.knows(key):
+                # A code in flight or answered here was counted by the request that traded
+                # it, and will not reach the provider again: no round trip to count it.
                 await self._count_code(params.state, key)
             next_path = verified.next if verified is not None else None
             outcome = self._narrow(

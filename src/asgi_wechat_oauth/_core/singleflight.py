@@ -28,9 +28,6 @@ logger = logging.getLogger("asgi_wechat_oauth")
 #: The exchange bounds itself by ``exchange_timeout``; this backstop, a little later, ends an
 #: exchange that does not, and waiters allow the same again beyond the leader's bound.
 _GRACE = 1.0
-#: How long the backend may take to take an outcome (a Redis backend bounds its own calls
-#: far below this): beyond it the leader's followers here are not held any longer.
-_COMPLETE_BOUND = 30.0
 
 
 class _Led:
@@ -118,6 +115,11 @@ class SingleFlight:
                     )
                 return outcome
 
+    def knows(self, key: str) -> bool:
+        """Whether this process answers ``key`` without the backend: a flight it runs, or an
+        outcome it holds (where the backend can tell: see ``peek``)."""
+        return self._peek is not None and self._peek(key) is not None
+
     def ttl_for(self, outcome: Outcome) -> float:
         """How long a final outcome is stored: ``result_ttl``, unless a subclass knows better
         (an access token lives as long as its own expiry)."""
@@ -188,6 +190,9 @@ class SingleFlight:
         """Trade the code and end the flight. ``handed_over``: ``answer`` resumes the
         leader's request before this returns (asyncio)."""
         started = anyio.current_time()
+        # The followers here wait for this flight with no deadline of their own: it ends
+        # within theirs (see run()), whatever the exchange, recover() and the backend do.
+        deadline = started + self.exchange_timeout + self.backend.lease_ttl + 2 * _GRACE
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
         # outcome: waiters are released and the lease is given back.
         outcome: Outcome = ServiceUnavailable(
@@ -200,7 +205,12 @@ class SingleFlight:
             self.counters.exchanges += 1
             result = outcome.reason if isinstance(outcome, WeChatOAuthError) else "ok"
             if isinstance(outcome, CodeRejected) and outcome.errcode in CODE_USED_ERRCODES:
-                recovered = await self.backend.recover(key, timeout=self.exchange_timeout)
+                recovered = None
+                left = max(deadline - _GRACE - anyio.current_time(), 0.0)
+                with anyio.move_on_after(left):
+                    recovered = await self.backend.recover(
+                        key, timeout=min(left, self.exchange_timeout)
+                    )
                 if recovered is not None and not isinstance(recovered, WeChatOAuthError):
                     self.counters.recovered += 1
                     logger.debug("wechat_oauth.recovered code_hash=%s", code_hash(key))
@@ -210,10 +220,12 @@ class SingleFlight:
         finally:
             # The leader's request goes on with the outcome first, then the flight ends.
             answer(outcome)
-            with anyio.CancelScope(shield=True):
-                await self._end(key, lease, outcome, led, handed_over)
-            if self._led.get(key) is led:
-                del self._led[key]
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._end(key, lease, outcome, led, handed_over, deadline)
+            finally:
+                if self._led.get(key) is led:
+                    del self._led[key]
         if isinstance(outcome, ConfigurationError):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed
         elif isinstance(outcome, UpstreamError):
@@ -242,20 +254,40 @@ class SingleFlight:
         return outcome
 
     async def _end(
-        self, key: str, lease: str, outcome: Outcome, led: _Led, handed_over: bool
+        self,
+        key: str,
+        lease: str,
+        outcome: Outcome,
+        led: _Led,
+        handed_over: bool,
+        deadline: float,
     ) -> None:
         """Release the followers here and hand the outcome to the backend. An identity, or an
         error nobody stores, is what the followers get whatever the backend does: they go
         first, one scheduling round after the leader's request (asyncio queues them behind
-        everything they wake otherwise). A stored error may yield to an earlier result the
-        backend kept: they get what it answers."""
+        everything they wake otherwise), and before the backend's work. A stored error may
+        yield to an earlier result the backend kept: they get what it answers, or the error
+        itself if the backend has not answered by their ``deadline``."""
         try:
-            ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
+            try:
+                ttl = self.ttl_for(outcome) if _final(outcome) else 0.0
+            except Exception as exc:  # a bug: the flight must still end, and store nothing
+                logger.error("wechat_oauth.ttl_failed error=%s", type(exc).__name__)
+                ttl = 0.0
             if ttl <= 0 or not isinstance(outcome, WeChatOAuthError):
-                if handed_over and led.done.statistics().tasks_waiting:
+                # On asyncio this runs in a task of its own: the leader's request goes first,
+                # then the followers, then the backend's own work for the outcome (a Redis
+                # COMPLETE encodes it and sends a command: client work they need not wait for).
+                # On trio this is the leader's request itself, which goes on at once.
+                yields = handed_over and led.done.statistics().tasks_waiting > 0
+                if yields:
                     await anyio.lowlevel.checkpoint()
                 led.release(outcome)
-            with anyio.move_on_after(_COMPLETE_BOUND):
+                if yields:
+                    await anyio.lowlevel.checkpoint()
+            # A backend bounds its own calls (Redis by operation_timeout); one that does not
+            # is given until the followers' deadline, and a little more if that has passed.
+            with anyio.move_on_after(max(deadline - anyio.current_time(), _GRACE)):
                 outcome = await self._complete(key, lease, outcome, ttl)
         finally:
             led.release(outcome)  # whatever went wrong above: nobody waits for ever
@@ -272,7 +304,11 @@ class SingleFlight:
                 "exchange_lost", "The login could not be completed; please log in again."
             )
             await self._try_complete(key, lease, lost, self.ttl_for(lost))
-        return outcome if delivered is None else delivered
+        if delivered is not None and (
+            isinstance(delivered, WeChatOAuthError) or hasattr(delivered, "to_dict")
+        ):
+            return delivered  # what the backend kept instead (a backend may return nothing)
+        return outcome
 
     async def _try_complete(
         self, key: str, lease: str, outcome: Outcome, ttl: float

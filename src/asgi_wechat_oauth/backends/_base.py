@@ -70,8 +70,10 @@ class Backend(Protocol):
         and release the lease if ``lease`` still holds it. Must not raise for a lost lease.
 
         Returns what the flight's waiters are given when that is not ``outcome`` (a stored
-        error yields to a result another process stored first), else ``None``. The waiters in
-        the leader's own process are handed it by the leader, not through :meth:`wait`."""
+        error yields to a result another process stored first), else ``None``. The waiters
+        that share the leader's middleware are handed it by the leader, not through
+        :meth:`wait`; any other waiter (another process, another middleware on this backend)
+        must still be woken by ``complete``."""
         ...
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:

@@ -126,6 +126,11 @@ class MemoryBackend:
         """Outcomes held for late duplicates (expired ones may linger until the next write)."""
         return len(self._results) + len(self._errors)
 
+    def is_empty(self) -> bool:
+        """Whether nothing is in flight or stored: a test cheaper than any look-up (a Redis
+        backend's local fallback is empty unless Redis was ever down)."""
+        return not (self._flights or self._results._items or self._errors._items)
+
     def has_flight(self, key: str) -> bool:
         """Whether ``key`` is being traded in this process right now."""
         return _compact(key) in self._flights

@@ -269,11 +269,13 @@ class RedisBackend:
         """A duplicate of a code this process leads joins that flight with no round trip
         (``Claim()``: wait for it); the local fallback's own flights and results likewise;
         anything else goes to Redis (``None``: claim)."""
-        return _WAIT if key in self._leading else self._local.peek(key)
+        if key in self._leading:
+            return _WAIT
+        return None if self._local.is_empty() else self._local.peek(key)
 
     async def claim(self, key: str) -> Claim:
         _require_asyncio()
-        if self._skip_redis() or self._local.knows(key):
+        if self._skip_redis() or (not self._local.is_empty() and self._local.knows(key)):
             # Down, or this process handled the code while Redis was down: stay local for it,
             # or a duplicate here would take a Redis lease and trade the code again.
             return await self._claim_locally(key)
