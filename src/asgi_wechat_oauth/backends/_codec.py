@@ -60,6 +60,11 @@ class ResultCipher:
         return self._aead.decrypt(data[:12], data[12:], context)
 
 
+#: One encoder for every outcome (``json.dumps`` with options builds a new one per call): ASCII
+#: with ``\u`` escapes, so that any ``str`` round-trips, and no NaN or infinity.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+
+
 def dump_outcome(
     outcome: Outcome, *, cipher: ResultCipher | None = None, context: bytes = b""
 ) -> bytes:
@@ -74,7 +79,7 @@ def dump_outcome(
             document = outcome.to_dict()
         else:
             document = {"kind": outcome.kind, **outcome.to_dict()}
-        payload = json.dumps(document, ensure_ascii=True, allow_nan=False).encode("ascii")
+        payload = _ENCODER.encode(document).encode("ascii")
     except (TypeError, ValueError, AttributeError):
         pass  # raised below, outside this block, so that no context holds the data
     if payload is None:
