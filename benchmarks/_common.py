@@ -359,6 +359,13 @@ def emulated_middleware(
     return middleware
 
 
+def parked(app: Any) -> int:
+    """Followers parked in one app now: the middleware's ``counters.waiting`` (on the leader's
+    flight or in the backend), or the baseline's count of followers that started to wait."""
+    counters = getattr(app, "counters", None)
+    return int(counters.waiting if counters is not None else app.waiting)
+
+
 class MinimalSingleFlight:
     """The baseline for duplicates: the textbook single flight as a pure ASGI middleware.
 

@@ -46,6 +46,7 @@ from _common import (
     ints,
     median,
     openid_app,
+    parked,
     parser,
     rotate,
     table,
@@ -83,13 +84,6 @@ class Variant:
         else:
             assert self.timing is not None
             self.timing.reset()
-
-    @property
-    def waiting(self) -> int:
-        """Followers parked now (the baseline: followers that started to wait)."""
-        if self.minimal is not None:
-            return self.minimal.waiting
-        return int(self.app.counters.waiting)
 
 
 async def late_duplicates(variant: Variant, emulator: WeChatEmulator, n: int) -> float:
@@ -131,13 +125,13 @@ async def fan_out(
         for i in range(1, n):
             tg.start_soon(one, i)
         with anyio.fail_after(20):
-            while variant.waiting < n - 1:
+            while parked(variant.app) < n - 1:
                 await anyio.lowlevel.checkpoint()
-        parked = time.perf_counter_ns()
+        parked_at = time.perf_counter_ns()
         gate.open()
     completed = RESULT.ns
     last = max(r.done_ns for r in replies[1:])
-    per_follower = ((parked - started) + (last - completed)) / max(n - 1, 1)
+    per_follower = ((parked_at - started) + (last - completed)) / max(n - 1, 1)
     ok = all(r.status == 200 for r in replies) and emulator.total_exchanges == 1
     return per_follower, replies[0].done_ns - completed, ok
 

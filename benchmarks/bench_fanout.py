@@ -44,6 +44,7 @@ from _common import (
     maybe_redis,
     median,
     openid_app,
+    parked,
     parser,
     percentile,
     raise_fd_limit,
@@ -106,13 +107,13 @@ async def trial(
         request_no.set(i)
         replies[i] = await call(rig.apps[i % len(rig.apps)], http_scope(CALLBACK, query))
 
-    def parked() -> bool:
-        if gate.arrived < 1 or sum(waiting(app) for app in rig.apps) < n - 1:
+    def all_parked() -> bool:
+        if gate.arrived < 1 or sum(parked(app) for app in rig.apps) < n - 1:
             return False
         checks = sum(c.answered["CHECK"] for c in rig.redis_clients) - checks_before
         # A follower in the leader's own process joins its flight with no round trip: only
         # the followers in the other workers CHECK.
-        remote = sum(waiting(a) for a, t in zip(rig.apps, rig.timings, strict=True) if t.leader < 0)
+        remote = sum(parked(a) for a, t in zip(rig.apps, rig.timings, strict=True) if t.leader < 0)
         return not rig.redis_clients or checks >= remote
 
     def degraded() -> bool:  # a RedisBackend fell back to local dedupe: nobody will park
@@ -122,9 +123,9 @@ async def trial(
         for i in range(n):
             tg.start_soon(one, i)
         with anyio.move_on_after(parked_timeout):
-            while not parked() and not (gate.arrived and degraded()):
+            while not all_parked() and not (gate.arrived and degraded()):
                 await anyio.sleep(0.0005)
-        await anyio.sleep(rig.settle if parked() else 0.1)  # "answered" to "awaiting"
+        await anyio.sleep(rig.settle if all_parked() else 0.1)  # "answered" to "awaiting"
         gate.open()
 
     done = RESULT.ns
@@ -139,12 +140,6 @@ async def trial(
         ok_answers=sum(r.status == 200 for r in replies),
         fell_back=any(t.fell_back for t in rig.timings),
     )
-
-
-def waiting(app: Any) -> int:
-    """Followers parked in one worker now (the baseline: followers that started to wait)."""
-    counters = getattr(app, "counters", None)
-    return int(counters.waiting if counters is not None else app.waiting)
 
 
 def redis_rig(

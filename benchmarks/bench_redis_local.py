@@ -42,6 +42,7 @@ from _common import (
     maybe_redis,
     median,
     openid_app,
+    parked,
     parser,
     redis_wanted,
     request_no,
@@ -82,11 +83,9 @@ class Rig:
             self.minimal.reset()
 
     def waiting(self) -> int:
-        """Followers parked now (the baseline: followers that started to wait)."""
-        if self.minimal is not None:
-            return self.minimal.waiting
+        """Followers parked now, in the leader's app and the followers' (one app or two)."""
         apps = {id(app): app for app in (self.leader, self.follower)}.values()
-        return sum(app.counters.waiting for app in apps)
+        return sum(parked(app) for app in apps)
 
     def trips(self) -> int:
         return sum(getattr(t.inner, "round_trips", 0) for t in self.timings)
@@ -249,7 +248,7 @@ def main() -> int:
 
     print(
         f"{args.rounds} trials per row (after one warm-up round), rows interleaved; release: ms "
-        "from the leader's result to the last follower's wait() returning (median of trials)"
+        "from the leader's result to the last follower reaching the app (median of trials)"
     )
     print()
     rows = []
