@@ -61,8 +61,8 @@ class ResultCipher:
 
 
 #: One encoder for every outcome (``json.dumps`` with options builds a new one per call): ASCII
-#: with ``\u`` escapes, so that any ``str`` round-trips, and no NaN or infinity.
-_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+#: with ``\u`` escapes, so that any ``str`` round-trips, no NaN or infinity, no spaces.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def dump_outcome(

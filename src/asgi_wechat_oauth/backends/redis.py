@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable, WeChatOAuthError
 from ._base import Claim, Outcome
 from ._codec import ResultCipher, dump_outcome, load_outcome
+from ._deadlines import Deadlines
 from .memory import MemoryBackend
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -224,6 +224,8 @@ class RedisBackend:
         self.lease_ttl = lock_ttl
         self.on_unavailable = on_unavailable
         self.operation_timeout = operation_timeout
+        #: One timer bounds every Redis call in flight (see _deadlines).
+        self._deadlines = Deadlines(operation_timeout)
         self.retry_interval = retry_interval
         #: Redis calls answered (scripts and GETs), for round-trip accounting.
         self.round_trips = 0
@@ -275,7 +277,9 @@ class RedisBackend:
 
     async def claim(self, key: str) -> Claim:
         _require_asyncio()
-        if self._skip_redis() or (not self._local.is_empty() and self._local.knows(key)):
+        if (self._down and self._skip_redis()) or (
+            not self._local.is_empty() and self._local.knows(key)
+        ):
             # Down, or this process handled the code while Redis was down: stay local for it,
             # or a duplicate here would take a Redis lease and trade the code again.
             return await self._claim_locally(key)
@@ -529,7 +533,7 @@ class RedisBackend:
     async def _call(self, command: Any) -> Any:
         failure: type[Exception] | None = None
         try:
-            async with _timeout(self.operation_timeout):
+            with self._deadlines:
                 if not self._discovered:
                     await self._discover()
                 answer = await command
@@ -776,18 +780,6 @@ class RedisBackend:
             connection_class=node.connection_class, **node.connection_kwargs
         )
         return aioredis.Redis(connection_pool=pool).pubsub()
-
-
-if sys.version_info >= (3, 11):
-    #: asyncio's own timeout: a third of the CPU of anyio's cancel scope, on every Redis call
-    #: (Redis is asyncio-only, so nothing is lost).
-    _timeout = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
-
-    @contextlib.asynccontextmanager
-    async def _timeout(delay: float) -> AsyncIterator[None]:
-        with anyio.fail_after(delay):
-            yield
 
 
 def _ms(seconds: float) -> int:
