@@ -186,6 +186,13 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def paired_ratio(values: Sequence[float], baseline: Sequence[float]) -> float:
+    """The median over rounds of ``values[r] / baseline[r]``, both measured in round ``r``.
+    On a shared VM the speed drifts by more than the differences measured here; a ratio
+    within one round cancels the drift, and the median drops the rounds a neighbour hit."""
+    return median([v / b for v, b in zip(values, baseline, strict=True)])
+
+
 def rotate(items: Sequence[Any], round_no: int) -> list[Any]:
     """The variants in a different order each round, so no variant always runs first."""
     k = round_no % len(items)

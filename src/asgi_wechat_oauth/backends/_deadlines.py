@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from asyncio import current_task
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
 import anyio
+
+_NEVER = float("inf")
 
 
 class Deadlines:
@@ -31,22 +35,24 @@ class Deadlines:
         #: Tasks cancelled here for their deadline, whose block has not ended yet.
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        #: When the timer fires (``time.monotonic()``), infinity when it is not armed.
+        self._timer_at = _NEVER
         #: Python 3.10 (no ``Task.uncancel()``): an anyio cancel scope per block instead.
         self._scopes: dict[asyncio.Task[Any], Any] = {}
 
     if sys.version_info >= (3, 11):
 
         def __enter__(self) -> None:
-            task = asyncio.current_task()
+            task = current_task()
             if task is None:
                 raise RuntimeError("Deadlines need to run in an asyncio task")
-            loop = task.get_loop()
-            deadline = loop.time() + self.timeout
+            now = monotonic()
+            deadline = now + self.timeout
             self._calls[task] = (deadline, task.cancelling())
-            if self._timer is None or deadline < self._timer_at or loop is not self._timer_loop:
-                self._arm(loop, deadline)
+            # Armed for later than this deadline, or not at all; or overdue (its loop stopped
+            # before it fired, or this loop is that far behind): arm it here for this one.
+            if deadline < self._timer_at or self._timer_at < now:
+                self._arm(deadline)
 
         def __exit__(
             self,
@@ -54,7 +60,7 @@ class Deadlines:
             exc: BaseException | None,
             tb: TracebackType | None,
         ) -> None:
-            task: asyncio.Task[Any] = asyncio.current_task()  # type: ignore[assignment]
+            task: asyncio.Task[Any] = current_task()  # type: ignore[assignment]
             entry = self._calls.pop(task, None)
             if entry is None or task not in self._expired:
                 return
@@ -79,16 +85,18 @@ class Deadlines:
             scope = self._scopes.pop(asyncio.current_task())  # type: ignore[arg-type]
             return scope.__exit__(exc_type, exc, tb)  # type: ignore[no-any-return]
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+    def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_at(when, self._expire, loop)
-        self._timer_at, self._timer_loop = when, loop
+        loop = asyncio.get_running_loop()
+        # call_later: the loop's clock need not be time.monotonic() (uvloop's is not).
+        self._timer = loop.call_later(max(when - monotonic(), 0), self._expire, loop)
+        self._timer_at = when
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
+        self._timer, self._timer_at = None, _NEVER
         # A timer may fire up to one clock tick early: a deadline within it has passed.
-        now = loop.time() + 0.001
+        now = monotonic() + 0.001
         earliest: float | None = None
         for task, (deadline, _) in list(self._calls.items()):
             if task in self._expired:
@@ -101,4 +109,4 @@ class Deadlines:
             elif earliest is None or deadline < earliest:
                 earliest = deadline
         if earliest is not None:
-            self._arm(loop, earliest)
+            self._arm(earliest)
