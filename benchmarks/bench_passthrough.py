@@ -9,7 +9,8 @@ check an app served under a prefix needs; ``WeChatOAuthMiddleware``; a no-op Sta
 harshest denominator: the middleware's dispatch is all there is to see) and a one-route
 Starlette app (what a trivial real app costs). Each round times a batch of calls of every
 variant, in a rotating order; the tables show the median over rounds of ns per request, and
-the ratios are of those medians, all measured in the same run.
+the ratios are the median of each round's ratio (``_common.paired_ratio``: the VM's speed
+drifts between rounds by more than the differences measured here), all in the same run.
 
 Target (issue 13): at most 1.05x the path-compare floor, and several times faster than
 BaseHTTPMiddleware.
@@ -26,6 +27,7 @@ from _common import (
     fmt_ns,
     http_scope,
     median,
+    paired_ratio,
     parser,
     rotate,
     run,
@@ -161,32 +163,46 @@ async def measure(app: Any, requests: int, rounds: int) -> dict[str, list[float]
     return per_request
 
 
-def report(label: str, per_request: dict[str, list[float]]) -> dict[str, float]:
-    med = {name: median(v) for name, v in per_request.items()}
-    bare, noop = med["bare app"], med[NOOP]
+class Report:
+    """One table's figures: medians of ns per request, and ratios of one variant to another
+    as the median of their per-round ratios."""
+
+    def __init__(self, per_request: dict[str, list[float]]) -> None:
+        self.per_request = per_request
+        self.median = {name: median(v) for name, v in per_request.items()}
+
+    def ratio(self, name: str, to: str) -> float:
+        return paired_ratio(self.per_request[name], self.per_request[to])
+
+    def over(self, name: str, to: str) -> float:
+        return self.median[name] - self.median[to]
+
+
+def report(label: str, per_request: dict[str, list[float]]) -> Report:
+    figures = Report(per_request)
     rows = [
         (
             name,
             f"{value:.0f}",
             f"{min(per_request[name]):.0f}-{max(per_request[name]):.0f}",
-            f"{value - bare:+.0f}",
-            f"{value / noop:.3f}x",
-            f"{value / bare:.2f}x",
+            f"{figures.over(name, 'bare app'):+.0f}",
+            f"{figures.ratio(name, NOOP):.3f}x",
+            f"{figures.ratio(name, FLOOR):.3f}x",
         )
-        for name, value in med.items()
+        for name, value in figures.median.items()
     ]
     print(label)
     print()
-    headers = ("variant", "ns/request", "min-max", "over bare", "vs no-op ASGI", "vs bare")
+    headers = ("variant", "ns/request", "min-max", "over bare", "vs no-op ASGI", "vs floor")
     print(table(headers, rows))
     print()
-    return med
+    return figures
 
 
 def main() -> int:
     p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=10_000, help="calls per batch (10000)")
-    p.add_argument("--rounds", type=int, default=21, help="rounds of all variants (21)")
+    p.add_argument("--requests", type=int, default=1_000, help="calls per batch (1000)")
+    p.add_argument("--rounds", type=int, default=201, help="rounds of all variants (201)")
     args = p.parse_args()
     if args.quick:
         args.requests, args.rounds = 400, 3
@@ -194,7 +210,8 @@ def main() -> int:
     title("Pass-through cost (a request that is not the callback)")
     print(
         f"{args.rounds} rounds, {args.requests} in-process ASGI calls per variant and round "
-        f"({max(args.requests // 20, 20)} for BaseHTTPMiddleware), asyncio; medians of the rounds"
+        f"({max(args.requests // 20, 20)} for BaseHTTPMiddleware), asyncio; ns: medians of the "
+        "rounds; ratios: medians of the rounds' ratios"
     )
     print()
     raw = report(
@@ -205,18 +222,18 @@ def main() -> int:
         run(lambda: measure(starlette_app(), args.requests, args.rounds)),
     )
 
-    raw_ratio, star_ratio = raw[MIDDLEWARE] / raw[NOOP], star[MIDDLEWARE] / star[NOOP]
-    floor_ratio = raw[FLOOR] / raw[NOOP]
-    speedup = min(raw[BASE_HTTP] / raw[MIDDLEWARE], star[BASE_HTTP] / star[MIDDLEWARE])
+    raw_ratio, star_ratio = raw.ratio(MIDDLEWARE, NOOP), star.ratio(MIDDLEWARE, NOOP)
+    floor_ratio = raw.ratio(FLOOR, NOOP)
+    speedup = min(raw.ratio(BASE_HTTP, MIDDLEWARE), star.ratio(BASE_HTTP, MIDDLEWARE))
     print(
-        f"WeChatOAuthMiddleware adds {fmt_ns(raw[MIDDLEWARE] - raw[NOOP])} per request over a "
+        f"WeChatOAuthMiddleware adds {fmt_ns(raw.over(MIDDLEWARE, NOOP))} per request over a "
         f"no-op ASGI middleware; comparing the path with one string alone adds "
-        f"{fmt_ns(raw[FLOOR] - raw[NOOP])} ({floor_ratio:.3f}x). BaseHTTPMiddleware adds "
-        f"{fmt_ns(raw[BASE_HTTP] - raw['bare app'])}."
+        f"{fmt_ns(raw.over(FLOOR, NOOP))} ({floor_ratio:.3f}x). BaseHTTPMiddleware adds "
+        f"{fmt_ns(raw.over(BASE_HTTP, 'bare app'))}."
     )
-    raw_floor, star_floor = raw[MIDDLEWARE] / raw[FLOOR], star[MIDDLEWARE] / star[FLOOR]
+    raw_floor, star_floor = raw.ratio(MIDDLEWARE, FLOOR), star.ratio(MIDDLEWARE, FLOOR)
     ok = max(raw_floor, star_floor) <= 1.05 and speedup >= 3
-    rooted = raw[MIDDLEWARE] / raw[ROOTED]
+    rooted = raw.ratio(MIDDLEWARE, ROOTED)
     text = (
         f"{raw_floor:.3f}x the path-compare floor around a raw ASGI app, {star_floor:.3f}x "
         f"around a Starlette app (target <= 1.05x); {rooted:.3f}x "
