@@ -1,11 +1,16 @@
 """The one-timer bound on the Redis backend's calls (asyncio only, like the backend): each
 block ends with TimeoutError at its own deadline, blocks that finish in time are untouched, and
-a cancellation from outside stays a cancellation."""
+a cancellation from outside stays a cancellation. Also the cases a review found unbounded: a
+due timer replaced by a later one, a timer left on a loop that stopped, entries of that loop,
+and a block closed by the garbage collector while another task runs."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
+import time
+import weakref
 
 import pytest
 
@@ -27,7 +32,7 @@ async def _timed(deadlines: Deadlines, hold: float) -> tuple[str, float]:
     loop = asyncio.get_running_loop()
     start = loop.time()
     try:
-        with deadlines:
+        with deadlines.bound():
             await asyncio.sleep(hold)
     except TimeoutError:
         return "timeout", loop.time() - start
@@ -95,7 +100,7 @@ async def test_a_cancellation_at_the_deadline_is_not_turned_into_a_timeout() -> 
     entered = asyncio.Event()
 
     async def block() -> None:
-        with deadlines:
+        with deadlines.bound():
             entered.set()
             await asyncio.sleep(5)
 
@@ -120,3 +125,106 @@ async def test_timeouts_inside_a_task_group_leave_its_cancellation_count_alone()
         second = group.create_task(_timed(deadlines, hold=0.01))
     assert first.result()[0] == "timeout"
     assert second.result()[0] == "done"
+
+
+async def test_a_busy_loop_that_enters_a_block_after_a_deadline_does_not_postpone_it() -> None:
+    """The loop is blocked past the first block's deadline; a second block starts before the
+    timer has run. The first must still end at once, not a full timeout later."""
+    deadlines = Deadlines(0.2)
+
+    async def late_step() -> None:
+        await asyncio.sleep(0.1)
+        time.sleep(0.15)  # a slow step: the loop is stuck past the first deadline
+        with deadlines.bound():
+            await asyncio.sleep(0.01)
+
+    step = asyncio.ensure_future(late_step())
+    outcome, took = await _timed(deadlines, hold=5)
+    await step
+    assert outcome == "timeout" and took < 0.35
+
+
+def test_a_timer_left_on_a_stopped_loop_does_not_leave_the_next_loop_unbounded() -> None:
+    deadlines = Deadlines(0.3)
+
+    async def quick() -> None:
+        with deadlines.bound():
+            await asyncio.sleep(0.01)  # the timer stays armed on this loop, which then ends
+
+    asyncio.run(quick())
+    outcome, took = asyncio.run(_timed(deadlines, hold=3))
+    assert outcome == "timeout" and took < 1.0
+
+
+def test_blocks_of_a_stopped_loop_are_dropped_once_the_timer_runs_elsewhere() -> None:
+    deadlines = Deadlines(0.05)
+
+    async def blocked() -> None:
+        with deadlines.bound():
+            await asyncio.sleep(10)
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(blocked())
+    timer = None
+
+    def stop_when_the_timer_fires() -> None:
+        nonlocal timer
+        timer = deadlines._timer
+        assert timer is not None
+        loop.call_at(timer.when(), loop.stop)  # stops in the iteration the timer runs
+
+    loop.call_soon(stop_when_the_timer_fires)
+    loop.run_forever()
+    assert task in deadlines._expired and not task.done()
+    loop.close()
+    gone = weakref.ref(task)
+    del task
+
+    async def later() -> None:
+        for _ in range(3):
+            await _timed(deadlines, hold=1)
+
+    asyncio.run(later())
+    gc.collect()
+    assert gone() is None
+    assert not deadlines._calls and not deadlines._expired
+
+
+def test_a_block_closed_by_the_garbage_collector_leaves_other_blocks_bounded() -> None:
+    """A task abandoned inside a block on a closed loop: when the collector closes its
+    coroutine during another task's block, that other block keeps its deadline."""
+    deadlines = Deadlines(0.3)
+
+    async def abandoned() -> None:
+        with deadlines.bound():
+            await asyncio.sleep(100)
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(abandoned())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    del task  # a cycle with its future: freed by the collector only
+    gc.disable()
+    try:
+
+        async def main() -> tuple[str, float]:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            try:
+                with deadlines.bound():
+                    gc.collect()  # closes the abandoned coroutine here, in this task
+                    await asyncio.sleep(3)
+            except TimeoutError:
+                return "timeout", loop.time() - start
+            return "done", loop.time() - start
+
+        outcome, took = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert outcome == "timeout" and took < 1.0
+
+
+async def test_blocks_do_not_nest() -> None:
+    deadlines = Deadlines(1.0)
+    with deadlines.bound(), pytest.raises(RuntimeError, match="nest"), deadlines.bound():
+        pass

@@ -5,28 +5,30 @@ comparison written in Python) and a cancel. For a Redis leader that is twice per
 was the largest cost the backend added to the bare Redis calls. Here every call in flight is a
 dict entry holding its deadline, and one timer is armed for the earliest: when it fires it
 cancels the calls past their deadline, as ``asyncio.timeout()`` would, and re-arms itself for
-the next. Each call still ends with ``TimeoutError`` at its own deadline (give or take the
-loop's clock resolution); a cancellation from outside still propagates as ``CancelledError``.
+the next. Each call still ends with ``TimeoutError`` at its own deadline (as early or late as
+the loop runs timers); a cancellation from outside still propagates as ``CancelledError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from asyncio import current_task
-from time import monotonic
 from types import TracebackType
 from typing import Any
 
 import anyio
 
 _NEVER = float("inf")
+#: A loop runs a timer up to one tick of its clock early: a deadline within it has passed.
+_EARLY = max(time.get_clock_info("monotonic").resolution, 0.001)
 
 
 class Deadlines:
-    """``with deadlines:`` raises ``TimeoutError`` in the block once ``timeout`` seconds have
-    passed. One instance serves any number of tasks at once, one block per task at a time (a
-    task awaits one thing at a time). asyncio only."""
+    """``with deadlines.bound():`` raises ``TimeoutError`` in the block once ``timeout``
+    seconds have passed. One instance serves any number of tasks of one event loop at a time,
+    one block per task (a task awaits one thing at a time; blocks do not nest). asyncio only."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -35,24 +37,82 @@ class Deadlines:
         #: Tasks cancelled here for their deadline, whose block has not ended yet.
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        #: When the timer fires (``time.monotonic()``), infinity when it is not armed.
+        #: When the timer fires (the loop's clock), infinity when it is not armed.
         self._timer_at = _NEVER
-        #: Python 3.10 (no ``Task.uncancel()``): an anyio cancel scope per block instead.
-        self._scopes: dict[asyncio.Task[Any], Any] = {}
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     if sys.version_info >= (3, 11):
 
-        def __enter__(self) -> None:
+        def bound(self) -> _Block:
+            return _Block(self)
+
+        def _enter(self, task: asyncio.Task[Any]) -> None:
+            if task in self._calls:
+                raise RuntimeError("Deadlines blocks do not nest")
+            loop = task.get_loop()
+            deadline = loop.time() + self.timeout
+            self._calls[task] = (deadline, task.cancelling())
+            # Only an earlier deadline moves the timer: one that is due stays due (replacing
+            # it would hold the calls past their deadline for another timeout).
+            if deadline < self._timer_at or loop is not self._timer_loop:
+                self._arm(loop, deadline)
+
+        def _exit(self, task: asyncio.Task[Any], cancelled: bool) -> bool:
+            """End the block; whether it was cancelled for its deadline and nothing else."""
+            entry = self._calls.pop(task, None)
+            if entry is None or task not in self._expired:
+                return False
+            self._expired.discard(task)
+            # Our cancel request is withdrawn either way; one made by someone else stays.
+            return task.uncancel() <= entry[1] and cancelled
+
+    else:  # pragma: no cover - Python 3.10 has no Task.uncancel(): anyio's cancel scope
+
+        def bound(self) -> anyio.CancelScope:
+            return anyio.fail_after(self.timeout)  # type: ignore[return-value]
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._expire, loop)
+        self._timer_at, self._timer_loop = when, loop
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer, self._timer_at, self._timer_loop = None, _NEVER, None
+        now = loop.time() + _EARLY
+        earliest = _NEVER
+        for task, (deadline, _) in list(self._calls.items()):
+            if task.done() or task.get_loop() is not loop:
+                # Left behind by a loop that stopped: nothing can end that block any more.
+                del self._calls[task]
+                self._expired.discard(task)
+            elif task in self._expired:
+                continue
+            elif deadline <= now:
+                self._expired.add(task)
+                task.cancel()
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < _NEVER:
+            self._arm(loop, earliest)
+
+
+if sys.version_info >= (3, 11):
+
+    class _Block:
+        """One block under a :class:`Deadlines`: it keeps its own task, so that its end is
+        booked to it even when the coroutine is closed from elsewhere."""
+
+        __slots__ = ("_deadlines", "_task")
+
+        def __init__(self, deadlines: Deadlines) -> None:
             task = current_task()
             if task is None:
                 raise RuntimeError("Deadlines need to run in an asyncio task")
-            now = monotonic()
-            deadline = now + self.timeout
-            self._calls[task] = (deadline, task.cancelling())
-            # Armed for later than this deadline, or not at all; or overdue (its loop stopped
-            # before it fired, or this loop is that far behind): arm it here for this one.
-            if deadline < self._timer_at or self._timer_at < now:
-                self._arm(deadline)
+            self._deadlines, self._task = deadlines, task
+
+        def __enter__(self) -> None:
+            self._deadlines._enter(self._task)
 
         def __exit__(
             self,
@@ -60,53 +120,5 @@ class Deadlines:
             exc: BaseException | None,
             tb: TracebackType | None,
         ) -> None:
-            task: asyncio.Task[Any] = current_task()  # type: ignore[assignment]
-            entry = self._calls.pop(task, None)
-            if entry is None or task not in self._expired:
-                return
-            self._expired.discard(task)
-            # Our cancel request is withdrawn either way; one made by someone else stays.
-            if task.uncancel() <= entry[1] and exc_type is asyncio.CancelledError:
+            if self._deadlines._exit(self._task, exc_type is asyncio.CancelledError):
                 raise TimeoutError from exc
-
-    else:  # pragma: no cover - Python 3.10
-
-        def __enter__(self) -> None:
-            scope = anyio.fail_after(self.timeout)
-            scope.__enter__()
-            self._scopes[asyncio.current_task()] = scope  # type: ignore[index]
-
-        def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc: BaseException | None,
-            tb: TracebackType | None,
-        ) -> bool | None:
-            scope = self._scopes.pop(asyncio.current_task())  # type: ignore[arg-type]
-            return scope.__exit__(exc_type, exc, tb)  # type: ignore[no-any-return]
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        # call_later: the loop's clock need not be time.monotonic() (uvloop's is not).
-        self._timer = loop.call_later(max(when - monotonic(), 0), self._expire, loop)
-        self._timer_at = when
-
-    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer, self._timer_at = None, _NEVER
-        # A timer may fire up to one clock tick early: a deadline within it has passed.
-        now = monotonic() + 0.001
-        earliest: float | None = None
-        for task, (deadline, _) in list(self._calls.items()):
-            if task in self._expired:
-                continue
-            if task.get_loop() is not loop or task.done():
-                del self._calls[task]  # left behind by a loop that is gone
-            elif deadline <= now:
-                self._expired.add(task)
-                task.cancel()
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
-        if earliest is not None:
-            self._arm(earliest)

@@ -223,7 +223,6 @@ class RedisBackend:
         self.prefix = prefix
         self.lease_ttl = lock_ttl
         self.on_unavailable = on_unavailable
-        self.operation_timeout = operation_timeout
         #: One timer bounds every Redis call in flight (see _deadlines).
         self._deadlines = Deadlines(operation_timeout)
         self.retry_interval = retry_interval
@@ -253,6 +252,15 @@ class RedisBackend:
 
     def __repr__(self) -> str:
         return f"RedisBackend(prefix={self.prefix!r}, lock_ttl={self.lease_ttl!r})"
+
+    @property
+    def operation_timeout(self) -> float:
+        """Seconds any one Redis call may take."""
+        return self._deadlines.timeout
+
+    @operation_timeout.setter
+    def operation_timeout(self, seconds: float) -> None:
+        self._deadlines.timeout = seconds
 
     @property
     def available(self) -> bool:
@@ -533,7 +541,7 @@ class RedisBackend:
     async def _call(self, command: Any) -> Any:
         failure: type[Exception] | None = None
         try:
-            with self._deadlines:
+            with self._deadlines.bound():
                 if not self._discovered:
                     await self._discover()
                 answer = await command
