@@ -292,7 +292,8 @@ def main() -> int:
             else "the defaults (the sizes the issue asks for); each script's `--help` lists them."
         ),
         "- Every ratio is against a baseline measured in the same run (absolute times drift "
-        "on a shared machine); variants are interleaved in rounds and medians reported.",
+        "on a shared machine); variants are interleaved in rounds and medians reported. Where "
+        "a script says so, a ratio is the median of the rounds' own ratios.",
         "- Re-run: `python benchmarks/run_all.py`, or one script, e.g. "
         "`python benchmarks/bench_fanout.py --sizes 2,10 --rounds 5`.",
         "",

@@ -126,6 +126,30 @@ def test_online_tells_which_credential_is_wrong(emulator_url, overrides, says):
     assert "wrong-secret" not in out
 
 
+def website_env(url: str, secret: str = DEFAULTS.website_secret) -> dict[str, str]:
+    return emulator_env(
+        url,
+        WECHAT_LOGIN_PATH="/wechat/login",
+        WECHAT_WEBSITE_APPID=DEFAULTS.website_appid,
+        WECHAT_WEBSITE_SECRET=secret,
+    )
+
+
+def test_online_tries_the_website_app_too(emulator_url):
+    status, out = check("--online", env=website_env(emulator_url))
+    assert status == 0, out
+    assert out.count("ok: ") == 2  # the official account and the website app
+    assert "ok: website app: appid and secret accepted" in out
+
+    wrong = "wrong-website-secret-0123456789"
+    status, out = check("--online", env=website_env(emulator_url, secret=wrong))
+    assert status == 1
+    assert "ok: appid and secret accepted" in out  # the official account's are fine
+    assert "PROBLEM: website app: the secret is wrong" in out
+    assert "1 problem(s)" in out
+    assert wrong not in out
+
+
 def test_online_without_wechat_is_a_problem():
     dead = f"http://127.0.0.1:{free_port()}"
     status, out = check("--online", env=emulator_env(dead))

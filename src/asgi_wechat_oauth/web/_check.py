@@ -68,11 +68,21 @@ def _config_of(options: dict[str, object]) -> WeChatOAuthConfig:
     return WeChatOAuthConfig(**options)  # type: ignore[arg-type]
 
 
-async def probe_credentials(config: WeChatOAuthConfig) -> tuple[bool, str]:
-    """Trade a code that cannot exist and read WeChat's answer: no user is needed."""
-    async with WeChatOAuthClient(
-        config.appid, config.secret, api_base_url=config.api_base_url, timeout=10.0
-    ) as client:
+async def probe_credentials(config: WeChatOAuthConfig) -> list[tuple[bool, str]]:
+    """Each app's appid and secret (the official account's; the website app's when there is
+    one), tried on WeChat with a code that cannot exist: no user is needed."""
+    probes = [await probe_app(config.appid, config.secret, config.api_base_url)]
+    if config.website_appid and config.website_secret:
+        ok, message = await probe_app(
+            config.website_appid, config.website_secret, config.api_base_url
+        )
+        probes.append((ok, f"website app: {message}"))
+    return probes
+
+
+async def probe_app(appid: str, secret: str, api_base_url: str) -> tuple[bool, str]:
+    """Trade a code that cannot exist with ``appid`` and read WeChat's answer."""
+    async with WeChatOAuthClient(appid, secret, api_base_url=api_base_url, timeout=10.0) as client:
         try:
             await client.exchange_code(PROBE_CODE)
         except WeChatOAuthError as exc:
@@ -83,7 +93,7 @@ async def probe_credentials(config: WeChatOAuthConfig) -> tuple[bool, str]:
             if exc.errcode == 40125:
                 return False, "the secret is wrong (WeChat answered 40125, invalid appsecret)"
             if exc.errcode is None:
-                return False, f"could not ask WeChat at {config.api_base_url}: {exc.reason}"
+                return False, f"could not ask WeChat at {api_base_url}: {exc.reason}"
             return False, f"WeChat answered errcode {exc.errcode}: {exc.message}"
     return False, "WeChat traded a made-up code: api_base_url does not look like WeChat"
 
@@ -138,10 +148,10 @@ async def run(app: str | None, prefix: str, online: bool, out: TextIO) -> int:
         show(config, out)
         if not online:
             continue
-        for probe in (await probe_credentials(config), await probe_backend(config)):
-            if probe is not None:
-                ok, message = probe
-                problems += not ok
-                print(f"{'ok' if ok else 'PROBLEM'}: {message}", file=out)
+        probes = await probe_credentials(config)
+        backend = await probe_backend(config)
+        for ok, message in probes if backend is None else [*probes, backend]:
+            problems += not ok
+            print(f"{'ok' if ok else 'PROBLEM'}: {message}", file=out)
     print("OK" if not problems else f"{problems} problem(s)", file=out)
     return 1 if problems else 0
