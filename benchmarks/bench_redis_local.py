@@ -9,10 +9,11 @@
    worker (cross-process: pub/sub).
 2. The leader's client-side CPU: sequential CLAIM + COMPLETE of fresh codes through
    ``RedisBackend.claim``/``complete``, against the same two Lua scripts called directly through
-   redis-py on the same client with the same arguments. Those arguments include the identity
-   as JSON, so the bare caller encodes it for each leader, in the plainest way
-   (``json.dumps(identity.to_dict())``); a third row encodes it once, outside the loop, to show
-   what encoding costs. CPU time of this process (``time.process_time``); Redis runs in its
+   redis-py on the same client, with the backend's stored bytes for the identity encoded once,
+   outside the loop (the baseline the target was set against). A third row encodes the
+   identity for each leader, as any caller storing it must, in the plainest way
+   (``json.dumps(identity.to_dict())``): what is left between it and the backend is the
+   backend's own work. CPU time of this process (``time.process_time``); Redis runs in its
    own. Many short rounds, each timing every row; the ratio is the median of the rounds'
    ratios (see ``_common.paired_ratio``).
 
@@ -64,10 +65,10 @@ from _common import (
 from asgi_wechat_oauth import MemoryBackend, WeChatIdentity
 from asgi_wechat_oauth.testing import WeChatEmulator
 
-BACKEND_CPU, BARE_CPU, PRE_ENCODED_CPU = (
+BACKEND_CPU, BARE_CPU, ENCODING_CPU = (
     "RedisBackend claim + complete",
     "bare scripts",
-    "bare scripts, JSON encoded once",
+    "bare scripts + json.dumps each",
 )
 MEMORY, MINIMAL, LOCAL, CROSS = (
     "memory",
@@ -205,7 +206,7 @@ async def leader_cpu(url: str, logins: int, rounds: int) -> dict[str, list[float
         assert claim.lease is not None
         await backend.complete(key, claim.lease, identity, ttl=120)
 
-    async def bare(key: str, encoded: bytes | None = None) -> None:
+    async def bare(key: str, encoded: bytes | None = data) -> None:
         token = secrets.token_hex(16)
         base = f"bench-bare:{{{key}}}"
         keys = [f"{base}:lease", f"{base}:result", f"{base}:leaders"]
@@ -215,13 +216,13 @@ async def leader_cpu(url: str, logins: int, rounds: int) -> dict[str, list[float
             encoded = b"1" + json.dumps(identity.to_dict()).encode()
         await complete_script(keys=keys, args=[token, b"1", 120000, channel, key, encoded])
 
-    async def bare_pre_encoded(key: str) -> None:
-        await bare(key, data)
+    async def bare_encoding(key: str) -> None:
+        await bare(key, None)
 
     variants = {
         BACKEND_CPU: through_backend,
         BARE_CPU: bare,
-        PRE_ENCODED_CPU: bare_pre_encoded,
+        ENCODING_CPU: bare_encoding,
     }
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
@@ -327,14 +328,14 @@ def main() -> int:
     cross_trips = median(trips.get(CROSS, [0]))
     worst = max(ratios.values())
     cpu_ratio = paired_ratio(cpu[BACKEND_CPU], cpu[BARE_CPU])
-    pre_ratio = paired_ratio(cpu[BACKEND_CPU], cpu[PRE_ENCODED_CPU])
+    encoding_ratio = paired_ratio(cpu[BACKEND_CPU], cpu[ENCODING_CPU])
     ok = local_trips == 0 and cross_trips == 2 and worst <= 1.5 and cpu_ratio <= 1.1 and all_ok
     text = (
         f"same-process followers: {local_trips:.0f} round trips, released within "
         f"{worst:.2f}x the memory backend's figure (target 0 and <= 1.5x); other-process "
         f"followers: {cross_trips:.0f} round trips (target 2); the leader's client CPU "
-        f"{cpu_ratio:.3f}x the bare scripts (target <= 1.1x; {pre_ratio:.3f}x the bare scripts "
-        "with the identity encoded once, outside the loop)"
+        f"{cpu_ratio:.3f}x the bare scripts (target <= 1.1x; {encoding_ratio:.3f}x the bare "
+        "scripts encoding the identity for each leader)"
         + ("" if all_ok else "; NOT every request got the identity with 1 exchange")
     )
     print(target_line(3, ok, text))

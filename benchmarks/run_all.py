@@ -63,7 +63,9 @@ SCRIPTS = (
         "`MemoryBackend`, the minimal single flight, and followers in a second worker. Then "
         "the CPU time (`time.process_time`) of sequential leaders through "
         "`RedisBackend.claim`/`complete` against the same two Lua scripts called directly "
-        "through redis-py on the same client.",
+        "through redis-py on the same client (the identity encoded once, outside the loop; a "
+        "third row encodes it for each leader with `json.dumps`); ratios are medians of the "
+        "rounds' ratios.",
     ),
     (
         "bench_throughput.py",
@@ -172,8 +174,9 @@ them, on this machine).
    lifespan scopes. Section 1 measures what each costs: "floor + root_path" and
    "spellings + root_path" (a set of both spellings, then the `root_path` look-up: the least
    a middleware can do that matches its paths under a prefix) are each a few per cent over
-   the floor, and the middleware is within about 3 per cent of them. Below 1.05x the floor is
-   only reached by not handling `root_path`, which would break apps mounted under a prefix.
+   the floor, and the middleware is within about 3 per cent of them. The least of those
+   matchers measures about 1.05x the floor by itself, so the target leaves nothing for
+   anything else a middleware that handles `root_path` (as apps under a prefix need) does.
 """
 
 

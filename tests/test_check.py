@@ -156,6 +156,11 @@ def test_online_without_wechat_is_a_problem():
     assert status == 1
     assert f"PROBLEM: could not ask WeChat at {dead}: upstream_unavailable" in out
 
+    # With a website app too: one problem, not the same one twice.
+    status, out = check("--online", env=website_env(dead))
+    assert status == 1
+    assert out.count("could not ask WeChat") == 1 and "1 problem(s)" in out, out
+
 
 @pytest.mark.redis
 def test_online_pings_the_redis_backend(emulator_url, redis_server):

@@ -391,6 +391,17 @@ def test_constructor_rejects_bad_options() -> None:
             RedisBackend("redis://127.0.0.1:1/0", **kwargs)  # type: ignore[arg-type]
 
 
+def test_operation_timeout_is_the_bound_of_every_call_and_stays_valid() -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", operation_timeout=0.5)
+    assert backend.operation_timeout == 0.5 == backend._deadlines.timeout
+    backend.operation_timeout = 1.5
+    assert backend._deadlines.timeout == 1.5
+    for bad in (None, 0, -1, float("nan"), "2", True):
+        with pytest.raises(ValueError, match="operation_timeout"):
+            backend.operation_timeout = bad  # type: ignore[assignment]
+    assert backend.operation_timeout == 1.5
+
+
 def test_says_clearly_that_it_needs_asyncio() -> None:
     backend = RedisBackend("redis://127.0.0.1:1/0")
 

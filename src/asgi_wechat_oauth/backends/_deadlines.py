@@ -5,8 +5,10 @@ comparison written in Python) and a cancel. For a Redis leader that is twice per
 was the largest cost the backend added to the bare Redis calls. Here every call in flight is a
 dict entry holding its deadline, and one timer is armed for the earliest: when it fires it
 cancels the calls past their deadline, as ``asyncio.timeout()`` would, and re-arms itself for
-the next. Each call still ends with ``TimeoutError`` at its own deadline (as early or late as
-the loop runs timers); a cancellation from outside still propagates as ``CancelledError``.
+the next. Each call still ends with ``TimeoutError`` at its own deadline (to within a
+millisecond); a cancellation from outside still propagates as ``CancelledError``. Blocks are
+kept in deadline order (they are while the timeout stays the same), so a firing looks only at
+the blocks that are due, however many are in flight.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import asyncio
 import sys
 import time
 from asyncio import current_task
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 import anyio
 
 _NEVER = float("inf")
-#: A loop runs a timer up to one tick of its clock early: a deadline within it has passed.
+#: A loop may run a timer up to its clock's resolution early (uvloop's clock counts
+#: milliseconds): a deadline that close counts as passed, so a block may end that much early.
 _EARLY = max(time.get_clock_info("monotonic").resolution, 0.001)
 
 
@@ -40,6 +44,9 @@ class Deadlines:
         #: When the timer fires (the loop's clock), infinity when it is not armed.
         self._timer_at = _NEVER
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        #: Whether ``_calls`` is in deadline order (the latest deadline entered so far).
+        self._in_order = True
+        self._latest = -_NEVER
 
     if sys.version_info >= (3, 11):
 
@@ -52,6 +59,10 @@ class Deadlines:
             loop = task.get_loop()
             deadline = loop.time() + self.timeout
             self._calls[task] = (deadline, task.cancelling())
+            if deadline >= self._latest:
+                self._latest = deadline
+            else:  # the timeout was lowered: put them back in order when the timer fires
+                self._in_order = False
             # Only an earlier deadline moves the timer: one that is due stays due (replacing
             # it would hold the calls past their deadline for another timeout).
             if deadline < self._timer_at or loop is not self._timer_loop:
@@ -68,8 +79,8 @@ class Deadlines:
 
     else:  # pragma: no cover - Python 3.10 has no Task.uncancel(): anyio's cancel scope
 
-        def bound(self) -> anyio.CancelScope:
-            return anyio.fail_after(self.timeout)  # type: ignore[return-value]
+        def bound(self) -> AbstractContextManager[object]:
+            return anyio.fail_after(self.timeout)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -79,22 +90,29 @@ class Deadlines:
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer, self._timer_at, self._timer_loop = None, _NEVER, None
+        if not self._in_order:
+            self._calls = dict(sorted(self._calls.items(), key=_deadline))
+            self._in_order = True
         now = loop.time() + _EARLY
-        earliest = _NEVER
-        for task, (deadline, _) in list(self._calls.items()):
+        gone = []
+        for task, (deadline, _) in self._calls.items():
             if task.done() or task.get_loop() is not loop:
-                # Left behind by a loop that stopped: nothing can end that block any more.
-                del self._calls[task]
-                self._expired.discard(task)
+                gone.append(task)  # left by a loop that stopped: nothing can end that block
             elif task in self._expired:
-                continue
+                continue  # cancelled already: its block ends as the task runs again
             elif deadline <= now:
                 self._expired.add(task)
                 task.cancel()
-            elif deadline < earliest:
-                earliest = deadline
-        if earliest < _NEVER:
-            self._arm(loop, earliest)
+            else:  # the first block not yet due: so are the ones after it
+                self._arm(loop, deadline)
+                break
+        for task in gone:
+            del self._calls[task]
+            self._expired.discard(task)
+
+
+def _deadline(entry: tuple[asyncio.Task[Any], tuple[float, int]]) -> float:
+    return entry[1][0]
 
 
 if sys.version_info >= (3, 11):

@@ -260,6 +260,8 @@ class RedisBackend:
 
     @operation_timeout.setter
     def operation_timeout(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError("operation_timeout must be a positive number of seconds")
         self._deadlines.timeout = seconds
 
     @property

@@ -71,13 +71,18 @@ def _config_of(options: dict[str, object]) -> WeChatOAuthConfig:
 async def probe_credentials(config: WeChatOAuthConfig) -> list[tuple[bool, str]]:
     """Each app's appid and secret (the official account's; the website app's when there is
     one), tried on WeChat with a code that cannot exist: no user is needed."""
-    probes = [await probe_app(config.appid, config.secret, config.api_base_url)]
-    if config.website_appid and config.website_secret:
+    ok, message = await probe_app(config.appid, config.secret, config.api_base_url)
+    probes = [(ok, message)]
+    # Not when WeChat did not answer at all: the same host, the same problem, another wait.
+    if config.website_appid and config.website_secret and not message.startswith(_NO_ANSWER):
         ok, message = await probe_app(
             config.website_appid, config.website_secret, config.api_base_url
         )
         probes.append((ok, f"website app: {message}"))
     return probes
+
+
+_NO_ANSWER = "could not ask WeChat"
 
 
 async def probe_app(appid: str, secret: str, api_base_url: str) -> tuple[bool, str]:
@@ -93,7 +98,7 @@ async def probe_app(appid: str, secret: str, api_base_url: str) -> tuple[bool, s
             if exc.errcode == 40125:
                 return False, "the secret is wrong (WeChat answered 40125, invalid appsecret)"
             if exc.errcode is None:
-                return False, f"could not ask WeChat at {api_base_url}: {exc.reason}"
+                return False, f"{_NO_ANSWER} at {api_base_url}: {exc.reason}"
             return False, f"WeChat answered errcode {exc.errcode}: {exc.message}"
     return False, "WeChat traded a made-up code: api_base_url does not look like WeChat"
 
