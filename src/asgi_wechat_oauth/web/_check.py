@@ -17,6 +17,8 @@ from ._middleware import WeChatOAuthMiddleware
 
 #: A code no user was ever given: WeChat's answer to it tells whether appid and secret work.
 PROBE_CODE = "asgi-wechat-oauth-check-invalid-code"
+#: How a probe's message starts when WeChat did not answer at all.
+_NO_ANSWER = "could not ask WeChat"
 #: How far a chain of wrapped apps is followed.
 _MAX_DEPTH = 64
 
@@ -80,9 +82,6 @@ async def probe_credentials(config: WeChatOAuthConfig) -> list[tuple[bool, str]]
         )
         probes.append((ok, f"website app: {message}"))
     return probes
-
-
-_NO_ANSWER = "could not ask WeChat"
 
 
 async def probe_app(appid: str, secret: str, api_base_url: str) -> tuple[bool, str]:
