@@ -679,12 +679,6 @@ def counting_redis(url: str, *, blocking_pool: bool = True, max_connections: int
         answered: collections.Counter[str]
         labels: dict[str, str]
 
-        def register_script(self, script: Any) -> Any:
-            registered = super().register_script(script)
-            source = script.decode() if isinstance(script, bytes) else str(script)
-            self.labels[registered.sha] = script_label(source)
-            return registered
-
         async def execute_command(self, *args: Any, **options: Any) -> Any:
             name = str(args[0]).upper()
             if name == "EVALSHA":
@@ -704,5 +698,17 @@ def counting_redis(url: str, *, blocking_pool: bool = True, max_connections: int
         client = CountingRedis.from_url(url, **timeouts)
     client.sent = collections.Counter()
     client.answered = collections.Counter()
-    client.labels = {}
+    # RedisBackend runs its scripts by EVALSHA: their SHA1s name them.
+    from asgi_wechat_oauth.backends import redis as backend_module
+
+    client.labels = {
+        hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(): script_label(source)
+        for source in (
+            backend_module._CLAIM,
+            backend_module._CHECK,
+            backend_module._COMPLETE,
+            backend_module._NOTE_CODE,
+            backend_module._FORGET,
+        )
+    }
     return client

@@ -376,6 +376,26 @@ async def test_keys_hold_hashes_and_values_hold_tokens_only_for_result_ttl(
         await raw.aclose()
 
 
+async def test_scripts_the_server_lost_are_loaded_again(backends, redis_server, caplog) -> None:
+    # A Redis restart or SCRIPT FLUSH forgets the scripts: EVALSHA answers NOSCRIPT, and the
+    # backend loads the script and runs it again, without taking Redis for down.
+    leader, other = backends[:2]
+    identity = WeChatIdentity(openid="o1", scope="snsapi_base", access_token="A", refresh_token="R")
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for n in range(2):
+            await admin.script_flush()
+            key = hashlib.sha256(f"flushed-{n}".encode()).hexdigest()
+            claim = await leader.claim(key)
+            assert claim.lease is not None
+            assert (await other.claim(key)).lease is None  # the lease is in Redis
+            await leader.complete(key, claim.lease, identity, ttl=60)
+            assert (await other.claim(key)).outcome == identity
+    finally:
+        await admin.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_accepts_a_client_and_leaves_it_open(redis_server, prefix) -> None:
     client = aioredis.from_url(redis_server.url)
     backend = RedisBackend(client, prefix=prefix)

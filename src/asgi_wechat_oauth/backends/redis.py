@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +35,12 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.client import PubSub
     from redis.asyncio.cluster import RedisCluster
-    from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
+    from redis.exceptions import (
+        MaxConnectionsError,
+        NoScriptError,
+        RedisClusterException,
+        RedisError,
+    )
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
@@ -229,16 +235,18 @@ class RedisBackend:
         #: Redis calls answered (scripts and GETs), for round-trip accounting.
         self.round_trips = 0
         self._channel = f"{prefix}:done"
-        self._claim = self._client.register_script(_CLAIM)
-        self._check = self._client.register_script(_CHECK)
-        self._complete = self._client.register_script(_COMPLETE)
-        self._note_code = self._client.register_script(_NOTE_CODE)
+        self._claim = _Script(self._client, _CLAIM)
+        self._check = _Script(self._client, _CHECK)
+        self._complete = _Script(self._client, _COMPLETE)
+        self._note_code = _Script(self._client, _NOTE_CODE)
+        self._forget = _Script(self._client, _FORGET)
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
         #: Keys this process leads under a Redis lease: a duplicate here waits for that flight
         #: with no round trip (and, while Redis is unreachable, does not trade the code again).
-        self._leading: set[str] = set()
+        #: (With each one's Redis keys, for its COMPLETE.)
+        self._leading: dict[str, list[str]] = {}
         #: Keys whose state in Redis this process must still settle (see _Unsettled).
         self._unsettled: dict[str, _Unsettled] = {}
         self._settler: asyncio.Task[None] | None = None
@@ -294,12 +302,10 @@ class RedisBackend:
             # or a duplicate here would take a Redis lease and trade the code again.
             return await self._claim_locally(key)
         token = secrets.token_hex(16)
+        keys = self._keys(key)
         try:
             answer = await self._call(
-                self._claim(
-                    keys=self._keys(key),
-                    args=[token, _ms(self.lease_ttl), _HOLDERS_TTL_MS],
-                )
+                self._claim, keys, [token, _ms(self.lease_ttl), _HOLDERS_TTL_MS]
             )
         except _Unavailable:
             # The CLAIM may still run on the server and take the lease under this token:
@@ -320,7 +326,7 @@ class RedisBackend:
         if answer[0] == 1:
             return Claim(outcome=self._load(key, answer[1]))
         if answer[0] == 2:
-            self._leading.add(key)
+            self._leading[key] = keys
             return Claim(lease=token)
         return Claim()
 
@@ -348,7 +354,7 @@ class RedisBackend:
             # on another worker gets it, and release what a timed-out CLAIM may have taken.
             self._settle_later(key, outcome, ttl)
             return None
-        self._leading.discard(key)
+        keys = self._leading.pop(key, None)
         # A result is what Redis keeps (it replaces only a stored error), and an outcome not
         # stored is sent as it is: this process's own waiters get either at once. A stored
         # error may yield to a result stored first, so they get what the script answers.
@@ -365,7 +371,9 @@ class RedisBackend:
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
             # needs no further round trip.
-            published = await self._call(self._complete_script(key, lease, data, ttl))
+            published = await self._call(
+                self._complete, *self._complete_args(key, lease, data, ttl, keys)
+            )
         except (_Unavailable, _Busy):
             # Waiters in this process still get the outcome, now and (kept locally) later.
             # The COMPLETE may or may not have run: it runs again once Redis answers.
@@ -384,15 +392,17 @@ class RedisBackend:
         await self._local.complete(key, "", outcome, ttl=ttl)
         self._deliver_outcome(key, outcome)
 
-    def _complete_script(self, key: str, token: str, data: bytes, ttl: float) -> Any:
+    def _complete_args(
+        self, key: str, token: str, data: bytes, ttl: float, keys: list[str] | None = None
+    ) -> tuple[list[str], list[Any]]:
         store = b"1" if ttl > 0 and data else b"0"
-        return self._complete(
-            keys=self._keys(key),
-            args=[token, store, max(_ms(ttl), 1), self._channel, key, data],
-        )
+        args = [token, store, max(_ms(ttl), 1), self._channel, key, data]
+        return keys or self._keys(key), args
 
     def _dump(self, key: str, outcome: Outcome) -> bytes | None:
         try:
+            if self._cipher is None:
+                return dump_outcome(outcome)
             return dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         except ValueError as exc:
             logger.error("wechat_oauth.redis_result_unstorable error=%s", exc)
@@ -464,11 +474,10 @@ class RedisBackend:
         try:
             if self._skip_redis():
                 return dropped
-            data = await self._call(self._client.get(result_key))
+            data = await self._call(self._client.get, result_key)
             if data is None or (only_if is not None and not only_if(self._load(key, data))):
                 return dropped
-            script = self._client.register_script(_FORGET)
-            return bool(await self._call(script(keys=[result_key], args=[data]))) or dropped
+            return bool(await self._call(self._forget, [result_key], [data])) or dropped
         except (_Unavailable, _Busy, ServiceUnavailable):
             return dropped
 
@@ -477,10 +486,9 @@ class RedisBackend:
         if not self._skip_redis():
             try:
                 answer = await self._call(
-                    self._note_code(
-                        keys=[f"{self.prefix}:{{{group}}}:codes"],
-                        args=[key, limit, max(_ms(ttl), 1)],
-                    )
+                    self._note_code,
+                    [f"{self.prefix}:{{{group}}}:codes"],
+                    [key, limit, max(_ms(ttl), 1)],
                 )
                 return bool(answer)
             except _Unavailable:
@@ -498,7 +506,7 @@ class RedisBackend:
         slot = self._register(key)
         try:
             await self._subscribe()
-            yield slot, await self._call(self._check(keys=self._keys(key)))
+            yield slot, await self._call(self._check, self._keys(key), [])
         finally:
             self._unregister(key, slot)
 
@@ -540,13 +548,21 @@ class RedisBackend:
         base = f"{self.prefix}:{{{key}}}"
         return [f"{base}:lease", f"{base}:result", f"{base}:holders"]
 
-    async def _call(self, command: Any) -> Any:
+    async def _call(self, command: Callable[..., Any], *args: Any) -> Any:
+        """``await command(*args)`` within ``operation_timeout``, Redis's failures mapped to
+        ``_Unavailable`` (did not answer) or ``_Busy`` (no connection free)."""
         failure: type[Exception] | None = None
         try:
             with self._deadlines.bound():
                 if not self._discovered:
                     await self._discover()
-                answer = await command
+                try:
+                    answer = await command(*args)
+                except NoScriptError:
+                    if not isinstance(command, _Script):
+                        raise
+                    await command.load()  # the server lost it (a restart, SCRIPT FLUSH)
+                    answer = await command(*args)
         except MaxConnectionsError:
             # The pool is exhausted (a client passed in without a blocking pool): Redis is up
             # and busy. Not an outage: falling back would break other workers' dedupe.
@@ -639,7 +655,9 @@ class RedisBackend:
             # A key's own tokens, or any token: storing needs no lease.
             for token in sorted(entry.tokens) or [secrets.token_hex(16)]:
                 try:
-                    await self._call(self._complete_script(key, token, data, max(left, 0)))
+                    await self._call(
+                        self._complete, *self._complete_args(key, token, data, max(left, 0))
+                    )
                 except (_Unavailable, _Busy):
                     return True
                 entry.tokens.discard(token)
@@ -790,6 +808,25 @@ class RedisBackend:
             connection_class=node.connection_class, **node.connection_kwargs
         )
         return aioredis.Redis(connection_pool=pool).pubsub()
+
+
+class _Script:
+    """A Lua script run by ``EVALSHA``, loaded again when the server does not know it. What
+    redis-py's ``register_script`` gives, without the import and the copies its wrapper makes
+    on every call: a leader runs two scripts for every login."""
+
+    __slots__ = ("_client", "sha", "text")
+
+    def __init__(self, client: Any, text: str) -> None:
+        self._client = client
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        return self._client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+
+    async def load(self) -> None:
+        self.sha = await self._client.script_load(self.text)
 
 
 def _ms(seconds: float) -> int:
