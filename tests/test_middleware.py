@@ -205,6 +205,42 @@ async def test_a_scope_without_root_path_is_served(emulator, make_app):
     assert emulator.total_exchanges == 0
 
 
+async def test_a_path_seen_before_is_matched_again_under_its_root_path(emulator, make_app):
+    # Paths of the app's are remembered, so that passing them on costs one set look-up; a path
+    # that ends with the callback's is never remembered: under a root_path it is the callback.
+    recorder = Recorder()
+    middleware, _ = await make_app(app=recorder, login_path="/wechat/login", verify_state=False)
+    query = f"code={emulator.issue_code()}&state=s".encode()
+    prefixed = {"path": f"/app{CALLBACK}", "query_string": query}
+    await call_asgi(middleware, http_scope(**prefixed))
+    assert "wechat" not in recorder.scopes[-1]
+    await call_asgi(middleware, http_scope(**prefixed, root_path="/app"))
+    assert recorder.scopes[-1]["wechat"].state == "s"
+    for _ in range(2):  # seen before the second time: still told the login path
+        await call_asgi(middleware, http_scope(path="/hello"))
+        assert recorder.scopes[-1]["wechat_oauth.login_path"] == "/wechat/login"
+    assert emulator.total_exchanges == 1
+
+
+async def test_the_paths_remembered_are_the_first_ones_and_bounded(emulator, make_app):
+    from asgi_wechat_oauth._core.paths import REMEMBERED_PATH_LENGTH, REMEMBERED_PATHS
+
+    recorder = Recorder()
+    middleware, _ = await make_app(app=recorder)
+    long_path = "/" + "x" * REMEMBERED_PATH_LENGTH
+    paths = [long_path] + [f"/item/{i}" for i in range(REMEMBERED_PATHS * 2)]
+    for path in paths * 2:  # each seen twice: the second time, remembered or not
+        assert (await call_asgi(middleware, http_scope(path=path))).status == 200
+    assert [scope["path"] for scope in recorder.scopes] == paths * 2
+    remembered = middleware._app_paths
+    assert len(remembered) == REMEMBERED_PATHS
+    assert {"/item/0", f"/item/{REMEMBERED_PATHS - 1}"} <= remembered
+    assert long_path not in remembered and f"/item/{REMEMBERED_PATHS}" not in remembered
+    query = f"code={emulator.issue_code()}".encode()
+    assert (await call_asgi(middleware, http_scope(query_string=query))).status == 200
+    assert "wechat" in recorder.scopes[-1]
+
+
 async def test_prefixed_path_without_root_path_is_not_the_callback(emulator, make_app):
     recorder = Recorder()
     middleware, _ = await make_app(app=recorder)

@@ -27,7 +27,7 @@ from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
 from .loops import LoginLoopGuard, check_loop_options, with_cookie
 from .pages import ErrorPages, wants_html
-from .paths import matches, spellings
+from .paths import matches, remember, spellings
 from .singleflight import SingleFlight, code_hash
 from .state import (
     StateSigner,
@@ -53,6 +53,17 @@ def redirect_answer(location: str, cookie: str) -> Answer:
         await send_redirect(send, location, (b"set-cookie", cookie.encode()))
 
     return answer
+
+
+def marking(app: ASGIApp, key: str, value: str) -> ASGIApp:
+    """``app``, called with ``scope[key] = value`` set. A plain function that returns the app's
+    awaitable: no coroutine of its own for every request."""
+
+    def pass_on(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        scope[key] = value
+        return app(scope, receive, send)
+
+    return pass_on
 
 
 class OAuthMiddleware:
@@ -88,13 +99,16 @@ class OAuthMiddleware:
     _login_paths: tuple[str, ...]
     _own_paths: tuple[str, ...]
     _exact_paths: frozenset[str]
-    _login_mark: tuple[str, str] | None
+    _app_paths: set[str]
+    _remembering: bool
+    _pass_on: ASGIApp
     _loops: LoginLoopGuard | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # This runs for every request of the app: the common case (a path that is not ours)
-        # costs a subscript, a set look-up and a second subscript. Only lifespan scopes have
-        # no path; websocket ones are told apart by their type once the path matched.
+        # This runs for every request of the app. The common case, one of the app's paths
+        # remembered (see remember()), costs a subscript and a set look-up: about what
+        # comparing the path with one string costs. Only lifespan scopes have no path;
+        # websocket ones are told apart by their type once the path matched.
         try:
             path = scope["path"]
         except KeyError:
@@ -102,8 +116,9 @@ class OAuthMiddleware:
                 await serve_lifespan(self.app, scope, receive, send, self.aclose)
                 return
             path = ""
-        if self._login_mark is not None:
-            scope[self._login_mark[0]] = self._login_mark[1]  # for login_url()
+        if path in self._app_paths:
+            await self._pass_on(scope, receive, send)
+            return
         # Ours: one of our paths, or (when the server puts root_path in front) ending with one.
         if path not in self._exact_paths:
             try:
@@ -111,7 +126,9 @@ class OAuthMiddleware:
             except KeyError:  # optional in the ASGI spec, though servers send it
                 root_path = ""
             if not (root_path and path.endswith(self._own_paths)):
-                await self.app(scope, receive, send)
+                if self._remembering:
+                    self._remembering = remember(self._app_paths, path, self._own_paths)
+                await self._pass_on(scope, receive, send)
                 return
         if scope["type"] == "http":
             if matches(scope, self._callback_paths):
@@ -120,7 +137,7 @@ class OAuthMiddleware:
             if self._login_paths and matches(scope, self._login_paths):
                 await self._redirect_to_login(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self._pass_on(scope, receive, send)
 
     async def aclose(self) -> None:
         """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
@@ -135,9 +152,12 @@ class OAuthMiddleware:
         self._login_paths = spellings(login_path)
         self._own_paths = self._callback_paths + self._login_paths
         self._exact_paths = frozenset(self._own_paths)
-        # What every request's scope is told, for the app's login links (see login_url()).
+        #: The app's first paths: one of them is passed on after a set look-up.
+        self._app_paths = set()
+        self._remembering = True
+        # Every request the app gets is told the login path, for its links (see login_url()).
         key = self.login_path_key
-        self._login_mark = (key, login_path) if login_path and key else None
+        self._pass_on = marking(self.app, key, login_path) if login_path and key else self.app
 
     def _set_pages_and_loops(
         self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float
@@ -216,7 +236,7 @@ class OAuthMiddleware:
                     scope, read_cookie(scope, LOOP_COOKIE), outcome.state
                 )
                 send = with_cookie(send, counted)
-            await self.app(scope, receive, self._watch_answer(scope, send))
+            await self._pass_on(scope, receive, self._watch_answer(scope, send))
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified

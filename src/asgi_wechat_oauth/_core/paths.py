@@ -18,6 +18,25 @@ def spellings(*paths: str | None) -> tuple[str, ...]:
     return tuple(spelled)
 
 
+#: A middleware remembers the app's first this many paths, each at most this long: a flood of
+#: distinct paths costs a bounded amount of memory, and no more work once the memory is full.
+REMEMBERED_PATHS = 512
+REMEMBERED_PATH_LENGTH = 256
+
+
+def remember(paths: set[str], path: str, own: tuple[str, ...]) -> bool:
+    """Add ``path``, a path of the app's, to ``paths`` unless it ends with one of ``own``
+    (under a ``root_path`` it would be ours); whether there is room for more.
+
+    A path in ``paths`` is then passed on after one set look-up, without the ``root_path``
+    test (nor, under a ``root_path``, the suffix test). Paths requested often are among the
+    first seen; the first ones are kept for good, so that paths never seen again (ids in
+    paths, scanners) cost no work to forget."""
+    if len(path) <= REMEMBERED_PATH_LENGTH and not path.endswith(own):
+        paths.add(path)
+    return len(paths) < REMEMBERED_PATHS
+
+
 def matches(scope: Mapping[str, Any], spelled: tuple[str, ...]) -> bool:
     """Whether the request is for one of ``spelled``. Servers differ on whether
     ``scope["path"]`` includes ``root_path``, so both forms match."""
