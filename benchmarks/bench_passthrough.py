@@ -6,13 +6,20 @@ middleware); a pure ASGI middleware that only compares ``scope["path"]`` with on
 floor for any middleware that looks at the path); the same plus the ``root_path`` suffix
 check an app served under a prefix needs; a set of both spellings (with and without a trailing
 slash) plus that check, the least that matches paths as the middleware does;
-``WeChatOAuthMiddleware``; a no-op Starlette
-``BaseHTTPMiddleware``. Two apps behind them: a raw ASGI app that sends a 2-byte answer (the
-harshest denominator: the middleware's dispatch is all there is to see) and a one-route
-Starlette app (what a trivial real app costs). Each round times a batch of calls of every
+``WeChatOAuthMiddleware``, and again with ``login_path`` set (every request is then told the
+login path, for ``login_url()``); a no-op Starlette ``BaseHTTPMiddleware``. Two apps behind
+them: a raw ASGI app that sends a 2-byte answer (the harshest denominator: the middleware's
+dispatch is all there is to see) and a one-route Starlette app (what a trivial real app
+costs). Each round times a batch of calls of every
 variant, in a rotating order; the tables show the median over rounds of ns per request, and
 the ratios are the median of each round's ratio (``_common.paired_ratio``: the VM's speed
 drifts between rounds by more than the differences measured here), all in the same run.
+The middleware remembers the app's first 512 paths, so that one of those costs one set
+look-up. The first two tables reuse one scope, so a path's hash is computed once: that
+flatters every variant that looks paths up in a set. Three more tables build each request's
+scope as a server does: ``/hello`` in a new string every time, the same under a
+``root_path`` (where the memory also skips the suffix test), and a path never seen before
+every time (the memory cannot help there: one more set look-up).
 
 Target (issue 13): at most 1.05x the path-compare floor, and several times faster than
 BaseHTTPMiddleware.
@@ -53,14 +60,22 @@ _START = {
 _BODY = {"type": "http.response.body", "body": b"ok"}
 _REQUEST = {"type": "http.request", "body": b"", "more_body": False}
 
-NOOP, FLOOR, ROOTED, SPELLED, MIDDLEWARE, BASE_HTTP = (
+NOOP, FLOOR, ROOTED, SPELLED, MIDDLEWARE, MARKING, BASE_HTTP = (
     "no-op ASGI middleware",
     "path-compare floor",
     "floor + root_path",
     "spellings + root_path",
     "WeChatOAuthMiddleware",
+    "  with login_path",
     "no-op BaseHTTPMiddleware",
 )
+#: How the scopes of a batch are made: one scope reused (the path's hash is then computed once,
+#: which flatters set look-ups); ``/hello`` rebuilt for each request as a server builds it (a
+#: new string each time); the same under ``root_path="/app"`` (``/app/hello``, as uvicorn
+#: passes it); a path never seen before for each request.
+REUSED, REBUILT, PREFIXED, NEW = "reused", "rebuilt", "prefixed", "new"
+#: The variants measured in the tables of scopes built as a server builds them.
+SERVER_VARIANTS = ("bare app", NOOP, FLOOR, SPELLED, MIDDLEWARE)
 
 
 async def raw_app(scope: Scope, receive: Any, send: Any) -> None:
@@ -135,14 +150,17 @@ class NoopHTTPMiddleware(BaseHTTPMiddleware):
 
 
 def variants(app: Any) -> dict[str, Any]:
+    credentials = {"appid": "wxbench0000000001", "secret": "bench-secret-0123456789abcdef"}
     return {
         "bare app": app,
         NOOP: NoopASGIMiddleware(app),
         FLOOR: PathCompareMiddleware(app),
         ROOTED: RootPathCompareMiddleware(app),
         SPELLED: SpelledRootPathMiddleware(app),
-        MIDDLEWARE: WeChatOAuthMiddleware(
-            app, appid="wxbench0000000001", secret="bench-secret-0123456789abcdef"
+        MIDDLEWARE: WeChatOAuthMiddleware(app, **credentials),
+        # login_path set: every request is told it, for login_url() (no state check here).
+        MARKING: WeChatOAuthMiddleware(
+            app, login_path="/wechat/login", verify_state=False, **credentials
         ),
         BASE_HTTP: NoopHTTPMiddleware(app),
     }
@@ -156,31 +174,46 @@ async def send(message: dict[str, Any]) -> None:
     pass
 
 
-async def batch(app: Any, scope: Scope, n: int) -> float:
+def scopes(n: int, made: str) -> list[Scope]:
+    """``n`` scopes, made as ``made`` says (REUSED: none of the variants changes a scope)."""
+    base = http_scope("/hello")
+    if made == REUSED:
+        return [base] * n
+    if made in (REBUILT, PREFIXED):
+        root = "/app" if made == PREFIXED else ""
+        parts = [root, "/hel", "lo"]
+        return [{**base, "path": "".join(parts), "root_path": root} for _ in range(n)]
+    stamp = time.perf_counter_ns()
+    return [{**base, "path": f"/items/{stamp}/{i}"} for i in range(n)]
+
+
+async def batch(app: Any, n: int, made: str = REUSED) -> float:
     """ns per call over ``n`` sequential calls. The loop's own cost is in every variant, the
-    bare app's row included. The same scope is reused: none of the variants changes it."""
+    bare app's row included."""
+    calls = scopes(n, made)
     gc.collect()
     gc.disable()
     try:
         start = time.perf_counter_ns()
-        for _ in range(n):
+        for scope in calls:
             await app(scope, receive, send)
         return (time.perf_counter_ns() - start) / n
     finally:
         gc.enable()
 
 
-async def measure(app: Any, requests: int, rounds: int) -> dict[str, list[float]]:
-    apps = variants(app)
-    scope = http_scope("/hello")
+async def measure(
+    app: Any, requests: int, rounds: int, only: tuple[str, ...] = (), made: str = REUSED
+) -> dict[str, list[float]]:
+    apps = {name: v for name, v in variants(app).items() if not only or name in only}
     # BaseHTTPMiddleware is ~100x slower: smaller batches keep its rounds as long as the others'.
     sizes = {name: max(requests // 20, 20) if name == BASE_HTTP else requests for name in apps}
     for name, variant in apps.items():  # warm-up: first-call costs, caches, the allocator
-        await batch(variant, scope, max(sizes[name] // 5, 10))
+        await batch(variant, max(sizes[name] // 5, 10), made)
     per_request: dict[str, list[float]] = {name: [] for name in apps}
     for r in range(rounds):
         for name in rotate(list(apps), r):
-            per_request[name].append(await batch(apps[name], scope, sizes[name]))
+            per_request[name].append(await batch(apps[name], sizes[name], made))
     return per_request
 
 
@@ -242,6 +275,19 @@ def main() -> int:
         "Behind: a one-route Starlette app",
         run(lambda: measure(starlette_app(), args.requests, args.rounds)),
     )
+    server_rounds = max(args.rounds // 2, 3)
+    rebuilt = report(
+        "Behind: a raw ASGI app, /hello in a new string for every request (as from a server)",
+        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, REBUILT)),
+    )
+    prefixed = report(
+        "Behind: a raw ASGI app under root_path /app, /app/hello in a new string for every request",
+        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, PREFIXED)),
+    )
+    new = report(
+        "Behind: a raw ASGI app, a path never seen before for every request",
+        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, NEW)),
+    )
 
     raw_ratio, star_ratio = raw.ratio(MIDDLEWARE, NOOP), star.ratio(MIDDLEWARE, NOOP)
     floor_ratio = raw.ratio(FLOOR, NOOP)
@@ -264,7 +310,14 @@ def main() -> int:
         "against the "
         f"no-op ASGI middleware {raw_ratio:.3f}x and {star_ratio:.3f}x (a lone path compare "
         f"is {floor_ratio:.3f}x); "
-        f">= {speedup:.0f}x faster than BaseHTTPMiddleware"
+        f">= {speedup:.0f}x faster than BaseHTTPMiddleware; with login_path "
+        f"{raw.ratio(MARKING, FLOOR):.3f}x the floor. As from a server (a new string for every "
+        f"request, no hash computed before): {rebuilt.ratio(MIDDLEWARE, FLOOR):.3f}x the floor "
+        f"for /hello (the least matcher {rebuilt.ratio(SPELLED, FLOOR):.3f}x), "
+        f"{prefixed.ratio(MIDDLEWARE, FLOOR):.3f}x for /app/hello under a root_path (the least "
+        f"matcher {prefixed.ratio(SPELLED, FLOOR):.3f}x), "
+        f"{new.ratio(MIDDLEWARE, FLOOR):.3f}x for paths never seen before (the least matcher "
+        f"{new.ratio(SPELLED, FLOOR):.3f}x)"
     )
     print(target_line(5, ok, text))
     print(verdict(ok, text))
