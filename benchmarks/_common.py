@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import datetime
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -191,6 +192,33 @@ def paired_ratio(values: Sequence[float], baseline: Sequence[float]) -> float:
     On a shared VM the speed drifts by more than the differences measured here; a ratio
     within one round cancels the drift, and the median drops the rounds a neighbour hit."""
     return median([v / b for v, b in zip(values, baseline, strict=True)])
+
+
+def in_processes(script: str, worker_args: Sequence[str], processes: int) -> Any:
+    """Run ``script --worker *worker_args`` in ``processes`` fresh processes, one after
+    another, and pool what they print (JSON: dicts merged, lists of rounds joined). As pyperf
+    does: a process's hash seed and memory layout move ratios of a few per cent by a per cent
+    or two, the same way for all of that process's rounds."""
+    pooled: Any = None
+    for _ in range(max(processes, 1)):
+        proc = subprocess.run(
+            [sys.executable, script, "--worker", *worker_args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pooled = _pool(pooled, json.loads(proc.stdout))
+    return pooled
+
+
+def _pool(into: Any, more: Any) -> Any:
+    if into is None:
+        return more
+    if isinstance(more, dict):
+        for key, value in more.items():
+            into[key] = _pool(into.get(key), value)
+        return into
+    return [*into, *more]
 
 
 def rotate(items: Sequence[Any], round_no: int) -> list[Any]:

@@ -14,6 +14,9 @@ costs). Each round times a batch of calls of every
 variant, in a rotating order; the tables show the median over rounds of ns per request, and
 the ratios are the median of each round's ratio (``_common.paired_ratio``: the VM's speed
 drifts between rounds by more than the differences measured here), all in the same run.
+The rounds are shared among five processes, run one after another, and pooled: as pyperf
+does, since a process's hash seed and memory layout move ratios this small by a per cent or
+two, the same way for all of that process's rounds.
 The middleware remembers the app's first 512 paths, so that one of those costs one set
 look-up. The first two tables reuse one scope, so a path's hash is computed once: that
 flatters every variant that looks paths up in a set. Three more tables build each request's
@@ -27,7 +30,10 @@ BaseHTTPMiddleware.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import gc
+import json
 import time
 from typing import Any
 
@@ -35,6 +41,7 @@ from _common import (
     Scope,
     fmt_ns,
     http_scope,
+    in_processes,
     median,
     paired_ratio,
     parser,
@@ -253,40 +260,74 @@ def report(label: str, per_request: dict[str, list[float]]) -> Report:
     return figures
 
 
+#: The tables: (title, app behind, how scopes are made, variants (all when empty), share of
+#: the rounds).
+TABLES: dict[str, tuple[str, str, str, tuple[str, ...], int]] = {
+    "raw": ("Behind: a raw ASGI app", "raw", REUSED, (), 1),
+    "starlette": ("Behind: a one-route Starlette app", "starlette", REUSED, (), 1),
+    "rebuilt": (
+        "Behind: a raw ASGI app, /hello in a new string for every request (as from a server)",
+        "raw",
+        REBUILT,
+        SERVER_VARIANTS,
+        2,
+    ),
+    "prefixed": (
+        "Behind: a raw ASGI app under root_path /app, /app/hello in a new string for every request",
+        "raw",
+        PREFIXED,
+        SERVER_VARIANTS,
+        2,
+    ),
+    "new": (
+        "Behind: a raw ASGI app, a path never seen before for every request",
+        "raw",
+        NEW,
+        SERVER_VARIANTS,
+        2,
+    ),
+}
+
+
+def measure_tables(requests: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Every table, in this process."""
+    figures = {}
+    for name, (_, behind, made, only, share) in TABLES.items():
+        app = raw_app if behind == "raw" else starlette_app()
+        figures[name] = run(
+            functools.partial(measure, app, requests, max(rounds // share, 3), only, made)
+        )
+    return figures
+
+
 def main() -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=1_000, help="calls per batch (1000)")
-    p.add_argument("--rounds", type=int, default=201, help="rounds of all variants (201)")
+    p.add_argument("--rounds", type=int, default=205, help="rounds of all variants (205)")
+    p.add_argument("--processes", type=int, default=5, help="processes sharing the rounds (5)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        print(json.dumps(measure_tables(args.requests, args.rounds)))
+        return 0
     if args.quick:
-        args.requests, args.rounds = 400, 3
+        args.requests, args.rounds, args.processes = 400, 3, 1
+    processes = max(args.processes, 1)
+    per_process = max(-(-args.rounds // processes), 3)
 
     title("Pass-through cost (a request that is not the callback)")
     print(
-        f"{args.rounds} rounds, {args.requests} in-process ASGI calls per variant and round "
-        f"({max(args.requests // 20, 20)} for BaseHTTPMiddleware), asyncio; ns: medians of the "
-        "rounds; ratios: medians of the rounds' ratios"
+        f"{per_process * processes} rounds in {processes} processes, {args.requests} "
+        f"in-process ASGI calls per variant and round ({max(args.requests // 20, 20)} for "
+        "BaseHTTPMiddleware; the tables of scopes built for each request: half the rounds), "
+        "asyncio; ns: medians of the rounds; ratios: medians of the rounds' ratios"
     )
     print()
-    raw = report(
-        "Behind: a raw ASGI app", run(lambda: measure(raw_app, args.requests, args.rounds))
-    )
-    star = report(
-        "Behind: a one-route Starlette app",
-        run(lambda: measure(starlette_app(), args.requests, args.rounds)),
-    )
-    server_rounds = max(args.rounds // 2, 3)
-    rebuilt = report(
-        "Behind: a raw ASGI app, /hello in a new string for every request (as from a server)",
-        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, REBUILT)),
-    )
-    prefixed = report(
-        "Behind: a raw ASGI app under root_path /app, /app/hello in a new string for every request",
-        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, PREFIXED)),
-    )
-    new = report(
-        "Behind: a raw ASGI app, a path never seen before for every request",
-        run(lambda: measure(raw_app, args.requests, server_rounds, SERVER_VARIANTS, NEW)),
+    worker_args = [f"--requests={args.requests}", f"--rounds={per_process}"]
+    figures = in_processes(__file__, worker_args, processes)
+    raw, star, rebuilt, prefixed, new = (
+        report(TABLES[name][0], figures[name])
+        for name in ("raw", "starlette", "rebuilt", "prefixed", "new")
     )
 
     raw_ratio, star_ratio = raw.ratio(MIDDLEWARE, NOOP), star.ratio(MIDDLEWARE, NOOP)

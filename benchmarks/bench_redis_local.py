@@ -15,8 +15,9 @@
    (``json.dumps(identity.to_dict())``): what is left between it and the backend is the
    backend's own work. A fourth row is the backend given the identity's bytes made
    beforehand, as the bare scripts are (its private ``_dump`` replaced): what encoding costs
-   it. CPU time of this process (``time.process_time``); Redis runs in its own. Many short
-   rounds, each timing every row; the ratio is the median of the rounds' ratios (see
+   it. CPU time of the process (``time.process_time``); Redis runs in its own. Many short
+   rounds, each timing every row, shared among four processes run one after another
+   (``_common.in_processes``); the ratio is the median of the rounds' ratios (see
    ``_common.paired_ratio``).
 
 Targets (issue 13): in-process followers make 0 round trips and are released within 1.5x the
@@ -26,6 +27,7 @@ bare scripts.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import secrets
@@ -47,6 +49,7 @@ from _common import (
     emulated_middleware,
     fmt_ms,
     http_scope,
+    in_processes,
     maybe_redis,
     median,
     openid_app,
@@ -265,10 +268,18 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=15, help="trials per row (15)")
     p.add_argument("--logins", type=int, default=150, help="leaders per CPU round (150)")
     p.add_argument("--cpu-rounds", type=int, default=120, help="CPU rounds (120)")
+    p.add_argument("--processes", type=int, default=4, help="processes sharing the CPU rounds (4)")
+    p.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        print(json.dumps(run(lambda: leader_cpu(args.worker, args.logins, args.cpu_rounds))))
+        return 0
     sizes = [int(v) for v in args.sizes.split(",")]
     if args.quick:
         sizes, args.rounds, args.logins, args.cpu_rounds = [2, 10], 2, 100, 3
+        args.processes = 1
+    processes = max(args.processes, 1)
+    per_process = max(-(-args.cpu_rounds // processes), 3)
     logs = tally_logs()
     title("Redis: followers in the leader's process, and the leader's client CPU")
     if not redis_wanted(["redis"]):
@@ -278,7 +289,8 @@ def main() -> int:
     with maybe_redis(True) as url:
         assert url is not None
         results = run(lambda: followers(url, sizes, args.rounds))
-        cpu = run(lambda: leader_cpu(url, args.logins, args.cpu_rounds))
+        worker_args = [url, f"--logins={args.logins}", f"--cpu-rounds={per_process}"]
+        cpu = in_processes(__file__, worker_args, processes)
 
     print(
         f"{args.rounds} trials per row (after one warm-up round), rows interleaved; release: ms "
@@ -318,8 +330,8 @@ def main() -> int:
     bare = med[BARE_CPU]
     print(
         f"The leader's client CPU: {args.logins} sequential leaders per round, "
-        f"{args.cpu_rounds} rounds (after one warm-up), interleaved; medians, and the median "
-        "of each round's ratio to the bare scripts"
+        f"{per_process * processes} rounds in {processes} processes (each after one warm-up), "
+        "interleaved; medians, and the median of each round's ratio to the bare scripts"
     )
     print()
     print(
