@@ -241,6 +241,23 @@ async def test_the_paths_remembered_are_the_first_ones_and_bounded(emulator, mak
     assert "wechat" in recorder.scopes[-1]
 
 
+async def test_an_app_set_after_construction_gets_every_request(emulator, make_app):
+    first, second = Recorder(), Recorder()
+    middleware, _ = await make_app(app=first, login_path="/wechat/login", verify_state=False)
+    await call_asgi(middleware, http_scope(path="/hello"))  # remembered: passed on at once
+    middleware.app = second
+    query = f"code={emulator.issue_code()}".encode()
+    for scope in (
+        http_scope(path="/hello"),
+        http_scope(path="/other"),
+        http_scope(query_string=query),
+    ):
+        assert (await call_asgi(middleware, scope)).status == 200
+    assert len(first.scopes) == 1
+    assert [scope["wechat_oauth.login_path"] for scope in second.scopes] == ["/wechat/login"] * 3
+    assert "wechat" in second.scopes[-1]
+
+
 async def test_prefixed_path_without_root_path_is_not_the_callback(emulator, make_app):
     recorder = Recorder()
     middleware, _ = await make_app(app=recorder)

@@ -15,6 +15,7 @@ from asgi_wechat_oauth import (
     WeChatOAuthClient,
     WeChatOAuthError,
     WeChatOAuthMiddleware,
+    login_url,
 )
 from asgi_wechat_oauth.testing import Fault
 from support import APP_URL, CALLBACK, WECHAT_URL, Gate, call_asgi, http_scope
@@ -281,6 +282,17 @@ async def test_on_error_can_replace_the_response(emulator, make_app):
     assert path == CALLBACK
     assert error.reason == "code_invalid"
     assert error.errcode == 40029
+
+
+async def test_on_error_can_link_to_the_login(emulator, make_app):
+    # The hook (and the app it returns) see the login path, as every request the app gets does.
+    def on_error(scope, error):
+        return RedirectResponse(login_url(scope, next="/"), status_code=303)
+
+    middleware, client = await make_app(on_error=on_error, login_path="/wechat/login")
+    response = await client.get(CALLBACK)  # no code: a 400 the hook answers instead
+    assert response.status_code == 303
+    assert response.headers["location"] == "/wechat/login?next=/"
 
 
 async def test_on_error_returning_none_keeps_the_default(emulator, make_app):

@@ -78,7 +78,6 @@ class OAuthMiddleware:
     #: A scope key that tells the app's helpers where the login endpoint is (or None).
     login_path_key: ClassVar[str | None] = None
 
-    app: ASGIApp
     callback_path: str
     login_path: str | None
     verify_state: bool
@@ -101,6 +100,9 @@ class OAuthMiddleware:
     _exact_paths: frozenset[str]
     _app_paths: set[str]
     _remembering: bool
+    #: What every request the app gets is told, for its login links (see login_url()).
+    _login_mark: tuple[str, str] | None = None
+    _app: ASGIApp
     _pass_on: ASGIApp
     _loops: LoginLoopGuard | None
 
@@ -130,6 +132,8 @@ class OAuthMiddleware:
                     self._remembering = remember(self._app_paths, path, self._own_paths)
                 await self._pass_on(scope, receive, send)
                 return
+        if self._login_mark is not None:  # for the app, and for on_error's answers too
+            scope[self._login_mark[0]] = self._login_mark[1]
         if scope["type"] == "http":
             if matches(scope, self._callback_paths):
                 await self._callback(scope, receive, send)
@@ -137,7 +141,19 @@ class OAuthMiddleware:
             if self._login_paths and matches(scope, self._login_paths):
                 await self._redirect_to_login(scope, receive, send)
                 return
-        await self._pass_on(scope, receive, send)
+        await self._app(scope, receive, send)
+
+    @property
+    def app(self) -> ASGIApp:
+        """The app behind the middleware."""
+        return self._app
+
+    @app.setter
+    def app(self, app: ASGIApp) -> None:
+        self._app = app
+        # Requests passed on are told the login path by a plain function in front of the app.
+        mark = self._login_mark
+        self._pass_on = app if mark is None else marking(app, mark[0], mark[1])
 
     async def aclose(self) -> None:
         """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
@@ -155,9 +171,9 @@ class OAuthMiddleware:
         #: The app's first paths: one of them is passed on after a set look-up.
         self._app_paths = set()
         self._remembering = True
-        # Every request the app gets is told the login path, for its links (see login_url()).
         key = self.login_path_key
-        self._pass_on = marking(self.app, key, login_path) if login_path and key else self.app
+        self._login_mark = (key, login_path) if login_path and key else None
+        self.app = self._app  # passed on with the mark, or without
 
     def _set_pages_and_loops(
         self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float
@@ -236,7 +252,7 @@ class OAuthMiddleware:
                     scope, read_cookie(scope, LOOP_COOKIE), outcome.state
                 )
                 send = with_cookie(send, counted)
-            await self._pass_on(scope, receive, self._watch_answer(scope, send))
+            await self._app(scope, receive, self._watch_answer(scope, send))
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
