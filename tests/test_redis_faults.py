@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -354,3 +355,74 @@ async def test_a_stall_under_two_uvicorn_workers_costs_no_login(server) -> None:
     assert duplicate.json()["openid"] == first.json()["openid"]
     code = query.split("code=")[1].split("&")[0]
     assert stats["exchanges"][code] == 1  # type: ignore[index]
+
+
+# --- a command sent twice: redis-py resends it when the connection drops before its answer ----
+
+
+class AnswerEatingProxy:
+    """A loopback TCP proxy in front of Redis. Once armed, it passes the next EVALSHA on to
+    Redis, which runs it, and closes the connection when the answer comes back instead of
+    passing it on: the client sees its connection drop, and redis-py sends the command again."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.armed = False
+        self.eaten = 0
+        self.port = 0
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            self.port = listener.extra(SocketAttribute.local_port)  # noqa: S610 - not Django
+            task_status.started()
+            await listener.serve(self._relay)
+
+    async def _relay(self, client: SocketStream) -> None:
+        eat = anyio.Event()
+        upstream = await anyio.connect_tcp("127.0.0.1", self.redis_port)
+        async with client, upstream, anyio.create_task_group() as tg:
+
+            async def answers() -> None:
+                async for data in upstream:
+                    if eat.is_set():
+                        self.eaten += 1
+                        tg.cancel_scope.cancel()  # both sockets close, the answer unsent
+                        return
+                    await client.send(data)
+
+            tg.start_soon(answers)
+            async for data in client:
+                if self.armed and b"EVALSHA" in data:
+                    self.armed = False
+                    eat.set()
+                await upstream.send(data)
+            tg.cancel_scope.cancel()
+
+
+async def test_a_claim_sent_twice_by_the_client_keeps_its_lease(server, raw, prefix) -> None:
+    # The first CLAIM runs and takes the lease, its answer is lost, redis-py sends it again:
+    # the second run finds the lease under its own token and answers "taken", not "someone
+    # else leads" (which left this worker waiting on itself for the lease's 15 s).
+    proxy = AnswerEatingProxy(server.port)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        # A client the application passes in, with redis-py's default retries.
+        client = aioredis.Redis(host="127.0.0.1", port=proxy.port)
+        backend = RedisBackend(client, prefix=prefix)
+        try:
+            await warm_up(backend)
+            key = hashlib.sha256(b"sent-twice").hexdigest()
+            proxy.armed = True
+            claim = await backend.claim(key)
+            assert proxy.eaten == 1 and backend.available  # resent by redis-py, not an outage
+            assert claim.lease is not None
+            assert await raw.get(f"{prefix}:{{{key}}}:lease") == claim.lease.encode()
+            identity = WeChatIdentity(
+                openid="o1", scope="snsapi_base", access_token="A", refresh_token="R"
+            )
+            await backend.complete(key, claim.lease, identity, ttl=60)
+            await no_leftover_keys(raw, prefix)
+        finally:
+            await backend.aclose()
+            await client.aclose()
+            tg.cancel_scope.cancel()

@@ -56,6 +56,8 @@ logger = logging.getLogger("asgi_wechat_oauth")
 
 # KEYS: lease, result, holders. ARGV: token, lease ms, holders ms.
 # -> {1, stored outcome} | {2} lease taken | {3} someone else leads
+# A lease held under this very token is this CLAIM run twice: redis-py sends a command again
+# when the connection drops before its answer (and the cluster client after a failover).
 _CLAIM = """
 local stored = redis.call('GET', KEYS[2])
 if stored then return {1, stored} end
@@ -64,6 +66,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return {2}
 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {2} end
 return {3}
 """
 
