@@ -730,7 +730,7 @@ def counting_redis(url: str, *, blocking_pool: bool = True, max_connections: int
     from asgi_wechat_oauth.backends import redis as backend_module
 
     client.labels = {
-        hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest(): script_label(source)
+        backend_module._Script(None, source).sha: script_label(source)
         for source in (
             backend_module._CLAIM,
             backend_module._CHECK,

@@ -404,8 +404,6 @@ class RedisBackend:
 
     def _dump(self, key: str, outcome: Outcome) -> bytes | None:
         try:
-            if self._cipher is None:
-                return dump_outcome(outcome)
             return dump_outcome(outcome, cipher=self._cipher, context=key.encode())
         except ValueError as exc:
             logger.error("wechat_oauth.redis_result_unstorable error=%s", exc)
