@@ -785,7 +785,8 @@ class RedisBackend:
             finally:
                 if pubsub is not None:
                     with anyio.CancelScope(shield=True):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        # redis-py 8.2 types aclose(); earlier releases leave it untyped.
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                         if isinstance(self._client, RedisCluster):
                             await pubsub.connection_pool.disconnect()
             lost, self._subscribed = self._subscribed, anyio.Event()
