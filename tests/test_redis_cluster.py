@@ -202,6 +202,8 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
         victim = subscription_port(backends[1])  # the master the subscriptions listen on
         assert victim in cluster.masters()
         rounds, settled = 0, False
+        # Failover takes ~2 s (cluster-node-timeout 1 s), a batch ~0.2 s; how many batches that
+        # is depends on the machine's load, so only the deadline bounds it.
         with anyio.fail_after(60):
             while not settled:
                 codes = [emulator.issue_code() for _ in range(30)]
@@ -219,7 +221,6 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
                     and {r.status_code for pair in batch.values() for r in pair} == {200}
                     and all(emulator.exchange_count(code) == 1 for code in codes)
                 )
-        assert rounds <= 12  # failover takes ~2 s (cluster-node-timeout 1 s), a batch ~0.2 s
         # The subscriptions moved to another node: waiters are still woken by messages.
         await assert_woken_by_message(backends[2], backends[1], emulator)
         # Every login succeeded. While the master was down a worker fell back to in-process
