@@ -115,6 +115,51 @@ async def test_websocket_on_the_callback_path_passes_through(emulator, make_app)
     assert emulator.total_exchanges == 0
 
 
+class KeyErrorApp:
+    """An app that fails with a KeyError of its own, after taking ``path`` out of the scope
+    when told to (so that the scope looks as if it had never had one)."""
+
+    def __init__(self, drop_path: bool = False) -> None:
+        self.calls = 0
+        self.drop_path = drop_path
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        if self.drop_path:
+            del scope["path"]
+        raise KeyError("the app's own")
+
+
+@pytest.mark.parametrize("drop_path", [False, True])
+async def test_a_keyerror_of_the_app_goes_out_untouched_and_the_app_runs_once(
+    emulator, make_app, drop_path
+):
+    app = KeyErrorApp(drop_path)
+    middleware, _ = await make_app(app=app, login_path="/wechat/login", verify_state=False)
+    # The first time the path is matched; the second time it is remembered.
+    for calls in (1, 2):
+        with pytest.raises(KeyError) as raised:
+            await call_asgi(middleware, http_scope(path="/hello"))
+        assert raised.value.args == ("the app's own",)
+        assert raised.traceback[-1].name == "__call__"  # raised in the app, re-raised as is
+        assert "raise KeyError" in str(raised.traceback[-1].statement)
+        assert app.calls == calls
+
+
+async def test_a_scope_of_another_type_without_a_path_is_passed_on(emulator, make_app):
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    middleware, _ = await make_app(app=app, login_path="/wechat/login", verify_state=False)
+    scope: dict[str, Any] = {"type": "custom.extension", "asgi": {"version": "3.0"}}
+    await middleware(scope, None, None)
+    assert seen == [scope] and seen[0] is scope
+    assert scope["wechat_oauth.login_path"] == "/wechat/login"  # told, as every request is
+    assert emulator.total_exchanges == 0
+
+
 async def _run_lifespan(app: Any) -> tuple[dict[str, Any], list[str]]:
     scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
     inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
