@@ -147,15 +147,11 @@ async def test_a_keyerror_of_the_app_goes_out_untouched_and_the_app_runs_once(
 
 
 async def test_a_scope_of_another_type_without_a_path_is_passed_on(emulator, make_app):
-    seen: list[dict[str, Any]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(scope)
-
-    middleware, _ = await make_app(app=app, login_path="/wechat/login", verify_state=False)
+    recorder = Recorder()
+    middleware, _ = await make_app(app=recorder, login_path="/wechat/login", verify_state=False)
     scope: dict[str, Any] = {"type": "custom.extension", "asgi": {"version": "3.0"}}
     await middleware(scope, None, None)
-    assert seen == [scope] and seen[0] is scope
+    assert recorder.scopes == [scope] and recorder.scopes[0] is scope
     assert scope["wechat_oauth.login_path"] == "/wechat/login"  # told, as every request is
     assert emulator.total_exchanges == 0
 
