@@ -123,7 +123,10 @@ async def test_explicit_redirect_uri_wins(make_app):
     response = await client.get(LOGIN)
     redirect_uri = dict(parse_qsl(urlsplit(response.headers["location"]).query))["redirect_uri"]
     assert redirect_uri == "https://login.example.com/cb"
-    assert "Path=/cb" in response.headers["set-cookie"]
+    # An https callback gets a __Host- cookie, which browsers hold to Path=/ and this host.
+    assert response.headers["set-cookie"].startswith("__Host-wechat_oauth_nonce=")
+    assert "Path=/;" in response.headers["set-cookie"]
+    assert "Secure" in response.headers["set-cookie"]
 
 
 async def test_bad_host_header_is_400_not_a_broken_redirect(login_app):

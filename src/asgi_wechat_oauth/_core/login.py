@@ -15,6 +15,14 @@ from typing import Literal
 from urllib.parse import parse_qsl, unquote
 
 from .asgi import Scope
+from .cookies import (
+    base_name,
+    check_cookie_name,
+    cookie_name,
+    expire_tossed,
+    read_trusted,
+    set_cookie,
+)
 from .errors import InvalidCallbackRequest
 from .state import MAX_NEXT_BYTES, StateSigner
 
@@ -87,8 +95,9 @@ def check_login_options(
         raise ValueError("redirect_uri must be an absolute http(s) URL")
     if not 1 <= state_max_age < math.inf:  # NaN fails too
         raise ValueError("state_max_age must be at least 1 second (and finite)")
-    if not nonce_cookie or not nonce_cookie.isascii() or not nonce_cookie.isidentifier():
-        raise ValueError("nonce_cookie must be a plain ASCII name")
+    problem = check_cookie_name("nonce_cookie", nonce_cookie)
+    if problem:
+        raise ValueError(problem)
     if on_invalid_code is None:
         on_invalid_code = "reauthorize" if login_path is not None else "error"
     if on_invalid_code not in ("reauthorize", "error"):
@@ -120,7 +129,8 @@ class LoginEndpoint:
         self.redirect_uri = redirect_uri
         self.default_scope = default_scope
         self.trust_forwarded = trust_forwarded
-        self.cookie_name = cookie_name
+        #: The login cookie's name without ``__Host-``, which it carries over https.
+        self.cookie_name = base_name(cookie_name)
 
     def authorize(self, scope: Scope, redirect_uri: str, oauth_scope: str, state: str) -> str:
         """The provider's authorize URL for this request."""
@@ -159,14 +169,55 @@ class LoginEndpoint:
             ) from None
 
     def cookie(self, value: str, redirect_uri: str) -> str:
-        """The ``Set-Cookie`` of the login cookie ``value``, scoped to the callback."""
-        cookie = (
-            f"{self.cookie_name}={value}; Path={_path_of(redirect_uri)}; "
-            f"Max-Age={math.ceil(self.signer.max_age) + COOKIE_GRACE}; HttpOnly; SameSite=Lax"
+        """The ``Set-Cookie`` of the login cookie ``value``: over https a ``__Host-`` cookie,
+        over http scoped to the callback."""
+        https = redirect_uri.startswith("https://")
+        return set_cookie(
+            cookie_name(self.cookie_name, https=https),
+            value,
+            path=_path_of(redirect_uri),
+            max_age=math.ceil(self.signer.max_age) + COOKIE_GRACE,
+            https=https,
         )
-        if redirect_uri.startswith("https://"):
-            cookie += "; Secure"
-        return cookie
+
+    def is_https(self, scope: Scope) -> bool:
+        """Whether this site's callback URL is https, which decides the cookies' names: the
+        ``redirect_uri`` when set, else the scheme this request came by."""
+        if self.redirect_uri is not None:
+            return self.redirect_uri.startswith("https://")
+        scheme: str = scope.get("scheme", "http")
+        if self.trust_forwarded:
+            for name, value in scope.get("headers", ()):
+                if name == b"x-forwarded-proto":
+                    scheme = _first(value.decode("latin-1")) or scheme
+                    break
+        return scheme == "https"
+
+    def read_cookie(self, scope: Scope, base: str, path: str) -> tuple[str | None, list[str]]:
+        """``(value, expiries)``: cookie ``base`` (``__Host-`` + ``base`` over https) when the
+        request carries exactly one; with several, no value, and the ``Set-Cookie`` values
+        that expire the tossed copies reaching ``path`` (this site's, under ``root_path``)."""
+        https = self.is_https(scope)
+        name = cookie_name(base, https=https)
+        value, tossed = read_trusted(scope, name)
+        if not tossed or https:
+            return value, []
+        if self.redirect_uri is None:
+            try:
+                url = self.own_url(scope, path)
+            except InvalidCallbackRequest:
+                return None, []
+        elif path == self.callback_path:
+            url = self.redirect_uri
+        else:
+            origin = "/".join(self.redirect_uri.split("/", 3)[:3])
+            url = f"{origin}{scope.get('root_path', '')}{path}"
+        host = url.split("://", 1)[-1].split("/", 1)[0]
+        return None, expire_tossed(name, host, _path_of(url))
+
+    def read_nonce(self, scope: Scope) -> tuple[str | None, list[str]]:
+        """The login cookie at the callback: see :meth:`read_cookie`."""
+        return self.read_cookie(scope, self.cookie_name, self.callback_path)
 
     def own_url(self, scope: Scope, path: str) -> str:
         """``path`` (under ``root_path``) on the scheme and host this request was sent to."""

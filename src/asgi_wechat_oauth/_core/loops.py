@@ -5,25 +5,29 @@ a session middleware that does not cover the callback) sends the user through lo
 each trip trading a fresh code, with nothing in any log. A small cookie of our own (no secrets:
 a count, when the window started, a hash of the last state) counts the logins this browser
 completed within a window: one WARNING names the likely causes, and past the limit the login
-endpoint answers an explanatory page instead of another trip to WeChat.
+endpoint answers an explanatory page instead of another trip to WeChat. The value is signed
+(HMAC), so a forged or tossed one is ignored rather than locking anyone out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 import re
 import time
 
-from .asgi import Message, Scope, Send
+from .asgi import Message, Send
+from .cookies import set_cookie
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
+#: The cookie's name (``__Host-`` in front over https).
 COOKIE = "wechat_oauth_logins"
 #: The completed login that logs the WARNING (or the limit, when lower).
 WARN_AT = 3
-_VALUE = re.compile(r"(\d{1,4})\.(\d{1,12})\.([0-9a-f]{8})")
+_VALUE = re.compile(r"(\d{1,4})\.(\d{1,12})\.([0-9a-f]{8})\.([0-9a-f]{32})")
 
 
 def check_loop_options(limit: int | None, window: float) -> None:
@@ -35,11 +39,12 @@ def check_loop_options(limit: int | None, window: float) -> None:
 
 
 class LoginLoopGuard:
-    """Counts completed logins per browser in a cookie; see the module docstring."""
+    """Counts completed logins per browser in a signed cookie; see the module docstring."""
 
-    def __init__(self, *, limit: int, window: float) -> None:
+    def __init__(self, *, limit: int, window: float, key: bytes) -> None:
         self.limit = limit
         self.window = window
+        self._key = key
 
     def __repr__(self) -> str:
         return f"LoginLoopGuard(limit={self.limit!r}, window={self.window!r})"
@@ -49,9 +54,10 @@ class LoginLoopGuard:
         count, _, _ = self._read(cookie)
         return count >= self.limit
 
-    def completed(self, scope: Scope, cookie: str | None, state: str | None) -> str:
-        """Count a completed login; return the ``Set-Cookie`` value that records it. Every
-        callback of one login (the WeChat browser's duplicate, a refresh) counts once."""
+    def completed(self, cookie: str | None, state: str | None, *, name: str, https: bool) -> str:
+        """Count a completed login; return the ``Set-Cookie`` value (cookie ``name``) that
+        records it. Every callback of one login (the WeChat browser's duplicate, a refresh)
+        counts once."""
         count, started, last = self._read(cookie)
         tag = hashlib.sha256((state or "").encode()).hexdigest()[:8]
         if tag != last:
@@ -70,30 +76,42 @@ class LoginLoopGuard:
                     count,
                     int(self.window),
                 )
-        root_path = scope.get("root_path", "") or "/"
-        secure = "; Secure" if scope.get("scheme") == "https" else ""
-        return (
-            f"{COOKIE}={count}.{started}.{tag}; Path={root_path}; "
-            f"Max-Age={int(self.window)}; HttpOnly; SameSite=Lax{secure}"
+        value = f"{count}.{started}.{tag}"
+        return set_cookie(
+            name,
+            f"{value}.{self._mac(value)}",
+            path="/",
+            max_age=int(self.window),
+            https=https,
         )
 
     def _read(self, cookie: str | None) -> tuple[int, int, str]:
-        """``(count, window start, last state's tag)``; a fresh window when none is running."""
+        """``(count, window start, last state's tag)``; a fresh window when none is running
+        or the value is not one this site signed."""
         found = _VALUE.fullmatch(cookie or "")
         if found is None:
+            return 0, 0, ""
+        value = cookie.rpartition(".")[0] if cookie else ""
+        if not hmac.compare_digest(found.group(4), self._mac(value)):
             return 0, 0, ""
         count, started = int(found.group(1)), int(found.group(2))
         if not 0 <= time.time() - started <= self.window:
             return 0, 0, ""
         return count, started, found.group(3)
 
+    def _mac(self, value: str) -> str:
+        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
-def with_cookie(send: Send, set_cookie: str) -> Send:
-    """``send`` with a ``Set-Cookie`` header added to the response start."""
+
+def with_cookies(send: Send, *set_cookies: str) -> Send:
+    """``send`` with ``Set-Cookie`` headers added to the response start."""
+    if not set_cookies:
+        return send
+    added = [(b"set-cookie", cookie.encode()) for cookie in set_cookies]
 
     async def sender(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = [*message.get("headers", ()), (b"set-cookie", set_cookie.encode())]
+            headers = [*message.get("headers", ()), *added]
             message = {**message, "headers": headers}
         await send(message)
 

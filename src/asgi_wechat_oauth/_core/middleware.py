@@ -19,23 +19,18 @@ from urllib.parse import urlencode
 from ..backends import Backend, Outcome, Result
 from .asgi import ASGIApp, Receive, Scope, Send
 from .callback import CallbackParams, parse_callback_query
+from .cookies import cookie_name
 from .counters import Counters
 from .endpoints import failure_level, require_get, send_error, send_redirect
 from .errors import UNUSABLE_CODE_REASONS, LoginLoop, StateRejected, WeChatOAuthError
 from .lifespan import serve_lifespan
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
-from .loops import LoginLoopGuard, check_loop_options, with_cookie
+from .loops import LoginLoopGuard, check_loop_options, with_cookies
 from .pages import ErrorPages, wants_html
 from .paths import matches, remember, spellings
 from .singleflight import SingleFlight, code_hash
-from .state import (
-    StateSigner,
-    UnverifiedState,
-    VerifiedState,
-    read_cookie,
-    require_same_state,
-)
+from .state import StateSigner, UnverifiedState, VerifiedState, require_same_state
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -183,11 +178,18 @@ class OAuthMiddleware:
             raise ValueError("error_pages must be an ErrorPages or None")
         check_loop_options(loop_limit, loop_window)
         self.error_pages = error_pages
-        self._loops = (
-            LoginLoopGuard(limit=loop_limit, window=loop_window)
-            if self.login_path and loop_limit
-            else None
-        )
+        self._loops = self._loop_guard(loop_limit, loop_window)
+
+    def _loop_guard(self, limit: int | None, window: float) -> LoginLoopGuard | None:
+        """The login loop guard (after ``login_path`` and the state signer), or None."""
+        if not (self.login_path and limit):
+            return None
+        key = self._signer.derive(b"asgi-wechat-oauth/login-loops/v1")
+        return LoginLoopGuard(limit=limit, window=window, key=key)
+
+    def _read_loops(self, scope: Scope, path: str) -> tuple[str | None, list[str]]:
+        """The login counter cookie, trusted only when sent once (see :mod:`.cookies`)."""
+        return self._login.read_cookie(scope, LOOP_COOKIE, path)
 
     # --- what a product says ------------------------------------------------------------------
 
@@ -224,12 +226,17 @@ class OAuthMiddleware:
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
         key = None
+        nonce: str | None = None
         outcome: Any
+        if self.verify_state:
+            # A login cookie sent twice (one tossed by a sibling site) is trusted in neither
+            # copy; the answer expires the tossed ones, whatever it is.
+            nonce, expiries = self._login.read_nonce(scope)
+            send = with_cookies(send, *expiries)
         try:
             require_get(scope, f"The {self.provider} callback")
             params = self._parse(scope["query_string"])
             if self.verify_state:
-                nonce = read_cookie(scope, self.nonce_cookie)
                 verified = self._signer.verify(params.state, nonce)
             key_prefix, trade = self._exchange_for(verified)
             key = hashlib.sha256(key_prefix + params.code.encode()).hexdigest()
@@ -248,10 +255,11 @@ class OAuthMiddleware:
         if not isinstance(outcome, WeChatOAuthError):
             scope[self.scope_key] = outcome
             if self._loops is not None:
-                counted = self._loops.completed(
-                    scope, read_cookie(scope, LOOP_COOKIE), outcome.state
-                )
-                send = with_cookie(send, counted)
+                counter, expiries = self._read_loops(scope, self.callback_path)
+                https = self._login.is_https(scope)
+                name = cookie_name(LOOP_COOKIE, https=https)
+                counted = self._loops.completed(counter, outcome.state, name=name, https=https)
+                send = with_cookies(send, counted, *expiries)
             await self._app(scope, receive, self._watch_answer(scope, send))
             return
         # What a state we signed says, verified or not: enough to start that login again.
@@ -268,9 +276,8 @@ class OAuthMiddleware:
             await send_redirect(send, self._login_url(scope, signed, retry=True))
             return
         self.counters.errors[outcome.reason] += 1
-        has_cookie = read_cookie(scope, self.nonce_cookie) is not None
         logger.log(
-            failure_level(outcome, has_nonce_cookie=has_cookie),
+            failure_level(outcome, has_nonce_cookie=nonce is not None),
             "%s.callback_failed reason=%s status=%s code_hash=%s",
             self.log_prefix,
             outcome.reason,
@@ -323,12 +330,15 @@ class OAuthMiddleware:
     async def _redirect_to_login(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             require_get(scope, "The login page")
-            if self._loops is not None and self._loops.exceeded(read_cookie(scope, LOOP_COOKIE)):
-                raise LoginLoop(
-                    "login_loop",
-                    "This browser keeps logging in, but its session is not kept: "
-                    "allow cookies and try again later.",
-                )
+            if self._loops is not None:
+                counter, expiries = self._read_loops(scope, self.login_path or "/")
+                send = with_cookies(send, *expiries)
+                if self._loops.exceeded(counter):
+                    raise LoginLoop(
+                        "login_loop",
+                        "This browser keeps logging in, but its session is not kept: "
+                        "allow cookies and try again later.",
+                    )
             answer = self._start_login(scope)
         except WeChatOAuthError as exc:
             self.counters.errors[exc.reason] += 1

@@ -24,9 +24,6 @@ import struct
 import time
 from dataclasses import dataclass
 
-from starlette.requests import cookie_parser
-
-from .asgi import Scope
 from .errors import InvalidCallbackRequest, StateRejected
 
 _VERSION = 2
@@ -65,16 +62,6 @@ class UnverifiedState(StateRejected):
         self.signed = signed
 
 
-def read_cookie(scope: Scope, name: str) -> str | None:
-    """The value of cookie ``name``, parsed as leniently as Starlette does."""
-    for header, value in scope.get("headers", ()):
-        if header == b"cookie":
-            found = cookie_parser(value.decode("latin-1")).get(name)
-            if found:
-                return found
-    return None
-
-
 def require_same_state(traded: str | None, state: str | None) -> None:
     """A stored result belongs to the request that traded the code: a request with another
     state carries a replayed or leaked code and gets nothing (403)."""
@@ -102,6 +89,10 @@ class StateSigner:
 
     def __repr__(self) -> str:
         return f"StateSigner(max_age={self.max_age!r})"
+
+    def derive(self, label: bytes) -> bytes:
+        """A key of its own for ``label`` (another cookie's MAC), derived from this one."""
+        return hmac.new(self._secret, label, hashlib.sha256).digest()
 
     def issue(
         self,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
+from .._core.cookies import check_cookie_name
 from .._core.counters import Counters
 from .._core.loops import check_loop_options
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
@@ -269,12 +270,8 @@ class WeChatOAuthConfig:
         check(
             _is_url(self.authorize_base_url), "authorize_base_url must be an absolute http(s) URL"
         )
-        check(
-            isinstance(self.nonce_cookie, str)
-            and self.nonce_cookie.isascii()
-            and self.nonce_cookie.isidentifier(),
-            "nonce_cookie must be a plain ASCII name",
-        )
+        cookie_problem = check_cookie_name("nonce_cookie", self.nonce_cookie)
+        check(cookie_problem is None, cookie_problem or "")
         check(
             self.on_invalid_code in (None, "reauthorize", "error"),
             "on_invalid_code must be 'reauthorize' or 'error'",

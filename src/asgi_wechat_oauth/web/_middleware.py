@@ -21,7 +21,6 @@ from .._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
-from .._core.loops import LoginLoopGuard
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
 from .._core.singleflight import SingleFlight
@@ -143,17 +142,13 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self.max_codes_per_state = config.max_codes_per_state
         self.nonce_cookie = config.nonce_cookie
         self.error_pages = config.error_pages
-        self._loops = (
-            LoginLoopGuard(limit=config.login_loop_limit, window=config.login_loop_window)
-            if config.login_path and config.login_loop_limit
-            else None
-        )
         state_secret = config.state_secret
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()
         if state_secret is None:
             state_secret = derive_state_secret(config.secret)
         self._signer = StateSigner(state_secret, max_age=config.state_max_age)
+        self._loops = self._loop_guard(config.login_loop_limit, config.login_loop_window)
         self._login = LoginEndpoint(
             appid=config.appid,
             signer=self._signer,

@@ -100,7 +100,6 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         self.verify_state = verify_state
         self.nonce_cookie = nonce_cookie
         self.on_invalid_code = on_invalid_code
-        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
         self.exchange_timeout = exchange_timeout
         self.on_error = on_error
         self.backend: Backend = backend if backend is not None else MemoryBackend()
@@ -128,6 +127,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         self._signer = StateSigner(
             state_secret or derive_state_secret(secret), max_age=state_max_age
         )
+        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
         self._login = WeComLoginEndpoint(
             corpid=corpid,
             agentid=agentid,
