@@ -2,8 +2,8 @@
 as a QR code, to scan with WeChat, instead of WeChat's "请在微信客户端打开链接" dead end.
 
 The QR code is drawn by ``segno`` (the ``qr`` extra) as inline SVG: the page makes no request
-of its own. Without ``segno`` the page shows the link as text to open in WeChat. A client that
-asks for JSON gets the link as JSON.
+of its own. Without ``segno``, or for a link too long for any QR code, the page shows the link as
+text to open in WeChat. A client that asks for JSON gets the link as JSON.
 """
 
 from __future__ import annotations
@@ -68,14 +68,17 @@ $qr
 
 
 def qr_svg(text: str) -> str | None:
-    """``text`` as an inline SVG QR code, or None without ``segno``."""
+    """``text`` as an inline SVG QR code; None without ``segno`` or when no QR code holds it
+    (the page then shows the link as text: a page that cannot draw its QR code must not 500)."""
     try:
         import segno
     except ImportError:
         return None
-    svg: str = segno.make(text, error="m", micro=False).svg_inline(
-        scale=4, border=2, title="QR", omitsize=True
-    )
+    try:
+        code = segno.make(text, error="m", micro=False)
+    except segno.DataOverflowError:
+        return None
+    svg: str = code.svg_inline(scale=4, border=2, title="QR", omitsize=True)
     return svg
 
 
@@ -89,11 +92,20 @@ def render_qr_page(link: str, language: Language) -> bytes:
         "body": texts["body"] if svg else texts["body_no_qr"],
         "link_label": texts["link"],
         "link": link,
-        "note": "" if svg else texts["no_qr"],
+        "note": texts["no_qr"] if svg is None and _segno_missing() else "",
     }
     escaped = {name: html.escape(value, quote=True) for name, value in values.items()}
     qr = f'<div class="qr" id="qr">{svg}</div>' if svg else ""
     return _PAGE.substitute(escaped, qr=qr).encode()
+
+
+def _segno_missing() -> bool:
+    """Whether the ``qr`` extra is missing (not a link too long: no install would help)."""
+    try:
+        import segno  # noqa: F401
+    except ImportError:
+        return True
+    return False
 
 
 def wants_json(scope: Scope) -> bool:
