@@ -14,6 +14,7 @@ from .._core.login import validate_next
 from .._core.state import StateSigner
 from ._authorize import SCOPES, authorize_url
 from ._browsers import LoginRoute, route_login
+from ._kept import is_next_id
 
 #: ``?format=`` values: the default 302, or WxLogin's parameters as JSON.
 FORMATS = frozenset({"", "wxlogin"})
@@ -42,6 +43,8 @@ class LoginQuery:
     retried: bool
     format: str
     element_id: str
+    #: ``?next_id=``: a QR page's link, whose ``next`` the backend keeps (see :mod:`._kept`).
+    next_id: str | None = None
 
 
 class LoginEndpoint(_LoginEndpoint):
@@ -103,12 +106,18 @@ class LoginEndpoint(_LoginEndpoint):
             raise InvalidCallbackRequest(
                 "invalid_query", "format may only be wxlogin, and id an HTML element id."
             )
+        next_id = params.get("next_id") or None
+        if next_id is not None and (params.get("next") or not is_next_id(next_id)):
+            raise InvalidCallbackRequest(
+                "invalid_query", "next_id must be a QR page's id, and comes without next."
+            )
         return LoginQuery(
             scope=asked,
             next=validate_next(params["next"]) if params.get("next") else None,
             retried=params.get("retry") == "1",
             format=output,
             element_id=element_id,
+            next_id=next_id,
         )
 
     def route(self, scope: Scope, query: LoginQuery) -> LoginRoute | None:
@@ -138,10 +147,13 @@ class LoginEndpoint(_LoginEndpoint):
         )
         return LoginStart(location, self.cookie(value, redirect_uri), route, redirect_uri, state)
 
-    def link(self, scope: Scope, query: LoginQuery) -> str:
+    def link(self, scope: Scope, query: LoginQuery, next_id: str | None = None) -> str:
         """This login's own absolute URL (under ``root_path``, with its ``next`` and scope), for
-        a phone to open in WeChat: on the ``redirect_uri``'s origin when that is set."""
-        params = {"next": query.next} if query.next else {}
+        a phone to open in WeChat: on the ``redirect_uri``'s origin when that is set. With
+        ``next_id`` (or the query's own), the link names the ``next`` the backend keeps under
+        that id instead of holding it: a short link, whatever the ``next``."""
+        next_id = next_id or query.next_id
+        params = {"next_id": next_id} if next_id else {"next": query.next} if query.next else {}
         if query.scope:
             params["scope"] = query.scope
         if self.redirect_uri is not None:

@@ -32,8 +32,9 @@ from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
 from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._kept import KeptNexts, bodiless_request
 from ._links import LOGIN_PATH_KEY
-from ._login import LoginEndpoint, wxlogin_params
+from ._login import LoginEndpoint, LoginQuery, wxlogin_params
 from ._qrpage import send_json, send_open_in_wechat, wants_json
 from ._unhandled import watch_the_answer
 
@@ -197,26 +198,50 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             raise InvalidCallbackRequest(
                 "wxlogin_unavailable", "WxLogin needs a website app (website_appid)."
             )
+        kept = KeptNexts(self.backend, self.appid, self._signer.max_age)
         if route is None:
             # Only the official account logs in, and this is not WeChat's browser.
             if wants_html(scope) or wants_json(scope):
                 link = self._login.link(scope, query)
+                named = partial(self._login.link, scope, query)
 
                 async def qr_page(send: Send) -> None:
-                    await send_open_in_wechat(scope, send, link)
+                    # A long next is kept by the backend: the QR code holds a short link.
+                    qr_link = await kept.qr_link(link, query.next, named)
+                    await send_open_in_wechat(scope, send, qr_link)
 
                 return qr_page
             # A program, not a browser: the redirect, as before.
             route = LoginRoute(self.appid, query.scope or self._login.default_scope, False)
-        start = self._login.start(scope, query, route)
-        if query.format == "wxlogin":
-            options = wxlogin_params(start, query.element_id)
 
-            async def wxlogin(send: Send) -> None:
-                await send_json(scope, send, options, (b"set-cookie", start.cookie.encode()))
+        def answer(query: LoginQuery, route: LoginRoute) -> Answer:
+            start = self._login.start(scope, query, route)
+            if query.format == "wxlogin":
+                options = wxlogin_params(start, query.element_id)
 
-            return wxlogin
-        return redirect_answer(start.location, start.cookie)
+                async def wxlogin(send: Send) -> None:
+                    await send_json(scope, send, options, (b"set-cookie", start.cookie.encode()))
+
+                return wxlogin
+            return redirect_answer(start.location, start.cookie)
+
+        if query.next_id is None:
+            return answer(query, route)
+        next_id, found = query.next_id, route
+
+        async def with_kept_next(send: Send) -> None:
+            # A QR page's link: its next is read from the backend, then the login starts.
+            try:
+                next_path = await kept.find(next_id)
+                resolved = answer(dataclasses.replace(query, next=next_path, next_id=None), found)
+            except WeChatOAuthError as exc:  # refused as _redirect_to_login refuses a login
+                self.counters.errors[exc.reason] += 1
+                logger.info("%s.login_refused reason=%s", self.log_prefix, exc.reason)
+                await self._respond_error(scope, bodiless_request(), send, exc)
+                return
+            await resolved(send)
+
+        return with_kept_next
 
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
         return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
