@@ -3,9 +3,9 @@
     WECHAT_MINIPROGRAM_APPID=wx... WECHAT_MINIPROGRAM_SECRET=... TOKEN_SECRET=... \\
     uvicorn examples.miniprogram_app:app --workers 2
 
-The mini-program posts ``{"code": ...}`` from ``wx.login()`` to ``/wechat/miniprogram/login``;
-the middleware trades the code once (a retried request or a second page with the same code gets
-the same session) and the route answers a token. Later requests send it as
+The mini-program posts ``{"code": ...}`` from ``wx.login()`` to ``/wechat/miniprogram/login``
+(JSON or a form); the middleware trades the code once (a retried request or a second page with
+the same code gets the same session) and the route answers a token. Later requests send it as
 ``Authorization: Bearer <token>``; ``GET /me`` shows who that is.
 
 Environment:
@@ -54,14 +54,16 @@ def token_owner(secret: bytes, token: str) -> str | None:
 
 async def login(request: Request) -> JSONResponse:
     me: MiniProgramSession = request.scope["wechat"]
-    body = await request.json()  # the middleware replays the body it read
+    # The body's other fields, parsed by the middleware from JSON or a form alike (a form's
+    # values are text): no request.json(), which fails on the form bodies the middleware takes.
+    fields: dict[str, Any] = request.scope["wechat_fields"]
     # me.session_key decrypts wx.getPhoneNumber() and friends: keep it server-side if needed.
     return JSONResponse(
         {
             "token": issue_token(request.app.state.token_secret, me.openid),
             "openid": me.openid,
             "unionid": me.unionid,
-            "scene": body.get("scene"),
+            "scene": fields.get("scene"),
             "pid": os.getpid(),
         }
     )

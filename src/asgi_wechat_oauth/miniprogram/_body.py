@@ -1,4 +1,5 @@
-"""Reading the login request's body: at most 4 KiB, JSON or a form, and replaying it to the app."""
+"""Reading the login request's body: at most 4 KiB, JSON or a form, parsed for the app and
+replayed to it."""
 
 from __future__ import annotations
 
@@ -31,26 +32,33 @@ async def read_body(scope: Scope, receive: Receive) -> bytes | None:
             return body
 
 
-def code_from_body(scope: Scope, body: bytes) -> str:
+def parse_body(scope: Scope, body: bytes) -> tuple[str, dict[str, Any]]:
     """The ``code`` of a JSON (``{"code": ...}``) or form (``code=...``) body, checked as the
-    web callback checks its code; :class:`InvalidCallbackRequest` with a reason otherwise."""
+    web callback checks its code, and the body's other fields: what the app reads in
+    ``scope["wechat_fields"]``, whichever of the two the client sent (a JSON object's values as
+    JSON has them, a form's as text; a name given twice keeps its last value, as ``json.loads``
+    and the frameworks' ``form[name]`` do). :class:`InvalidCallbackRequest` with a reason
+    otherwise."""
     media_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    pairs: list[tuple[str, Any]]
     if media_type == "application/json":
-        codes = _json_codes(body)
+        pairs = _json_pairs(body)
     elif media_type == "application/x-www-form-urlencoded":
         try:
-            codes = [value for name, value in form_pairs(body) if name == "code"]
+            pairs = list(form_pairs(body))
         except ValueError:
             raise _invalid_body() from None
     else:
         raise _invalid_body()
+    codes = [value for name, value in pairs if name == "code"]
     if len(codes) > 1:
         raise InvalidCallbackRequest("duplicate_parameter", "The body carries 'code' twice.")
     if not codes or codes[0] in (None, ""):
         raise InvalidCallbackRequest("missing_code", "The body carries no login code.")
     if not isinstance(codes[0], str):
         raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
-    return check_code(codes[0])
+    # The code stays out: it is spent, and an app that logs its fields must not log it.
+    return check_code(codes[0]), {name: value for name, value in pairs if name != "code"}
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -68,19 +76,23 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class _Object(list[tuple[str, Any]]):
-    """A JSON object as its pairs: a repeated key stays visible instead of the last one
-    winning."""
+def _json_pairs(body: bytes) -> list[tuple[str, Any]]:
+    """The top-level object's pairs, in order: a repeated key stays visible (``code`` given
+    twice is refused) instead of the last one winning. Nested objects are plain dicts."""
+    top: list[tuple[str, Any]] | None = None
 
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal top
+        top = pairs  # objects close inside out: the last one closed is the document's
+        return dict(pairs)
 
-def _json_codes(body: bytes) -> list[Any]:
     try:
-        document = json.loads(body.decode("utf-8"), object_pairs_hook=_Object)
+        document = json.loads(body.decode("utf-8"), object_pairs_hook=pairs_hook)
     except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
         raise _invalid_body() from None
-    if not isinstance(document, _Object):
+    if not isinstance(document, dict) or top is None:
         raise _invalid_body()
-    return [value for name, value in document if name == "code"]
+    return top
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

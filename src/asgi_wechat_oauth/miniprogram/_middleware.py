@@ -30,7 +30,7 @@ from .._core.lifespan import serve_lifespan
 from .._core.paths import matches, spellings
 from .._core.singleflight import SingleFlight, code_hash, flight_key
 from ..backends import Backend, MemoryBackend
-from ._body import code_from_body, read_body, replaying
+from ._body import parse_body, read_body, replaying
 from ._client import MiniProgramClient
 from ._session import MiniProgramSession
 
@@ -38,14 +38,17 @@ logger = logging.getLogger("asgi_wechat_oauth")
 
 #: Backend keys of mini-program codes are apart from web OAuth's (and from other apps').
 KEY_NAMESPACE = "mp"
+#: Where the app finds the login body's fields (all but the code), JSON or form alike.
+FIELDS_KEY = "wechat_fields"
 
 
 class MiniProgramLoginMiddleware:
     """Trade each ``wx.login()`` code once, however many requests carry it.
 
     A ``POST`` to ``login_path`` with ``{"code": "..."}`` (JSON, or a form) has its code traded
-    at ``sns/jscode2session``; the :class:`MiniProgramSession` is put in ``scope["wechat"]`` and
-    the app is called with the body replayed. Concurrent and late duplicates of the code (a
+    at ``sns/jscode2session``; the :class:`MiniProgramSession` is put in ``scope["wechat"]``,
+    the body's other fields in ``scope["wechat_fields"]`` (a dict, whichever the client sent),
+    and the app is called with the body replayed. Concurrent and late duplicates of the code (a
     retried request, two pages logging in at once) share that one exchange, across workers with
     a shared backend. Everything else passes through untouched; errors are JSON.
     """
@@ -124,7 +127,7 @@ class MiniProgramLoginMiddleware:
             body = await read_body(scope, receive)
             if body is None:
                 return  # the client left before sending its body: nobody to answer
-            code = code_from_body(scope, body)
+            code, fields = parse_body(scope, body)
             key = flight_key(KEY_NAMESPACE, self.appid, code)
             outcome = await self._flight.run(key, partial(self._trade, code))
         except WeChatOAuthError as exc:
@@ -132,6 +135,7 @@ class MiniProgramLoginMiddleware:
             return
         if isinstance(outcome, MiniProgramSession):
             scope["wechat"] = outcome
+            scope[FIELDS_KEY] = fields
             await self.app(scope, replaying(body, receive), send)
         elif isinstance(outcome, WeChatOAuthError):
             await self._respond_error(scope, send, outcome, key)
