@@ -16,6 +16,9 @@ Environment:
 - ``WECHAT_REDIS_URL`` (and ``WECHAT_REDIS_PREFIX``): one ``RedisBackend`` for every worker.
 - ``WECHAT_APPID``, ``WECHAT_SECRET``: an official account's or website's; when set, the web
   OAuth callback ``/wechat/callback`` is served too, on the *same* backend (keys kept apart).
+- ``WECHAT_MINIPROGRAM_DUPLICATES``: ``reject`` hands each code's session to one request (and
+  to retries that repeat its ``Idempotency-Key`` header); others get 400 ``code_used``. Default
+  ``share``.
 - ``TOKEN_SECRET``: signs the tokens; random per process when unset (tokens then work only on
   the worker that issued them).
 """
@@ -99,6 +102,7 @@ def create_app(*, token_secret: bytes | None = None, **options: Any) -> Starlett
         "backend": _backend(),
         **options,
     }
+    duplicates = options.pop("duplicates", os.environ.get("WECHAT_MINIPROGRAM_DUPLICATES", "share"))
     app = Starlette(routes=[Route(LOGIN, login, methods=["POST"]), Route("/me", me)])
     app.state.token_secret = (
         token_secret or os.environ.get("TOKEN_SECRET", "").encode() or secrets.token_bytes(32)
@@ -108,6 +112,7 @@ def create_app(*, token_secret: bytes | None = None, **options: Any) -> Starlett
         appid=os.environ.get("WECHAT_MINIPROGRAM_APPID", "wxemulated0000001"),
         secret=os.environ.get("WECHAT_MINIPROGRAM_SECRET", "emulated-app-secret-0123456789ab"),
         login_path=LOGIN,
+        duplicates=duplicates,
         **options,
     )
     if os.environ.get("WECHAT_APPID") and os.environ.get("WECHAT_SECRET"):

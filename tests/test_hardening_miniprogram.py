@@ -1,9 +1,14 @@
-"""Issue 26, item 4, for the mini-program login.
+"""Issue 26, items 4 and 10, for the mini-program login.
 
 4. The documented handler works for every body the middleware accepts: the body's fields reach
    the app parsed, in ``scope["wechat_fields"]``, whether the mini-program sent JSON or a form.
    ``examples/miniprogram_app.py`` and the READMEs' handler are run end to end against the
    emulator with each body shape, and none answers 500 (which would spend the code for good).
+10. A code is a bearer credential while its session is stored: ``duplicates="reject"`` hands
+   the session to one request (and to retries that repeat its ``Idempotency-Key``); every other
+   request with the code gets 400 ``code_used``, never the session. Memory backend here, on
+   asyncio and trio; a real Redis in ``test_miniprogram_redis.py``; uvicorn and hypercorn in
+   ``test_miniprogram_servers.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import re
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -25,8 +32,9 @@ from starlette.routing import Route
 
 from _apps import load_example, running
 from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
-from asgi_wechat_oauth.testing import double_login
-from support import APP_URL, WECHAT_URL
+from asgi_wechat_oauth.testing import Fault, double_login
+from support import APP_URL, WECHAT_URL, Gate, wait_until
+from test_miniprogram import mp_app
 
 pytestmark = pytest.mark.anyio
 
@@ -214,3 +222,200 @@ async def test_readme_handler_answers_every_body_the_middleware_accepts(
     assert response.json()["token"] == f"token-for-{emulator.user.openid}"
     assert emulator.exchange_count(code) == 1
 
+
+# --- item 10: a code is a bearer credential while its session is stored -----------------------
+
+KEY = "5f0c1b1e-8c9a-4a52-9d0e-0b7f3c2a1d44"  # what the mini-program sends as Idempotency-Key
+OTHER_KEY = "0d4c7e39-2b61-4f0e-a7d9-93c1e8b5f620"
+
+MakeMP = Callable[..., Awaitable[tuple[MiniProgramLoginMiddleware, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def make_mp(make_app) -> MakeMP:
+    return partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+
+
+@pytest.fixture
+def mp_gate(emulator) -> Gate:
+    """Holds ``sns/jscode2session`` calls until opened."""
+    return Gate(emulator, path="/sns/jscode2session")
+
+
+@pytest.fixture
+async def mp_gated_upstream(mp_gate) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=mp_gate)
+    async with httpx.AsyncClient(transport=transport, base_url=WECHAT_URL) as client:
+        yield client
+    mp_gate.open()
+
+
+def _refused(response: httpx.Response) -> bool:
+    """400 code_used, and nothing of the session in the answer."""
+    return response.status_code == 400 and response.json() == {
+        "error": "code_used",
+        "message": response.json()["message"],
+    }
+
+
+async def test_by_default_anyone_with_the_code_gets_the_session_for_result_ttl(
+    emulator, make_mp
+) -> None:
+    """The documented risk of ``duplicates="share"`` (the default), pinned so that the docs
+    stay true: a code presented again after its owner logged in is given the same session."""
+    middleware, client = await make_mp()
+    assert middleware.duplicates == "share"
+    code = emulator.issue_miniprogram_code()
+    owner = await client.post(LOGIN, json={"code": code})
+    replayed = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": "x"})
+    assert owner.status_code == replayed.status_code == 200  # the key is not even read
+    assert replayed.json()["openid"] == emulator.user.openid
+
+
+async def test_reject_refuses_a_code_replayed_after_its_owner_logged_in(
+    emulator, make_mp, caplog
+) -> None:
+    middleware, client = await make_mp(duplicates="reject")
+    code = emulator.issue_miniprogram_code()
+    owner = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": KEY})
+    assert owner.status_code == 200 and owner.json()["openid"] == emulator.user.openid
+    replays = [
+        await client.post(LOGIN, json={"code": code}),
+        await client.post(LOGIN, data={"code": code}),
+        await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": OTHER_KEY}),
+        await double_login(client, code, abort_after=10.0),
+    ]
+    assert all(_refused(r) for r in replays), [r.text for r in replays]
+    assert emulator.user.openid not in "".join(r.text for r in replays)
+    assert emulator.exchange_count(code) == 1
+    assert middleware.counters.errors == {"code_used": 5}  # double_login sent two
+    assert KEY not in caplog.text and OTHER_KEY not in caplog.text
+
+
+@pytest.mark.parametrize("n", [2, 20])
+async def test_reject_gives_one_of_concurrent_duplicates_the_session(
+    n, emulator, make_mp, mp_gate, mp_gated_upstream
+) -> None:
+    """Duplicates that arrive while the exchange is in flight share it, as ever (one call to
+    WeChat), and exactly one of them is given the session."""
+    middleware, client = await make_mp(duplicates="reject", http_client=mp_gated_upstream)
+    code = emulator.issue_miniprogram_code()
+    results: list[httpx.Response] = []
+
+    async def one() -> None:
+        results.append(await client.post(LOGIN, json={"code": code}))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+        await wait_until(lambda: mp_gate.arrived == 1 and middleware.counters.waiting == n - 1)
+        mp_gate.open()
+
+    sessions = [r for r in results if r.status_code == 200]
+    assert len(sessions) == 1 and sessions[0].json()["openid"] == emulator.user.openid
+    assert sum(_refused(r) for r in results) == n - 1
+    assert emulator.exchange_count(code) == 1
+
+
+async def test_reject_serves_every_request_that_repeats_the_first_ones_idempotency_key(
+    emulator, make_mp, mp_gate, mp_gated_upstream
+) -> None:
+    """Retries of the same request (the same key) and two pages sharing one ``wx.login()``
+    get the session, concurrent or late; a request without the key or with another gets
+    ``code_used``, concurrent or late."""
+    middleware, client = await make_mp(duplicates="reject", http_client=mp_gated_upstream)
+    code = emulator.issue_miniprogram_code()
+    results: dict[str, list[httpx.Response]] = {"same": [], "other": []}
+
+    async def one(kind: str, headers: dict[str, str]) -> None:
+        results[kind].append(await client.post(LOGIN, json={"code": code}, headers=headers))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "same", {"idempotency-key": KEY})
+        await wait_until(lambda: mp_gate.arrived == 1)  # the first request leads
+        for index in range(4):
+            tg.start_soon(one, "same", {"idempotency-key": KEY})
+            tg.start_soon(one, "other", {"idempotency-key": OTHER_KEY} if index % 2 else {})
+        await wait_until(lambda: middleware.counters.waiting == 8)
+        mp_gate.open()
+    late_same = await double_login(client, code, form=True, headers={"idempotency-key": KEY})
+    late_other = await client.post(LOGIN, json={"code": code})
+
+    assert [r.status_code for r in [*results["same"], late_same]] == [200] * 6
+    assert {r.json()["openid"] for r in [*results["same"], late_same]} == {emulator.user.openid}
+    assert all(_refused(r) for r in [*results["other"], late_other])
+    assert emulator.exchange_count(code) == 1
+
+
+async def test_reject_keeps_the_retry_of_an_aborted_first_request(emulator, make_mp) -> None:
+    """The case sharing exists for: the first request is cut off while the exchange runs, and
+    its retry (which repeats the key) gets the session."""
+    emulator.latency = 0.05
+    middleware, client = await make_mp(duplicates="reject")
+    code = emulator.issue_miniprogram_code()
+    headers = {"idempotency-key": f'"{KEY}"'}  # a structured-field string: quotes removed
+    response = await double_login(client, code, abort_after=0.01, gap=0.019, headers=headers)
+    assert response.status_code == 200, response.text
+    late = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": KEY})
+    assert late.status_code == 200 and late.json()["openid"] == emulator.user.openid
+    assert emulator.exchange_count(code) == 1
+
+
+async def test_reject_binds_a_session_only_not_an_error(emulator, make_mp) -> None:
+    """A failure that leaves the code usable (45011) binds nothing: the next request, with
+    another key, gets the session; an error stored for the code reaches everyone alike."""
+    middleware, client = await make_mp(duplicates="reject")
+    code = emulator.issue_miniprogram_code()
+    emulator.inject_fault(Fault.RATE_LIMITED, endpoint="jscode2session")
+    limited = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": KEY})
+    assert (limited.status_code, limited.json()["error"]) == (429, "rate_limited")
+    later = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": OTHER_KEY})
+    assert later.status_code == 200 and later.json()["openid"] == emulator.user.openid
+
+    expired = emulator.issue_miniprogram_code()
+    emulator.expire_code(expired)
+    answers = [
+        await client.post(LOGIN, json={"code": expired}, headers={"idempotency-key": key})
+        for key in (KEY, OTHER_KEY)
+    ]
+    assert [(r.status_code, r.json()["error"]) for r in answers] == [(400, "code_expired")] * 2
+
+
+BAD_KEYS = [
+    pytest.param([("idempotency-key", "short")], id="too-short"),
+    pytest.param([("idempotency-key", "k" * 256)], id="too-long"),
+    pytest.param([("idempotency-key", "has space in the middle")], id="space"),
+    pytest.param([("idempotency-key", '""')], id="empty-quoted"),
+    pytest.param([("idempotency-key", KEY), ("idempotency-key", KEY)], id="twice"),
+    pytest.param([("idempotency-key", KEY.encode() + b"\xe9")], id="not-ascii"),
+]
+
+
+@pytest.mark.parametrize("headers", BAD_KEYS)
+async def test_reject_refuses_a_bad_idempotency_key_before_wechat(
+    emulator, make_mp, headers
+) -> None:
+    middleware, client = await make_mp(duplicates="reject")
+    code = emulator.issue_miniprogram_code()
+    response = await client.post(LOGIN, json={"code": code}, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_idempotency_key"
+    assert emulator.calls["jscode2session"] == 0
+    good = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": KEY})
+    assert good.status_code == 200  # the code was not spent
+
+
+async def test_example_app_with_reject_answers_a_replay_400_not_500(emulator, example) -> None:
+    client = await example(duplicates="reject")
+    code = emulator.issue_miniprogram_code()
+    owner = await client.post(LOGIN, data={"code": code}, headers={"idempotency-key": KEY})
+    retry = await client.post(LOGIN, json={"code": code}, headers={"idempotency-key": KEY})
+    replay = await client.post(LOGIN, json={"code": code, "scene": 1001})
+    assert (owner.status_code, retry.status_code) == (200, 200)
+    assert owner.json()["token"] == retry.json()["token"]
+    assert _refused(replay)
+
+
+def test_duplicates_is_checked_when_the_middleware_is_built() -> None:
+    with pytest.raises(ValueError, match="duplicates must be 'share' or 'reject'"):
+        MiniProgramLoginMiddleware(mp_app(), appid="wx1", secret="s", duplicates="once")  # type: ignore[arg-type]

@@ -114,3 +114,64 @@ async def test_session_key_is_sealed_with_the_encryption_key(
                 assert secret.encode() not in value
     finally:
         await raw.aclose()
+
+
+# --- duplicates="reject": one hand-out per code across workers ---------------------------------
+
+IDEMPOTENCY_KEY = "5f0c1b1e-8c9a-4a52-9d0e-0b7f3c2a1d44"
+
+
+@pytest.fixture
+async def rejecting_workers(redis_server, prefix, emulator, make_app) -> AsyncIterator[list]:
+    """As ``workers``, with ``duplicates="reject"``."""
+    emulator.latency = 0.05
+    backends = [RedisBackend(redis_server.url, prefix=prefix) for _ in range(4)]
+    make = partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+    yield [await make(backend=backend, duplicates="reject") for backend in backends]
+
+
+async def test_reject_hands_one_session_to_one_of_forty_requests_over_four_workers(
+    rejecting_workers, emulator
+) -> None:
+    code = emulator.issue_miniprogram_code()
+    responses = await _post_all([client for _, client in rejecting_workers], code, 40)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * 39
+    assert {r.json()["error"] for r in responses if r.status_code == 400} == {"code_used"}
+    assert emulator.user.openid not in "".join(r.text for r in responses if r.status_code != 200)
+    assert emulator.exchange_count(code) == 1
+
+
+async def test_reject_shares_the_session_among_requests_with_the_first_ones_key(
+    rejecting_workers, redis_server, prefix, emulator
+) -> None:
+    """Forty requests that carry one Idempotency-Key (retries of one request, spread over the
+    workers) all get the session; the same code without the key, on any worker, later, gets
+    ``code_used``. Redis holds neither the code nor the key, only hashes."""
+    clients = [client for _, client in rejecting_workers]
+    code = emulator.issue_miniprogram_code()
+    headers = {"idempotency-key": IDEMPOTENCY_KEY}
+    responses: list[httpx.Response] = []
+
+    async def one(i: int) -> None:
+        client = clients[i % len(clients)]
+        responses.append(await client.post(LOGIN, json={"code": code}, headers=headers))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(one, i)
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["openid"] for r in responses} == {emulator.user.openid}
+    for client in clients:
+        late = await client.post(LOGIN, data={"code": code})
+        assert (late.status_code, late.json()["error"]) == (400, "code_used")
+    assert emulator.exchange_count(code) == 1
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        keys = [k async for k in raw.scan_iter(f"{prefix}:*")]
+        members = [m for k in keys if k.endswith(b":codes") for m in await raw.smembers(k)]
+    finally:
+        await raw.aclose()
+    assert len(members) == 1  # one holder: the key's hash
+    assert not any(code.encode() in k or IDEMPOTENCY_KEY.encode() in k for k in keys)
+    assert IDEMPOTENCY_KEY.encode() not in members[0]

@@ -5,7 +5,8 @@ in another process, everything on loopback.
 - Aborted logins: login #1 is sent on a raw socket and dropped at a random moment (halfway
   through the request, while the exchange is in flight, halfway through the response, after
   it), with a FIN or a RST; the retry with the same code follows 0-50 ms later and must get
-  the session, and WeChat must see one exchange per code.
+  the session, and WeChat must see one exchange per code. With ``duplicates="reject"`` both
+  carry one ``Idempotency-Key``, and the same code sent afterwards without it gets ``code_used``.
 - Two uvicorn workers on one Redis, serving the web flow as well on the same backend: retried
   and doubled mini-program logins, web logins with the WeChat browser's double callback, and
   mini-program codes replayed at the web callback: no lost login, one exchange per code, and
@@ -81,13 +82,14 @@ async def miniprogram_code(client: httpx.AsyncClient, emulator_url: str) -> str:
 
 
 async def aborted_login(
-    app_url: str, code: str, rng: random.Random, latency: float
+    app_url: str, code: str, rng: random.Random, latency: float, headers: dict[str, str]
 ) -> tuple[str, str, int | None]:
     """POST login #1 on a raw socket and drop the connection at a random moment."""
     body = json.dumps({"code": code}).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     request = (
         f"POST {LOGIN} HTTP/1.1\r\nHost: {urlsplit(app_url).netloc}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}"
         "Connection: close\r\n\r\n"
     ).encode() + body
     return await dropped_request(app_url, request, rng, latency)
@@ -95,13 +97,28 @@ async def aborted_login(
 
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn", "hypercorn-trio"])
 async def test_aborted_first_login_does_not_lose_the_session(server) -> None:
+    await check_aborted_logins(server, duplicates="share")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_aborted_first_login_keeps_the_session_for_its_retry_under_reject(server) -> None:
+    """``duplicates="reject"``: the retry repeats the first request's Idempotency-Key, so it
+    is the request given the session, wherever the first one was cut off."""
+    await check_aborted_logins(server, duplicates="reject")
+
+
+async def check_aborted_logins(server: str, *, duplicates: str) -> None:
+    """Login #1 cut off at a random moment, then its retry: every retry gets the session, and
+    WeChat sees one exchange per code. Under ``"reject"`` both carry one Idempotency-Key."""
     latency = 0.05
+    env = {"WECHAT_MINIPROGRAM_DUPLICATES": duplicates}
     phases: Counter[str] = Counter()
     retries: Counter[str] = Counter()
+    replays: Counter[str] = Counter()
     codes: list[str] = []
     with (
         emulator_process(latency=latency) as emulator_url,
-        serving(server, app_env(emulator_url), app=APP) as app,
+        serving(server, {**app_env(emulator_url), **env}, app=APP) as app,
     ):
         limiter = anyio.Semaphore(10)
         limits = httpx.Limits(max_keepalive_connections=0)
@@ -112,9 +129,16 @@ async def test_aborted_first_login_does_not_lose_the_session(server) -> None:
                 async with limiter:
                     code = await miniprogram_code(client, emulator_url)
                     codes.append(code)
-                    phase, close, status = await aborted_login(app.url, code, rng, latency)
+                    reject = duplicates == "reject"
+                    headers = {"Idempotency-Key": str(uuid.uuid4())} if reject else {}
+                    phase, close, status = await aborted_login(app.url, code, rng, latency, headers)
                     await anyio.sleep(rng.uniform(0, 0.050))
-                    retry = await client.post(f"{app.url}{LOGIN}", json={"code": code})
+                    retry = await client.post(
+                        f"{app.url}{LOGIN}", json={"code": code}, headers=headers
+                    )
+                    if reject:  # the code from anyone else, after the retry: no session
+                        other = await client.post(f"{app.url}{LOGIN}", json={"code": code})
+                        replays[f"{other.status_code} {_reason(other)}"] += 1
                 phases[f"{phase}/{close}/{status}"] += 1
                 ok = retry.status_code == 200 and retry.json()["openid"] == OPENID
                 retries["session" if ok else f"{retry.status_code} {retry.text}"] += 1
@@ -128,6 +152,7 @@ async def test_aborted_first_login_does_not_lose_the_session(server) -> None:
     per_code = Counter(exchanges.get(code, 0) for code in codes)
     print(f"\n{server} (seed {SEED}): #1 {dict(phases)}; retries {dict(retries)}; {per_code}")
     assert retries == {"session": ABORTS}
+    assert replays == ({"400 code_used": ABORTS} if duplicates == "reject" else {})
     assert per_code == {1: ABORTS}
     assert_clean(app)
 

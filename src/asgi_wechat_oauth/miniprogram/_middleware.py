@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Literal, get_args
 
 import anyio
 import httpx
@@ -32,6 +33,7 @@ from .._core.singleflight import SingleFlight, code_hash, flight_key
 from ..backends import Backend, MemoryBackend
 from ._body import parse_body, read_body, replaying
 from ._client import MiniProgramClient
+from ._duplicates import holder, idempotency_key, take
 from ._session import MiniProgramSession
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -40,6 +42,11 @@ logger = logging.getLogger("asgi_wechat_oauth")
 KEY_NAMESPACE = "mp"
 #: Where the app finds the login body's fields (all but the code), JSON or form alike.
 FIELDS_KEY = "wechat_fields"
+#: What a request with a code whose session another request was given gets: ``"share"`` the
+#: same session (for ``result_ttl``), ``"reject"`` 400 ``code_used``.
+Duplicates = Literal["share", "reject"]
+#: How much longer than its session a hand-out is remembered: past the flight's own bound.
+_HANDOUT_GRACE = 60.0
 
 
 class MiniProgramLoginMiddleware:
@@ -50,7 +57,9 @@ class MiniProgramLoginMiddleware:
     the body's other fields in ``scope["wechat_fields"]`` (a dict, whichever the client sent),
     and the app is called with the body replayed. Concurrent and late duplicates of the code (a
     retried request, two pages logging in at once) share that one exchange, across workers with
-    a shared backend. Everything else passes through untouched; errors are JSON.
+    a shared backend; with ``duplicates="reject"`` only one request (and its retries, by their
+    ``Idempotency-Key``) is given the session. Everything else passes through untouched; errors
+    are JSON.
     """
 
     def __init__(
@@ -66,6 +75,7 @@ class MiniProgramLoginMiddleware:
         exchange_timeout: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
         counters: Counters | None = None,
+        duplicates: Duplicates = "share",
     ) -> None:
         if not appid or not secret:
             raise ValueError("appid and secret are required")
@@ -75,11 +85,14 @@ class MiniProgramLoginMiddleware:
             raise ValueError("result_ttl must not be negative")
         if not exchange_timeout > 0:
             raise ValueError("exchange_timeout must be positive")
+        if duplicates not in get_args(Duplicates):
+            raise ValueError(f"duplicates must be 'share' or 'reject', got {duplicates!r}")
         self.app = app
         self.appid = appid
         self.login_path = login_path
         self._login_paths = spellings(login_path)
         self.exchange_timeout = exchange_timeout
+        self.duplicates = duplicates
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self.counters = counters if counters is not None else Counters()
         self.client = MiniProgramClient(
@@ -99,7 +112,7 @@ class MiniProgramLoginMiddleware:
     def __repr__(self) -> str:
         return (
             f"MiniProgramLoginMiddleware(appid={self.appid!r}, login_path={self.login_path!r}, "
-            f"backend={self.backend!r})"
+            f"duplicates={self.duplicates!r}, backend={self.backend!r})"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,8 +141,12 @@ class MiniProgramLoginMiddleware:
             if body is None:
                 return  # the client left before sending its body: nobody to answer
             code, fields = parse_body(scope, body)
+            # Checked before the exchange: bad input never reaches WeChat.
+            retry_of = idempotency_key(scope) if self.duplicates == "reject" else None
             key = flight_key(KEY_NAMESPACE, self.appid, code)
             outcome = await self._flight.run(key, partial(self._trade, code))
+            if isinstance(outcome, MiniProgramSession) and self.duplicates == "reject":
+                await take(self.backend, key, holder(retry_of), ttl=self._handout_ttl())
         except WeChatOAuthError as exc:
             await self._respond_error(scope, send, exc, key)
             return
@@ -141,6 +158,12 @@ class MiniProgramLoginMiddleware:
             await self._respond_error(scope, send, outcome, key)
         else:
             raise TypeError(f"a {type(outcome).__name__} is stored under a mini-program key")
+
+    def _handout_ttl(self) -> float:
+        """How long a hand-out is remembered: the session is stored within the flight's bound
+        of the first hand-out and kept ``result_ttl``; the hand-out outlives every copy."""
+        flight_bound = self.exchange_timeout + self.backend.lease_ttl
+        return self._flight.result_ttl + flight_bound + _HANDOUT_GRACE
 
     async def _respond_error(
         self, scope: Scope, send: Send, error: WeChatOAuthError, key: str | None
