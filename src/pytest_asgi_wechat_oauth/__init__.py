@@ -9,7 +9,7 @@ import the emulator when a test asks for them, so a suite that does not use them
 - ``wechat_emulator``: a fresh in-process :class:`~asgi_wechat_oauth.testing.WeChatEmulator`
   per test; ``@pytest.mark.wechat_emulator(latency=0.08, ...)`` sets its options.
 - ``wechat_emulator_server`` (session): one emulator served on a loopback port; the marker's
-  options apply to it for one test, and are restored afterwards.
+  options apply to it for one test (its fixtures included), and are restored afterwards.
 - ``wechat_login``: ``await wechat_login(client, next="/profile")`` logs in through the app's
   login endpoint, the emulator's consent page and the WeChat browser's double callback.
 - ``wechat_miniprogram_login``: ``await wechat_miniprogram_login(client)`` posts a fresh
@@ -18,13 +18,16 @@ import the emulator when a test asks for them, so a suite that does not use them
   the same for WeCom (企业微信): its emulator, and a login through WeCom's browser or QR page.
 - At teardown, a test whose emulator saw a code traded more than once fails, unless marked
   ``@pytest.mark.wechat_allow_duplicate_exchange``.
+
+Counts are per test, from the start of its setup to the end of its teardown, so that the work of
+its fixtures counts too: each test gets a fresh in-process emulator, and the session's server
+starts every test with its counts at zero.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections import Counter
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,14 +50,17 @@ ALLOW_DUPLICATES = "wechat_allow_duplicate_exchange"
 
 @dataclasses.dataclass
 class _Watch:
-    """An emulator a test used: its counts before the test, and settings to restore after."""
+    """An emulator whose codes a test is checked for, and settings to restore after it."""
 
     emulator: EmulatorBase
-    before: Counter[str]
     restore: dict[str, Any] | None = None
 
 
 _WATCHES = pytest.StashKey[list[_Watch]]()
+#: The session's served emulators while they run, and the test being set up (which a server
+#: started during that test's setup serves first).
+_SERVERS = pytest.StashKey[list["WeChatEmulator"]]()
+_CURRENT = pytest.StashKey[pytest.Item]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,14 +101,17 @@ def wecom_emulator(request: pytest.FixtureRequest) -> WeComEmulator:
 
 def _watched(item: pytest.Item, emulator: _E) -> _E:
     """``emulator``, counted by the teardown check of ``item``."""
-    item.stash.setdefault(_WATCHES, []).append(_Watch(emulator, Counter()))
+    item.stash.setdefault(_WATCHES, []).append(_Watch(emulator))
     return emulator
 
 
 @pytest.fixture(scope="session")
-def wechat_emulator_server() -> Iterator[WeChatEmulator]:
+def wechat_emulator_server(request: pytest.FixtureRequest) -> Iterator[WeChatEmulator]:
     """One WeChat emulator for the session, served by uvicorn on ``wechat_emulator_server.url``
-    (loopback, a free port), for tests that drive a real server or browser. Needs uvicorn."""
+    (loopback, a free port), for tests that drive a real server or browser. Needs uvicorn.
+
+    Shared, but counted per test: every test's setup starts its counts at zero and applies its
+    marker's options before any fixture runs (see :func:`pytest_runtest_setup`)."""
     from asgi_wechat_oauth.testing import EmulatorServer
 
     try:
@@ -110,9 +119,17 @@ def wechat_emulator_server() -> Iterator[WeChatEmulator]:
         server.start()
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)
+    servers = request.config.stash.setdefault(_SERVERS, [])
     try:
+        # Started in the middle of a test's setup: that test's turn begins now.
+        current = request.config.stash.get(_CURRENT, None)
+        if current is not None:
+            _serve_test(current, server.emulator, uses_it=True)
+        servers.append(server.emulator)
         yield server.emulator
     finally:
+        if server.emulator in servers:
+            servers.remove(server.emulator)
         server.stop()
 
 
@@ -166,19 +183,35 @@ def _bound(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    yield
-    # The session's server: count this test's exchanges only, and apply the marker's options
-    # for this test alone.
-    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
-    server = funcargs.get("wechat_emulator_server")
-    if server is not None:
-        options = _marker_options(item, MARKER)
-        restore = {name: getattr(server, name) for name in _settable(type(server))}
-        item.stash.setdefault(_WATCHES, []).append(
-            _Watch(server, _snapshot(server.exchanges), restore)
-        )
-        for name, value in options.items():
-            setattr(server, name, value)
+    # Before any fixture of the test runs: what they trade is the test's, and they see its
+    # options.
+    item.config.stash[_CURRENT] = item
+    for server in item.config.stash.get(_SERVERS, []):
+        _serve_test(item, server)
+    try:
+        yield
+    finally:
+        # What the fixtures set stays for later tests (a session fixture may configure the
+        # server for all of them), except the marker's options; the test's own changes go.
+        for watch in item.stash.get(_WATCHES, []):
+            if watch.restore is not None:
+                now = {
+                    name: getattr(watch.emulator, name) for name in _settable(type(watch.emulator))
+                }
+                watch.restore = {**now, **watch.restore}
+
+
+def _serve_test(item: pytest.Item, server: WeChatEmulator, *, uses_it: bool = False) -> None:
+    """Start ``item``'s turn on the session's ``server``: its counts from zero, checked at its
+    teardown, and its marker's options (if it uses the server) until then."""
+    uses_it = uses_it or "wechat_emulator_server" in getattr(item, "fixturenames", ())
+    options = _marker_options(item, MARKER) if uses_it else {}
+    restore = {name: getattr(server, name) for name in options}
+    item.stash.setdefault(_WATCHES, []).append(_Watch(server, restore))
+    server.exchanges.clear()
+    server.calls.clear()
+    for name, value in options.items():
+        setattr(server, name, value)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -188,7 +221,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         yield  # the fixtures' teardown: what they do counts too
     finally:
         for watch in item.stash.get(_WATCHES, []):
-            duplicates.update(watch.emulator.duplicate_exchanges(since=watch.before))
+            duplicates.update(watch.emulator.duplicate_exchanges())
             if watch.restore is not None:  # the session's server: as before the test
                 for name, value in watch.restore.items():
                     setattr(watch.emulator, name, value)
@@ -235,12 +268,3 @@ def _settable(emulator_type: type[Any]) -> set[str]:
     fields = dataclasses.fields(emulator_type)
     counters = {"exchanges", "calls", "url", "tokens", "server_tokens"}
     return {f.name for f in fields if f.init} - counters
-
-
-def _snapshot(counts: Counter[str]) -> Counter[str]:
-    """A copy of a counter a server thread may be writing to."""
-    while True:
-        try:
-            return Counter(dict(counts))
-        except RuntimeError:  # changed size during the copy: try again
-            continue

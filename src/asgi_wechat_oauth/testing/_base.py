@@ -41,11 +41,22 @@ class EmulatorBase:
         """Codes exchanged more than once (since the ``since`` snapshot of :attr:`exchanges`),
         by the hash the middleware logs as ``code_hash``: at WeChat and WeCom all but the first
         of these fail, which is the bug this package exists for."""
-        counts = self.exchanges - since if since is not None else self.exchanges
+        counts = _copy(self.exchanges)
+        if since is not None:
+            counts -= since
         return {
             code_hash(self._flight_key(code)): count for code, count in counts.items() if count > 1
         }
 
     @property
     def total_exchanges(self) -> int:
-        return sum(self.exchanges.values())
+        return sum(_copy(self.exchanges).values())
+
+
+def _copy(counts: Counter[str]) -> Counter[str]:
+    """A copy of a counter that a served emulator's thread may be writing to."""
+    while True:
+        try:
+            return Counter(dict(counts))
+        except RuntimeError:  # changed size during the copy: try again
+            continue
