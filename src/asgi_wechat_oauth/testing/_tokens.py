@@ -17,9 +17,16 @@ class ServerTokens:
     ttl: int = 7200
     #: How long the previous token keeps working after :meth:`rotate` (about 5 minutes).
     overlap: float = 300.0
+    #: ``stable_token`` forces a new token at most once in this many seconds; a forced call
+    #: sooner gets the current one back, as WeChat documents ("otherwise it does not refresh").
+    force_spacing: float = 30.0
+    #: Calls that asked for ``force_refresh``, whether or not they rotated (WeChat allows 20
+    #: a day): what a test counts to see that workers do not waste them.
+    force_requests: int = 0
     _expiry: dict[str, float] = field(default_factory=dict, repr=False)
     _current: str | None = field(default=None, repr=False)
     _issued: list[str] = field(default_factory=list, repr=False)
+    _forced_at: float | None = field(default=None, repr=False)
 
     @property
     def issued(self) -> list[str]:
@@ -28,10 +35,17 @@ class ServerTokens:
 
     def current(self, *, force: bool = False) -> tuple[str, int]:
         """The valid current token and its remaining seconds, or a new one if there is none
-        (``gettoken`` and ``stable_token``); ``force`` always rotates."""
+        (``gettoken`` and ``stable_token``); ``force`` rotates, unless the last forced
+        rotation was less than ``force_spacing`` seconds ago."""
+        now = time.monotonic()
+        if force:
+            self.force_requests += 1
+            if self._forced_at is None or now - self._forced_at >= self.force_spacing:
+                self._forced_at = now
+                return self.rotate()
         token = self._current
-        if token is not None and not force:
-            left = self._expiry[token] - time.monotonic()
+        if token is not None:
+            left = self._expiry[token] - now
             if left > 0:
                 return token, math.ceil(left)
         return self.rotate()
