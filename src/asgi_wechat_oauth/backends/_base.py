@@ -10,13 +10,17 @@ A backend may also offer ``peek(key) -> Claim | None``, synchronous and without 
 the stored outcome, ``Claim()`` for a flight running in this process (wait for it), or ``None``
 (claim). Duplicates it answers are served in the request's own task; without it every request
 goes through the detached claim. It is optional, so backends written before it keep working.
+
+:class:`TokenStore` is what an access-token keeper needs besides: a stored outcome with the time
+the backend still keeps it, and a mark that a rejection leaves for the one fetch that follows.
+:func:`check_lease` refuses a lease shorter than the work it guards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from .._core.errors import WeChatOAuthError
 
@@ -107,3 +111,58 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections and tasks. The middleware calls it on lifespan shutdown."""
         ...
+
+
+#: What :meth:`TokenStore.take_mark` finds: no mark; a mark, now taken; a mark, but another was
+#: taken less than ``spacing`` seconds ago (the mark is gone all the same).
+Mark = Literal["unmarked", "taken", "spaced"]
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Optional: what :class:`~asgi_wechat_oauth.tokens.AccessTokenKeeper` needs besides
+    :class:`Backend`, so that what workers share about a token is judged and changed in the
+    backend, never in one process. :class:`MemoryBackend` and ``RedisBackend`` have it; on
+    Redis the keys of one ``key`` share its hash tag (Redis Cluster)."""
+
+    async def lookup(self, key: str) -> tuple[Outcome, float] | None:
+        """The outcome stored under ``key`` and the seconds the backend still keeps it, by the
+        backend's own clock (Redis ``PTTL``, the memory backend's monotonic expiry), without
+        taking a lease; ``None`` if nothing is stored. Freshness judged by that relative time
+        does not depend on the wall clocks of the workers agreeing."""
+        ...
+
+    async def reject(
+        self, key: str, *, only_if: Callable[[Outcome], bool], mark_ttl: float
+    ) -> bool:
+        """:meth:`Backend.forget` and, in the same step and only if it dropped the outcome,
+        leave a mark on ``key`` for ``mark_ttl`` seconds that the next :meth:`take_mark`
+        finds, whichever worker makes it. Whether it dropped the outcome."""
+        ...
+
+    async def take_mark(self, key: str, *, spacing: float) -> Mark:
+        """Take the mark :meth:`reject` left on ``key`` (once: whoever takes it, nobody else
+        finds it). ``"spaced"`` if another mark of ``key`` was taken less than ``spacing``
+        seconds ago, across workers (a limit such as WeChat's one forced refresh per 30 s)."""
+        ...
+
+
+#: A leader's work is ended this long after its own timeout at the latest (the single flight's
+#: backstop), so a lease must last that much longer than the timeout.
+LEASE_GRACE = 1.0
+
+
+def check_lease(backend: Backend, timeout: float, option: str) -> None:
+    """Refuse a backend whose lease (``lease_ttl``, ``RedisBackend``'s ``lock_ttl``) is shorter
+    than the work it guards, ``timeout`` (named ``option``) plus :data:`LEASE_GRACE`: a
+    leader still working when its lease expires is taken over by another worker, which does
+    the same work again (a second token, a code traded twice). A lease of 0 never expires
+    under a live leader (the memory backend)."""
+    lease = getattr(backend, "lease_ttl", 0.0)
+    if lease > 0 and lease < timeout + LEASE_GRACE:
+        raise ValueError(
+            f"the backend's lease (lock_ttl={lease!r}) is shorter than the work it guards "
+            f"({option}={timeout!r}, plus {LEASE_GRACE:g} s to hand over): a slow leader would "
+            f"be taken over and its work done twice. Make lock_ttl at least "
+            f"{timeout + LEASE_GRACE:g}, or {option} shorter."
+        )

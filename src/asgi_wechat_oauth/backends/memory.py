@@ -14,7 +14,7 @@ from collections.abc import Callable
 import anyio
 
 from .._core.errors import ServiceUnavailable, WeChatOAuthError
-from ._base import Claim, Outcome
+from ._base import Claim, Mark, Outcome
 
 #: What :meth:`MemoryBackend.peek` answers for a code whose flight runs in this process.
 _WAIT = Claim()
@@ -45,6 +45,11 @@ class _Outcomes:
         return len(self._items)
 
     def get(self, key: bytes | str, now: float) -> Outcome | None:
+        item = self.entry(key, now)
+        return None if item is None else item[0]
+
+    def entry(self, key: bytes | str, now: float) -> tuple[Outcome, float] | None:
+        """The outcome and when it expires, or ``None``."""
         item = self._items.get(key)
         if item is None:
             return None
@@ -52,7 +57,7 @@ class _Outcomes:
             del self._items[key]
             return None
         self._items.move_to_end(key)
-        return item[0]
+        return item
 
     def put(self, key: bytes | str, outcome: Outcome, expires: float, now: float) -> None:
         items = self._items
@@ -112,6 +117,9 @@ class MemoryBackend:
         self._errors = _Outcomes(max_errors)
         #: state group -> (the code keys counted under it, when the count expires)
         self._noted: OrderedDict[str, tuple[set[bytes | str], float]] = OrderedDict()
+        #: key -> when its mark (reject) expires; key -> until when a taken mark spaces the next
+        self._marks: OrderedDict[bytes | str, float] = OrderedDict()
+        self._spaced: OrderedDict[bytes | str, float] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_entries={self.max_entries})"
@@ -194,13 +202,45 @@ class MemoryBackend:
         return self._stored(_compact(key))
 
     async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
-        k = _compact(key)
+        return self._forget(_compact(key), only_if)
+
+    def _forget(self, k: bytes | str, only_if: Callable[[Outcome], bool] | None) -> bool:
         outcome = self._stored(k)
         if outcome is None or (only_if is not None and not only_if(outcome)):
             return False
         self._results.drop(k)
         self._errors.drop(k)
         return True
+
+    # --- TokenStore: what an access-token keeper needs besides ------------------------------
+
+    async def lookup(self, key: str) -> tuple[Outcome, float] | None:
+        now = time.monotonic()
+        k = _compact(key)
+        entry = self._results.entry(k, now) or self._errors.entry(k, now)
+        return None if entry is None else (entry[0], entry[1] - now)
+
+    async def reject(
+        self, key: str, *, only_if: Callable[[Outcome], bool], mark_ttl: float
+    ) -> bool:
+        k = _compact(key)
+        if not self._forget(k, only_if):  # no await in between: one step, as on Redis
+            return False
+        if mark_ttl > 0:
+            _bounded_put(self._marks, k, time.monotonic() + mark_ttl, self.max_entries)
+        return True
+
+    async def take_mark(self, key: str, *, spacing: float) -> Mark:
+        k, now = _compact(key), time.monotonic()
+        expires = self._marks.pop(k, None)
+        if expires is None or expires <= now:
+            return "unmarked"
+        if spacing <= 0:
+            return "taken"
+        if self._spaced.get(k, 0.0) > now:
+            return "spaced"
+        _bounded_put(self._spaced, k, now + spacing, self.max_entries)
+        return "taken"
 
     async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
         now = time.monotonic()
@@ -223,3 +263,14 @@ class MemoryBackend:
         self._results.clear()
         self._errors.clear()
         self._noted.clear()
+        self._marks.clear()
+        self._spaced.clear()
+
+
+def _bounded_put(
+    items: OrderedDict[bytes | str, float], key: bytes | str, value: float, bound: int
+) -> None:
+    items[key] = value
+    items.move_to_end(key)
+    while len(items) > bound:
+        items.popitem(last=False)

@@ -3,9 +3,11 @@
 Each code has three keys sharing a hash tag, so the scripts also run on Redis Cluster (a
 script there may only touch keys of one slot): ``{prefix}:{hash}:lease`` (who trades it),
 ``{prefix}:{hash}:result`` (the outcome, for ``result_ttl``) and ``{prefix}:{hash}:holders``
-(the tokens of leases granted that may still produce a result). One pub/sub subscription per
-process wakes local waiters; nobody polls. On a cluster, ``PUBLISH`` reaches every node, so that
-subscription may be on any node, and moves to another when its node fails.
+(the tokens of leases granted that may still produce a result); an access token's key also
+``:mark`` (a rejection's mark for the next fetch) and ``:spaced`` (while no mark may be taken
+again). One pub/sub subscription per process wakes local waiters; nobody polls. On a cluster,
+``PUBLISH`` reaches every node, so that subscription may be on any node, and moves to another
+when its node fails.
 
 A call that timed out may still run on the server: a CLAIM may take a lease this process never
 hears of, a COMPLETE may or may not have stored the outcome. Such calls are remembered and
@@ -47,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable, WeChatOAuthError
-from ._base import Claim, Outcome
+from ._base import Claim, Mark, Outcome
 from ._codec import ResultCipher, dump_outcome, load_outcome
 from ._deadlines import Deadlines
 from .memory import MemoryBackend
@@ -99,10 +101,29 @@ redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. outcome)
 return outcome
 """
 
-# KEYS: result. ARGV: the stored bytes the caller checked. -> 1 dropped | 0 changed or gone
+# KEYS: result, mark. ARGV: the stored bytes the caller checked, mark ms (0: no mark).
+# -> 1 dropped (and marked) | 0 changed or gone. Dropping and marking in one step: no worker
+# can lead a fetch in between and miss the mark.
 _FORGET = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '0' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return 1
+"""
+
+# KEYS: result. -> {1, stored outcome, ms left} | {0}
+_LOOKUP = """
+local stored = redis.call('GET', KEYS[1])
+if not stored then return {0} end
+return {1, stored, redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: mark, spaced. ARGV: spacing ms (0: none). -> 0 unmarked | 1 taken | 2 spaced
+_TAKE_MARK = """
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '0' then return 1 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 2
 """
 
 # KEYS: the state's set of codes. ARGV: code key, limit, ms. -> 1 counted (or already), 0 full
@@ -123,6 +144,8 @@ _MAX_UNSETTLED = 10_000
 _REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 #: What peek() answers for a code this process leads: wait for that flight.
 _WAIT = Claim()
+#: TAKE_MARK's answers.
+_MARKS: tuple[Mark, Mark, Mark] = ("unmarked", "taken", "spaced")
 
 
 class _Unavailable(Exception):
@@ -243,6 +266,8 @@ class RedisBackend:
         self._complete = _Script(self._client, _COMPLETE)
         self._note_code = _Script(self._client, _NOTE_CODE)
         self._forget = _Script(self._client, _FORGET)
+        self._lookup = _Script(self._client, _LOOKUP)
+        self._take_mark = _Script(self._client, _TAKE_MARK)
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         self._local = MemoryBackend()
         self._waiting: dict[str, _Slot] = {}
@@ -468,19 +493,62 @@ class RedisBackend:
         )
 
     async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        dropped = await self._local.forget(key, only_if=only_if)
+        return await self._drop(key, only_if, 0.0) or dropped
+
+    async def _drop(
+        self, key: str, only_if: Callable[[Outcome], bool] | None, mark_ttl: float
+    ) -> bool:
         # Read and check in Python (a sealed value is opaque to Lua), then delete only if the
         # stored bytes are still the ones checked: a newer result stored meanwhile stays.
-        dropped = await self._local.forget(key, only_if=only_if)
-        result_key = self._keys(key)[1]
+        result_key, mark_key = self._keys(key)[1], self._mark_keys(key)[0]
         try:
             if self._skip_redis():
-                return dropped
+                return False
             data = await self._call(self._client.get, result_key)
             if data is None or (only_if is not None and not only_if(self._load(key, data))):
-                return dropped
-            return bool(await self._call(self._forget, [result_key], [data])) or dropped
+                return False
+            mark_ms = max(_ms(mark_ttl), 1) if mark_ttl > 0 else 0
+            return bool(await self._call(self._forget, [result_key, mark_key], [data, mark_ms]))
         except (_Unavailable, _Busy, ServiceUnavailable):
-            return dropped
+            return False
+
+    # --- TokenStore: what an access-token keeper needs besides ------------------------------
+
+    async def lookup(self, key: str) -> tuple[Outcome, float] | None:
+        """One round trip (the result and its ``PTTL``, read together)."""
+        _require_asyncio()
+        local = await self._local.lookup(key)  # what this process kept while Redis was down
+        if local is not None:
+            return local
+        try:
+            if self._skip_redis():
+                return None
+            answer = await self._call(self._lookup, self._keys(key)[1:2], [])
+        except (_Unavailable, _Busy, ServiceUnavailable):
+            return None
+        if answer[0] != 1:
+            return None
+        return self._load(key, answer[1]), max(int(answer[2]), 0) / 1000
+
+    async def reject(
+        self, key: str, *, only_if: Callable[[Outcome], bool], mark_ttl: float
+    ) -> bool:
+        dropped = await self._local.reject(key, only_if=only_if, mark_ttl=mark_ttl)
+        return await self._drop(key, only_if, mark_ttl) or dropped
+
+    async def take_mark(self, key: str, *, spacing: float) -> Mark:
+        """The mark in Redis; while Redis does not answer, the one this process may hold."""
+        _require_asyncio()
+        local = await self._local.take_mark(key, spacing=spacing)
+        spacing_ms = max(_ms(spacing), 1) if spacing > 0 else 0
+        try:
+            if self._skip_redis():
+                return local
+            answer = await self._call(self._take_mark, self._mark_keys(key), [spacing_ms])
+        except (_Unavailable, _Busy, ServiceUnavailable):
+            return local
+        return _MARKS[int(answer)] if answer else local
 
     async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
         _require_asyncio()
@@ -548,6 +616,11 @@ class RedisBackend:
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}:{{{key}}}"
         return [f"{base}:lease", f"{base}:result", f"{base}:holders"]
+
+    def _mark_keys(self, key: str) -> list[str]:
+        """A rejection's mark and the spacing of taken marks, in the same hash tag."""
+        base = f"{self.prefix}:{{{key}}}"
+        return [f"{base}:mark", f"{base}:spaced"]
 
     async def _call(self, command: Callable[..., Any], *args: Any) -> Any:
         """``await command(*args)`` within ``operation_timeout``, Redis's failures mapped to
