@@ -36,6 +36,9 @@ _WECHAT_MEANINGS = {
 }
 #: Rate limits: transient, not configuration.
 _RATE_LIMITED = frozenset({45009, 45011})
+#: WeChat forces a new stable token at most once in 30 s (a forced call sooner does not
+#: refresh) and 20 times a day: the spacing a fetcher that forces refreshes declares.
+FORCE_REFRESH_SPACING = 30.0
 
 
 class TokenFetcher(Protocol):
@@ -46,9 +49,13 @@ class TokenFetcher(Protocol):
     key_material: bytes
     #: errcodes with which the product's other APIs say a token is invalid or expired.
     invalid_token_errcodes: frozenset[int]
+    # Optional: ``force_refresh_spacing``, the seconds that must pass between two fetches with
+    # ``force_refresh`` across workers (default FORCE_REFRESH_SPACING; 0: no limit, or nothing
+    # to force). Sooner, the keeper fetches without force and logs a warning.
 
     async def fetch(self, *, force_refresh: bool, margin: float) -> TokenGrant:
-        """A fresh token. ``force_refresh``: the last one was rejected, do not hand it back."""
+        """A fresh token. ``force_refresh``: the last one was rejected, do not hand it back.
+        The grant's ``refresh_at`` is by this machine's clock, set as the answer arrives."""
         ...
 
     async def aclose(self) -> None: ...
@@ -106,6 +113,7 @@ class WeComTokenFetcher(_Fetcher):
     service = "WeCom"
     meanings = WECOM_CONFIG_ERRCODES
     invalid_token_errcodes = frozenset({40014, 42001})
+    force_refresh_spacing = 0.0  # gettoken has nothing to force
 
     def __init__(
         self,
@@ -135,10 +143,12 @@ class WeComTokenFetcher(_Fetcher):
 class StableTokenFetcher(_Fetcher):
     """An official account's (or mini program's) token from ``POST cgi-bin/stable_token``:
     the same token until it expires, whoever asks, so it is the safe default. After the token
-    was rejected it asks with ``force_refresh`` (limited by WeChat to a few times a day)."""
+    was rejected the next fetch, on whichever worker, asks with ``force_refresh`` (WeChat:
+    at most once in 30 s, 20 times a day; a rejection sooner fetches without it)."""
 
     invalid_token_errcodes = frozenset({40001, 40014, 42001})
     meanings = _WECHAT_MEANINGS
+    force_refresh_spacing = FORCE_REFRESH_SPACING
 
     def __init__(
         self,
@@ -172,6 +182,8 @@ class ClientCredentialTokenFetcher(StableTokenFetcher):
     """The classic ``GET cgi-bin/token?grant_type=client_credential``: every call makes a new
     token and retires the previous one after a short overlap, which is exactly why only one
     fetcher in the whole deployment may call it (the keeper sees to that)."""
+
+    force_refresh_spacing = 0.0  # every call is a new token: nothing to force
 
     async def _request(self, force_refresh: bool) -> dict[str, object]:
         params = {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret}

@@ -17,8 +17,11 @@ _MAX_EXPIRES_IN = 366 * 86_400
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """``access_token`` (never in ``repr``) and ``refresh_at``, the Unix time after which
-    every worker fetches a fresh one: the token's expiry less the keeper's margin."""
+    """``access_token`` (never in ``repr``) and ``refresh_at``, the Unix time, by the clock of
+    the machine that fetched it, after which a fresh one is due: the token's expiry less the
+    keeper's margin. Only that machine may compare it with its clock (the keeper turns it into
+    a duration at once); other workers judge freshness by how long the backend still keeps
+    the grant, since their wall clocks may differ."""
 
     kind: ClassVar[str] = "access_token"
 
@@ -48,7 +51,8 @@ class TokenGrant:
 
     @property
     def ttl(self) -> float:
-        """Seconds left before a refresh is due (negative once due)."""
+        """Seconds left before a refresh is due (negative once due), by this machine's clock:
+        meaningful only where the grant was made."""
         return self.refresh_at - time.time()
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,24 +4,48 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .._core.counters import Counters
 from .._core.errors import WeChatOAuthError
 from .._core.singleflight import SingleFlight
-from ..backends import Backend, MemoryBackend, Outcome
-from ._fetchers import TokenFetcher
+from ..backends import Backend, MemoryBackend, Outcome, TokenStore, check_lease
+from ._fetchers import FORCE_REFRESH_SPACING, TokenFetcher
 from ._grant import TokenGrant
 
 T = TypeVar("T")
+logger = logging.getLogger("asgi_wechat_oauth")
+
+#: How long a rejection's mark waits for the fetch that follows: a token's lifetime at WeChat,
+#: after which the rejected token has expired anyway and a fetch without force gets a new one.
+_MARK_TTL = 7200.0
+
+
+class _Copy(NamedTuple):
+    """The token this process holds, and until when (``time.monotonic()``) it serves it."""
+
+    grant: TokenGrant
+    fresh_until: float
 
 
 class _TokenFlight(SingleFlight):
+    def __init__(
+        self,
+        backend: Backend,
+        ttl_for: Callable[[Outcome], float],
+        *,
+        fetch_timeout: float,
+        counters: Counters,
+    ) -> None:
+        super().__init__(backend, exchange_timeout=fetch_timeout, result_ttl=0.0, counters=counters)
+        self._ttl_for = ttl_for
+
     def ttl_for(self, outcome: Outcome) -> float:
         # Stored until the refresh is due, so every worker refreshes at the same moment.
-        return max(outcome.ttl, 0.0) if isinstance(outcome, TokenGrant) else 0.0
+        return self._ttl_for(outcome)
 
 
 class AccessTokenKeeper:
@@ -31,9 +55,18 @@ class AccessTokenKeeper:
 
     The token is stored until ``refresh_margin`` seconds before it expires; the first call after
     that fetches a new one (the old one is still valid meanwhile). A copy in the process makes
-    ``get()`` a dictionary read on the hot path. When an API answers that the token is invalid
-    or expired, :meth:`invalidate` drops it, only if it is still the stored one, and
-    :meth:`call` does that for you and retries once. Tokens never reach logs or reprs.
+    ``get()`` a dictionary read on the hot path. Freshness is judged by the time the backend
+    still keeps the token (Redis ``PTTL``) and this process's monotonic clock, never by
+    comparing a time another worker wrote with this one's wall clock.
+
+    When an API answers that the token is invalid or expired, :meth:`invalidate` drops it, only
+    if it is still the stored one, and leaves a mark in the backend: the one fetch that
+    follows, on whichever worker, asks for a new token (``force_refresh``), at most once per
+    the fetcher's ``force_refresh_spacing`` across workers. :meth:`call` does that for you and
+    retries once. Tokens never reach logs or reprs.
+
+    The backend must be a :class:`~asgi_wechat_oauth.backends.TokenStore` (``MemoryBackend``
+    and ``RedisBackend`` are), and its lease must outlast ``fetch_timeout``.
     """
 
     def __init__(
@@ -48,49 +81,67 @@ class AccessTokenKeeper:
             raise ValueError("refresh_margin must not be negative")
         if fetch_timeout <= 0:
             raise ValueError("fetch_timeout must be positive")
+        store = backend if backend is not None else MemoryBackend()
+        if not isinstance(store, TokenStore):
+            raise TypeError(
+                f"AccessTokenKeeper needs a backend with lookup(), reject() and take_mark() "
+                f"(a TokenStore, as MemoryBackend and RedisBackend are); "
+                f"{type(store).__name__} has not"
+            )
+        check_lease(store, fetch_timeout, "fetch_timeout")
         self.fetcher = fetcher
         self._owns_backend = backend is None
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.backend: Backend = store
+        self._store: TokenStore = store
         self.refresh_margin = refresh_margin
         #: ``exchanges`` counts the token fetches this process made.
         self.counters = Counters()
         self._flight = _TokenFlight(
-            self.backend, exchange_timeout=fetch_timeout, result_ttl=0.0, counters=self.counters
+            store, self._ttl_for, fetch_timeout=fetch_timeout, counters=self.counters
         )
         self._key = hashlib.sha256(fetcher.key_material).hexdigest()
-        self._grant: TokenGrant | None = None
-        self._force_refresh = False
+        self._copy: _Copy | None = None
+        #: The last token this process fetched, fresh until when by this process's clock.
+        self._fetched: _Copy | None = None
 
     def __repr__(self) -> str:
         return f"AccessTokenKeeper(fetcher={self.fetcher!r}, backend={self.backend!r})"
 
     async def get(self) -> str:
         """The current token (raises a :class:`WeChatOAuthError` if it cannot be fetched)."""
-        grant = self._grant
-        if grant is not None and time.time() < grant.refresh_at:
-            return grant.access_token
-        outcome = await self._flight.run(self._key, self._fetch)
-        if isinstance(outcome, WeChatOAuthError):
-            # Shared with the other callers of this flight: raise a copy of our own.
-            raise type(outcome)(outcome.reason, outcome.message, errcode=outcome.errcode)
-        if not isinstance(outcome, TokenGrant):
-            raise TypeError(f"a {type(outcome).__name__} is stored under an access token key")
-        self._grant = outcome
-        return outcome.access_token
+        copy = self._copy
+        if copy is not None and time.monotonic() < copy.fresh_until:
+            return copy.grant.access_token
+        copy = await self._read()
+        if copy is None:
+            outcome = await self._flight.run(self._key, self._fetch)
+            if isinstance(outcome, WeChatOAuthError):
+                # Shared with the other callers of this flight: raise a copy of our own.
+                raise type(outcome)(outcome.reason, outcome.message, errcode=outcome.errcode)
+            if not isinstance(outcome, TokenGrant):
+                raise TypeError(f"a {type(outcome).__name__} is stored under an access token key")
+            copy = self._fetched
+            if copy is None or copy.grant is not outcome:
+                # Fetched by another worker: fresh for as long as the backend keeps it.
+                copy = await self._read()
+                if copy is None or copy.grant.access_token != outcome.access_token:
+                    return outcome.access_token  # just fetched; not kept without a TTL
+        self._copy = copy
+        return copy.grant.access_token
 
     async def invalidate(self, token: str) -> None:
         """An API rejected ``token``: drop it, here and in the backend, unless it was already
-        replaced (many requests failing with one old token cause one refresh, not many)."""
+        replaced (many requests failing with one old token cause one refresh, not many); the
+        backend then marks the next fetch, whoever makes it, to ask for a new token."""
 
         def is_token(outcome: Outcome) -> bool:
             return isinstance(outcome, TokenGrant) and hmac.compare_digest(
                 outcome.access_token, token
             )
 
-        if self._grant is not None and is_token(self._grant):
-            self._grant = None
-        if await self.backend.forget(self._key, only_if=is_token):
-            self._force_refresh = True
+        if self._copy is not None and is_token(self._copy.grant):
+            self._copy = None
+        await self._store.reject(self._key, only_if=is_token, mark_ttl=_MARK_TTL)
 
     async def call(self, api: Callable[[str], Awaitable[T]]) -> T:
         """``await api(token)``; when it raises an error whose errcode says the token is
@@ -111,6 +162,42 @@ class AccessTokenKeeper:
         if self._owns_backend:
             await self.backend.aclose()
 
+    async def _read(self) -> _Copy | None:
+        """The stored token, fresh for as long as the backend still keeps it (its own clock),
+        counted from before asking: never later than the backend's own expiry."""
+        asked = time.monotonic()
+        found = await self._store.lookup(self._key)
+        if found is None or not isinstance(found[0], TokenGrant) or found[1] <= 0:
+            return None
+        return _Copy(found[0], asked + found[1])
+
     async def _fetch(self) -> TokenGrant:
-        force, self._force_refresh = self._force_refresh, False
-        return await self.fetcher.fetch(force_refresh=force, margin=self.refresh_margin)
+        force = await self._take_force()
+        grant = await self.fetcher.fetch(force_refresh=force, margin=self.refresh_margin)
+        # refresh_at was set by this machine's clock a moment ago: as a duration it holds.
+        self._fetched = _Copy(grant, time.monotonic() + (grant.refresh_at - time.time()))
+        return grant
+
+    async def _take_force(self) -> bool:
+        """Whether this fetch asks for a new token: a rejection marked it, and no forced
+        refresh of this app happened within the fetcher's spacing on any worker."""
+        spacing = getattr(self.fetcher, "force_refresh_spacing", FORCE_REFRESH_SPACING)
+        mark = await self._store.take_mark(self._key, spacing=spacing)
+        if mark == "spaced":
+            logger.warning(
+                "wechat_oauth.token_force_refresh_spaced fetcher=%r: the token was rejected "
+                "again within %g s of the last forced refresh; fetching without force_refresh "
+                "(WeChat refreshes at most once in %g s)",
+                self.fetcher,
+                spacing,
+                spacing,
+            )
+        elif mark == "taken" and spacing > 0:
+            logger.info("wechat_oauth.token_force_refresh fetcher=%r", self.fetcher)
+        return mark == "taken"
+
+    def _ttl_for(self, outcome: Outcome) -> float:
+        fetched = self._fetched
+        if fetched is None or fetched.grant is not outcome:
+            return 0.0
+        return max(fetched.fresh_until - time.monotonic(), 0.0)
