@@ -187,6 +187,20 @@ async def test_each_request_gets_its_own_bodys_fields_without_the_code(emulator,
     assert emulator.exchange_count(code) == 1
 
 
+async def test_fields_no_answer_can_hold_are_refused_before_wechat(emulator, make_app) -> None:
+    """A lone surrogate in another field would reach the app as text that no UTF-8 answer can
+    hold: a 500 after the code is spent. It is 400 ``invalid_body`` before any exchange."""
+    middleware, client = await make_app(middleware=MiniProgramLoginMiddleware, app=mp_app())
+    code = emulator.issue_miniprogram_code()
+    for body in (
+        f'{{"code": "{code}", "scene": "\\ud800"}}',
+        f'{{"code": "{code}", "\\udfff": 1}}',
+    ):
+        response = await client.post(LOGIN, content=body, headers={"content-type": JSON})
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_body")
+    assert emulator.calls["jscode2session"] == 0
+
+
 def readme_login_block(readme: str) -> str:
     """The Python block of the README's mini-program section that builds the app."""
     text = (ROOT / readme).read_text("utf-8")

@@ -57,8 +57,14 @@ def parse_body(scope: Scope, body: bytes) -> tuple[str, dict[str, Any]]:
         raise InvalidCallbackRequest("missing_code", "The body carries no login code.")
     if not isinstance(codes[0], str):
         raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+    code = check_code(codes[0])
     # The code stays out: it is spent, and an app that logs its fields must not log it.
-    return check_code(codes[0]), {name: value for name, value in pairs if name != "code"}
+    fields = {name: value for name, value in pairs if name != "code"}
+    try:  # JSON may carry lone surrogates, which no UTF-8 answer or log line can hold
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid_body() from None
+    return code, fields
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
