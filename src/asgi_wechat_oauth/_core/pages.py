@@ -162,6 +162,16 @@ DEFAULT_TEXTS: Texts = {
             "This site has no WeChat QR login. Please open the site in WeChat to log in.",
         ),
     },
+    "qr_link_expired": {
+        "zh": (
+            "二维码已过期",
+            "这个登录二维码已经过期。请在电脑上刷新页面后重新扫码，或者直接在这里重新登录。",
+        ),
+        "en": (
+            "This QR code has expired",
+            "Reload the page on your computer and scan the new code, or log in here instead.",
+        ),
+    },
     "login_loop": {
         "zh": (
             "无法保持登录",
