@@ -3,10 +3,10 @@ names. A tossed copy never wins: not the attacker's nonce with the attacker's co
 (login CSRF), not a junk nonce (a lock-out), not a forged login counter (a 429). Over https
 every cookie is a ``__Host-`` one, which no other host can set.
 
-The Cookie headers here are written by hand, in the orders a browser may send them (longer
-path first, then older first; our own cookie keeps its first creation time when a new login
-overwrites it, so a copy tossed later comes after it for good). tests/test_browser_cookies.py
-plays the same attacks in real Chromium.
+The Cookie headers here are written by hand, in either order a browser may send them (longer
+path first; for equal paths, older first: a copy tossed after the victim's own comes after it,
+and one tossed at ``Path=/`` always does), so that no order lets a tossed copy win.
+tests/test_browser_cookies.py plays the same attacks in real Chromium.
 """
 
 from __future__ import annotations
