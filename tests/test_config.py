@@ -188,11 +188,11 @@ def test_from_env_redis_url_makes_a_redis_backend():
             **ENV,
             "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0",
             "WECHAT_REDIS_PREFIX": "myapp",
-            "WECHAT_LOCK_TTL": "7",
+            "WECHAT_LOCK_TTL": "12",
         }
     )
     assert isinstance(config.backend, RedisBackend)
-    assert (config.backend.prefix, config.backend.lease_ttl) == ("myapp", 7.0)
+    assert (config.backend.prefix, config.backend.lease_ttl) == ("myapp", 12.0)
     with pytest.raises(ValueError, match="WECHAT_LOCK_TTL"):
         WeChatOAuthConfig.from_env(
             environ={**ENV, "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0", "WECHAT_LOCK_TTL": "x"}

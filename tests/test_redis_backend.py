@@ -204,7 +204,9 @@ async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
     redis_server, prefix, emulator, upstream, make_app
 ) -> None:
     dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
-    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
+    # The live worker's own lease must outlast its exchange (check_lease); the dead one's
+    # lease, taken by a process that then died, is what expires.
+    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=3.0)
     try:
         code = emulator.issue_code()
         assert (await dead.claim(key_for(emulator, code))).lease is not None  # then it "dies"
@@ -224,7 +226,7 @@ async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_boun
 ) -> None:
     lock_ttl, exchange_timeout = 0.3, 0.5
     dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
-    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
+    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=exchange_timeout + 1)
     try:
         code = emulator.issue_code()
         assert (await dead.claim(key_for(emulator, code))).lease is not None
@@ -250,11 +252,13 @@ async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_boun
 async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
     redis_server, prefix, emulator, make_app
 ) -> None:
-    # Worker A's lease expires while its exchange is still running (slow WeChat); worker B
+    # Worker A's lease is lost while its exchange is still running (slow WeChat; a lease can
+    # no longer be shorter than the exchange, but a Redis failover can drop it); worker B
     # takes over, gets 40163, and must wait for A's identity instead of failing.
     emulator.latency = 0.6
-    a = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
-    b = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.2)
+    a = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=4.0)
+    b = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=4.0)
+    admin = aioredis.Redis.from_url(redis_server.url)
     try:
         _, client_a = await make_app(backend=a, exchange_timeout=3.0)
         middleware_b, client_b = await make_app(backend=b, exchange_timeout=3.0)
@@ -269,13 +273,14 @@ async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
             with anyio.fail_after(5):
                 while emulator.exchange_count(code) < 1:
                     await anyio.sleep(0.005)
-            await anyio.sleep(0.3)  # past A's lease
+            assert await admin.delete(f"{prefix}:{{{key_for(emulator, code)}}}:lease") == 1
             tg.start_soon(get, "b", client_b)
         assert results["a"].status_code == 200
         assert results["b"].status_code == 200
         assert results["b"].json()["openid"] == emulator.user.openid
         assert middleware_b.counters.recovered == 1
     finally:
+        await admin.aclose()
         await a.aclose()
         await b.aclose()
 

@@ -136,16 +136,18 @@ async def test_without_a_shared_backend_a_split_pair_trades_its_code_twice() -> 
 async def test_leader_killed_mid_exchange_releases_the_waiter_within_the_bound(
     redis_server,
 ) -> None:
-    lock_ttl, exchange_timeout = 1.0, 2.0
+    # A lease outlasts the exchange it guards (check_lease): worker A is killed well within
+    # its exchange_timeout, while WeChat (30 s latency) has not answered it.
+    lock_ttl, exchange_timeout = 6.0, 5.0
     with emulator_process(latency=30.0) as emulator_url:
         port_a, port_b = free_port(), free_port()
         env = app_env(
             emulator_url,
             redis_server.url,
             WECHAT_LOCK_TTL=str(lock_ttl),
-            WECHAT_EXCHANGE_TIMEOUT="60",
+            WECHAT_EXCHANGE_TIMEOUT=str(exchange_timeout),
         )
-        env_b = {**env, "WECHAT_EXCHANGE_TIMEOUT": str(exchange_timeout)}
+        env_b = env
         with (
             process(uvicorn_args(APP, port_a), port_a, env) as worker_a,
             process(uvicorn_args(APP, port_b), port_b, env_b) as worker_b,

@@ -30,7 +30,7 @@ from .._core.errors import (
 from .._core.lifespan import serve_lifespan
 from .._core.paths import matches, spellings
 from .._core.singleflight import SingleFlight, code_hash, flight_key
-from ..backends import Backend, MemoryBackend
+from ..backends import Backend, MemoryBackend, check_lease
 from ._body import parse_body, read_body, replaying
 from ._client import MiniProgramClient
 from ._duplicates import holder, idempotency_key, take
@@ -94,6 +94,7 @@ class MiniProgramLoginMiddleware:
         self.exchange_timeout = exchange_timeout
         self.duplicates = duplicates
         self.backend: Backend = backend if backend is not None else MemoryBackend()
+        check_lease(self.backend, exchange_timeout, "exchange_timeout")
         self.counters = counters if counters is not None else Counters()
         self.client = MiniProgramClient(
             appid,

@@ -26,7 +26,7 @@ from .._core.cookies import check_cookie_name
 from .._core.counters import Counters
 from .._core.loops import check_loop_options
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
-from ..backends import Backend
+from ..backends import Backend, check_lease
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
 if TYPE_CHECKING:
@@ -292,6 +292,11 @@ class WeChatOAuthConfig:
             check_loop_options(self.login_loop_limit, self.login_loop_window)
         except ValueError as exc:
             problems.append(str(exc))
+        if self.backend is not None and _number(self.exchange_timeout):
+            try:
+                check_lease(self.backend, self.exchange_timeout, "exchange_timeout")
+            except ValueError as exc:
+                problems.append(str(exc))
         state_secret = self.state_secret
         if isinstance(state_secret, str):
             state_secret = state_secret.encode()

@@ -20,7 +20,7 @@ from .._core.middleware import OAuthMiddleware, OnError
 from .._core.pages import ErrorPages
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
-from ..backends import Backend, MemoryBackend
+from ..backends import Backend, MemoryBackend, check_lease
 from ..tokens import AccessTokenKeeper
 from ..tokens._fetchers import WECOM_API_BASE_URL
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL, SCOPES
@@ -103,6 +103,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         self.exchange_timeout = exchange_timeout
         self.on_error = on_error
         self.backend: Backend = backend if backend is not None else MemoryBackend()
+        check_lease(self.backend, exchange_timeout, "exchange_timeout")
         self.counters = counters if counters is not None else Counters()
         self.client = WeComOAuthClient(
             corpid,
