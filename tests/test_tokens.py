@@ -149,7 +149,7 @@ async def test_a_rejected_token_is_refreshed_once_and_the_call_retried(wecom, ht
         assert identity.userid == wecom.user.userid
         assert await client.tokens.get() != old
     assert wecom.calls["gettoken"] == 2
-    assert wecom.exchange_count(code) == 2  # the first try, refused for its token, spent nothing
+    assert wecom.exchange_count(code) == 1  # the first try, refused for its token: not counted
 
 
 async def test_a_token_rejected_twice_is_not_refreshed_again(wecom, http, keepers):

@@ -5,7 +5,9 @@ authorize page inside WeCom, at ``open.weixin.qq.com``), ``wwlogin/sso/login`` (
 page, at ``login.work.weixin.qq.com``), and ``cgi-bin/gettoken``, ``cgi-bin/auth/getuserinfo``
 and ``cgi-bin/auth/getuserdetail`` (at ``qyapi.weixin.qq.com``). Codes are one-time (40029 on
 reuse, as WeCom answers), tokens expire (42001) and can be revoked (40014), faults can be
-injected per endpoint, and every call is counted.
+injected per endpoint, and every call is counted. A call refused for its token never reaches its
+code: the code stays unused and the call is not counted as an exchange of it, so a client that
+refreshes the token and retries trades the code once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import secrets
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +31,8 @@ from ._emulator import _BEFORE_USE, Fault, _error, _flag, answer_fault, answer_w
 from ._tokens import ServerTokens
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_privateinfo"})
+#: Answers that refuse the call's corp token (missing, invalid, expired) before its code is seen.
+TOKEN_ERRCODES = frozenset({41001, 40014, 42001})
 #: How long a ``user_ticket`` lives (WeCom: 1,800 s).
 USER_TICKET_TTL = 1800
 
@@ -63,7 +67,9 @@ class _Code:
 class WeComEmulator(EmulatorBase):
     """WeCom's OAuth and token endpoints as an ASGI app; see the module docstring.
 
-    ``decline_qr_login`` makes the QR page come back with ``state`` only (the user declined).
+    ``decline_qr_login`` makes the QR page come back with ``state`` only (the user declined);
+    ``detail_member`` makes ``auth/getuserdetail`` answer with that member's details whoever
+    the ticket's member is (a confused or hostile upstream).
     ``latency`` delays every ``cgi-bin`` answer. The control surface (``/_emulator/stats``,
     ``/_emulator/settings``, ``/_emulator/reset``) serves tests that run it in another process.
     """
@@ -75,10 +81,13 @@ class WeComEmulator(EmulatorBase):
     latency: float = 0.0
     code_ttl: float = 300.0
     decline_qr_login: bool = False
+    #: Answer every ``auth/getuserdetail`` with this member's details, not the ticket's.
+    detail_member: WeComMember | None = None
     #: The base URL to give the middleware as ``api_base_url``, ``authorize_base_url`` and
     #: ``qr_login_base_url``: any host in-process (see :meth:`http_client`).
     url: str = "http://wecom.test"
-    #: ``auth/getuserinfo`` calls per code, whatever they answered.
+    #: ``auth/getuserinfo`` calls per code, whatever they answered, except those refused for
+    #: their token (41001, 40014, 42001, injected ones too): those never reached the code.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint: ``gettoken``, ``getuserinfo``, ``getuserdetail``, ``authorize``,
     #: ``qr_login``.
@@ -156,13 +165,17 @@ class WeComEmulator(EmulatorBase):
 
     async def _settings(self, request: Request) -> Response:
         """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=gettoken``,
-        ``errcode=60020``, ``decline_qr_login=1``, ``expire_tokens=1``, ``revoke_tokens=1``."""
+        ``errcode=60020``, ``decline_qr_login=1``, ``expire_tokens=1``, ``revoke_tokens=1``,
+        ``detail_userid=lisi`` (details of another member; empty: the ticket's again)."""
         params = request.query_params
         try:
             if "latency" in params:
                 self.latency = max(0.0, float(params["latency"]))
             if "decline_qr_login" in params:
                 self.decline_qr_login = _flag(params["decline_qr_login"])
+            if "detail_userid" in params:
+                userid = params["detail_userid"]
+                self.detail_member = replace(self.user, userid=userid) if userid else None
             count, endpoint = int(params.get("count", "1")), params.get("endpoint", "getuserinfo")
             if "fault" in params:
                 self.inject_fault(params["fault"], count=count, endpoint=endpoint)
@@ -227,13 +240,12 @@ class WeComEmulator(EmulatorBase):
 
     async def _getuserinfo(self, request: Request) -> Response:
         code = request.query_params.get("code", "")
-        if code:
-            self.exchanges[code] += 1
         token = request.query_params.get("access_token", "")
-        return await self._api("getuserinfo", lambda: self._user_of(token, code))
+        return await self._api("getuserinfo", lambda: self._user_of(token, code), code=code)
 
     def _user_of(self, token: str, code: str) -> dict[str, Any]:
-        # WeCom checks the token before the code: a token error leaves the code unused.
+        # WeCom checks the token before the code: a token error leaves the code unused (and
+        # uncounted, see _api).
         if not token:
             return _error(41001, "access_token missing")
         if errcode := self.tokens.check(token):
@@ -275,7 +287,7 @@ class WeComEmulator(EmulatorBase):
         if held is None or time.monotonic() > held[1]:
             # The emulator's choice of errcode for an unknown or expired ticket.
             return _error(40089, "invalid user_ticket")
-        user = held[0]
+        user = self.detail_member or held[0]
         fields = ("gender", "avatar", "qr_code", "mobile", "email", "biz_mail", "address")
         return {
             "errcode": 0,
@@ -284,15 +296,19 @@ class WeComEmulator(EmulatorBase):
             **{name: getattr(user, name) for name in fields},
         }
 
-    async def _api(self, endpoint: str, answer: Any) -> Response:
-        """Count the call, then answer with an injected fault or errcode, or ``answer()``."""
+    async def _api(self, endpoint: str, answer: Any, *, code: str = "") -> Response:
+        """Count the call, then answer with an injected fault or errcode, or ``answer()``;
+        count ``code`` as exchanged unless the answer refused the call's token."""
         self.calls[endpoint] += 1
         queue = self._faults.get(endpoint)
         fault = queue.popleft() if queue else None
-        if fault in _BEFORE_USE:
+        errcodes = self._errcodes.get(endpoint)
+        reply: dict[str, Any] | None = None  # None: the fault answers
+        if fault not in _BEFORE_USE:
+            reply = _error(errcodes.popleft(), "injected") if errcodes else answer()
+        if code and (reply is None or reply.get("errcode") not in TOKEN_ERRCODES):
+            self.exchanges[code] += 1
+        if reply is None:
             assert fault is not None
             return await answer_fault(fault, self.latency)
-        errcodes = self._errcodes.get(endpoint)
-        if errcodes:
-            return await answer_with(_error(errcodes.popleft(), "injected"), fault, self.latency)
-        return await answer_with(answer(), fault, self.latency)
+        return await answer_with(reply, fault, self.latency)
