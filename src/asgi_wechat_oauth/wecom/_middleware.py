@@ -165,18 +165,24 @@ class WeComOAuthMiddleware(OAuthMiddleware):
             raise UpstreamTimeout("upstream_timeout", "WeCom did not answer in time.")
         detail = None
         if self.fetch_user_detail and identity.user_ticket:
-            detail = await self._fetch_detail(identity.user_ticket, deadline)
+            detail = await self._fetch_detail(identity.user_ticket, identity.userid, deadline)
         return dataclasses.replace(identity, detail=detail, state=state, next=next_path)
 
-    async def _fetch_detail(self, user_ticket: str, deadline: float) -> WeComUserDetail | None:
-        """The member's details, or None: the code is spent by now, so failing the login would
-        lose it; the identity keeps the ticket for a later try."""
+    async def _fetch_detail(
+        self, user_ticket: str, userid: str | None, deadline: float
+    ) -> WeComUserDetail | None:
+        """The details of member ``userid``, or None: the code is spent by now, so failing the
+        login would lose it; the identity keeps the ticket for a later try."""
         reason, errcode = "upstream_timeout", None
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
-                return await self.client.get_user_detail(user_ticket)
+                detail = await self.client.get_user_detail(user_ticket)
             except UpstreamError as exc:
                 reason, errcode = exc.reason, exc.errcode
+            else:
+                if detail.userid == userid:
+                    return detail
+                reason = "userid_mismatch"  # another member's details: never attach them
         logger.warning("wecom_oauth.user_detail_unavailable reason=%s errcode=%s", reason, errcode)
         return None
 
