@@ -76,9 +76,9 @@ def wecom(emulator, http):
 async def site(kind, emulator, *, workers=1):
     served = emulator.url.startswith("http://127.0.0.1:")
     http = httpx.AsyncClient(base_url=emulator.url) if served else emulator.http_client()
+    make = {"web": web, "mp": mp, "wecom": wecom}[kind]
     async with http:
-        apps = [{"web": web, "mp": mp, "wecom": wecom}[kind](emulator, http)
-                for _ in range(workers)]
+        apps = [make(emulator, http) for _ in range(workers)]
         turn = []
 
         async def balancer(scope, receive, send):
