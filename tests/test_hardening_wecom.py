@@ -220,3 +220,17 @@ async def test_the_emulators_detail_member_setting(wecom):
         assert wecom.detail_member is not None and wecom.detail_member.userid == "lisi"
         await control.post("/_emulator/settings", params={"detail_userid": ""})
     assert wecom.detail_member is None
+
+
+@pytest.mark.parametrize("errcode", [60020, 40014, 48002])
+async def test_a_detail_refused_for_any_reason_keeps_the_login(app, wecom, caplog, errcode):
+    # 60020 (server IP not allowed) is a configuration error: still not the code's fate, which
+    # is spent by now. The login goes on without the detail, with one WARNING.
+    wecom.inject_errcode(errcode, endpoint="getuserdetail", count=2)
+    caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
+    code, answer = await login(app, wecom, scope="snsapi_privateinfo")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["userid"] == wecom.user.userid
+    assert answer.json()["detail_userid"] is None and answer.json()["has_ticket"] is True
+    assert wecom.exchange_count(code) == 1
+    assert any("user_detail_unavailable" in r.getMessage() for r in caplog.records)

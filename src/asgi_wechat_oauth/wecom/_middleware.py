@@ -14,7 +14,12 @@ import httpx
 from .._core.asgi import ASGIApp
 from .._core.callback import CallbackParams, parse_callback_query
 from .._core.counters import Counters
-from .._core.errors import InvalidCallbackRequest, LoginDeclined, UpstreamError, UpstreamTimeout
+from .._core.errors import (
+    InvalidCallbackRequest,
+    LoginDeclined,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
 from .._core.login import check_login_options
 from .._core.middleware import OAuthMiddleware, OnError
 from .._core.pages import ErrorPages
@@ -177,7 +182,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         with anyio.move_on_after(deadline - anyio.current_time()):
             try:
                 detail = await self.client.get_user_detail(user_ticket)
-            except UpstreamError as exc:
+            except WeChatOAuthError as exc:  # any errcode (60020 too): not the code's fate
                 reason, errcode = exc.reason, exc.errcode
             else:
                 if detail.userid == userid:
