@@ -11,10 +11,8 @@ is missing (and fails in CI, where ``.ci/run`` installs Chromium).
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from _chromium import CHROMIUM_ARGS, playwright_and_chromium
 from _servers import ROOT, emulator_process, emulator_stats, free_port, process, uvicorn_args
 from asgi_wechat_oauth._core.state import StateSigner, derive_state_secret
 from asgi_wechat_oauth.testing import WeChatEmulator
@@ -30,16 +29,6 @@ from support import APP_URL
 
 NICKNAME = WeChatEmulator().user.nickname
 SCREENSHOT = ROOT / "artifacts" / "browser-login.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CALLBACK_URL = f"{APP_URL}/wechat/callback"
 AUTHORIZE = "/connect/oauth2/authorize"
 
@@ -137,24 +126,8 @@ async def test_settings_switch_double_navigation_and_reset_forgets_pending_pages
 
 @pytest.fixture
 def chromium() -> tuple[Any, str]:
-    """Playwright's sync API and Debian's Chromium (or ``$CHROMIUM``): skip when either is
-    missing, before any server starts; in CI (``$CI`` set) a missing Chromium fails instead."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is not installed (extra: test)"
-    )
-    configured = os.environ.get("CHROMIUM")
-    candidates = [configured] if configured else ["chromium", "chromium-browser"]
-    found = next((path for path in map(shutil.which, candidates) if path), None)
-    if found is None:
-        message = (
-            f"Chromium not found ({' or '.join(candidates)}): install it "
-            "(`apt-get install chromium`, as .ci/run does) or set CHROMIUM to a Chromium or "
-            "Chrome binary to run the real-browser test"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return sync_api, found
+    """Playwright's sync API and Chromium (see tests/_chromium.py)."""
+    return playwright_and_chromium()
 
 
 @pytest.fixture

@@ -19,9 +19,7 @@ The tests skip when Chromium or Playwright is missing (and fail in CI).
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from _chromium import CHROMIUM_ARGS, playwright_and_chromium
 from _evil_site import ATTACKER
 from _servers import ROOT, free_port, process, uvicorn_args
 from asgi_wechat_oauth.testing import WeChatEmulator
@@ -56,15 +55,8 @@ WECHAT_UA = (
 )
 #: How Playwright names a cookie's domain: host-only as the host, a Domain= one with a dot.
 OWN, TOSSED = f"app.{PARENT}", f".{PARENT}"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+BROWSER_ARGS = [
+    *CHROMIUM_ARGS,
     # app.example.test and evil.example.test: two sibling sites, both on this machine.
     f"--host-resolver-rules=MAP *.{PARENT} 127.0.0.1",
     "--ignore-certificate-errors",  # the https sites' certificate is made by the test
@@ -91,22 +83,9 @@ class Sites:
 def browser() -> Iterator[Any]:
     """Headless Chromium (Debian's ``chromium`` or ``$CHROMIUM``) through Playwright's sync
     API, as in tests/test_browser.py: skip when either is missing, fail in CI."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is not installed (extra: test)"
-    )
-    configured = os.environ.get("CHROMIUM")
-    candidates = [configured] if configured else ["chromium", "chromium-browser"]
-    executable = next((path for path in map(shutil.which, candidates) if path), None)
-    if executable is None:
-        message = (
-            f"Chromium not found ({' or '.join(candidates)}): install it "
-            "(`apt-get install chromium`, as .ci/run does) or set CHROMIUM"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    sync_api, executable = playwright_and_chromium()
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
         try:
             yield launched
         finally:
