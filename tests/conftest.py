@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from _miniprogram_app import make_mp, mp_gate, mp_gated_upstream  # noqa: F401 - fixtures
 from _servers import RedisClusterServers, RedisServer
 from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator

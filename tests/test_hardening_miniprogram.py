@@ -18,7 +18,6 @@ import re
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from _apps import load_example, running
+from _miniprogram_app import mp_app
 from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
 from asgi_wechat_oauth.testing import Fault, double_login
-from support import APP_URL, WECHAT_URL, Gate, wait_until
-from test_miniprogram import mp_app
+from support import APP_URL, WECHAT_URL, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -241,27 +240,6 @@ async def test_readme_handler_answers_every_body_the_middleware_accepts(
 
 KEY = "5f0c1b1e-8c9a-4a52-9d0e-0b7f3c2a1d44"  # what the mini-program sends as Idempotency-Key
 OTHER_KEY = "0d4c7e39-2b61-4f0e-a7d9-93c1e8b5f620"
-
-MakeMP = Callable[..., Awaitable[tuple[MiniProgramLoginMiddleware, httpx.AsyncClient]]]
-
-
-@pytest.fixture
-def make_mp(make_app) -> MakeMP:
-    return partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
-
-
-@pytest.fixture
-def mp_gate(emulator) -> Gate:
-    """Holds ``sns/jscode2session`` calls until opened."""
-    return Gate(emulator, path="/sns/jscode2session")
-
-
-@pytest.fixture
-async def mp_gated_upstream(mp_gate) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=mp_gate)
-    async with httpx.AsyncClient(transport=transport, base_url=WECHAT_URL) as client:
-        yield client
-    mp_gate.open()
 
 
 def _refused(response: httpx.Response) -> bool:
