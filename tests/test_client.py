@@ -9,7 +9,7 @@ import pytest
 from asgi_wechat_oauth import (
     AccessToken,
     CodeRejected,
-    ConfigurationError,
+    CredentialsRejected,
     UpstreamError,
     UpstreamTimeout,
     UserInfo,
@@ -164,7 +164,7 @@ async def test_faults_map_to_errors_without_secrets(emulator, client, fault, kin
 async def test_bad_credentials_are_configuration_errors(emulator, upstream, appid, secret, errcode):
     client = WeChatOAuthClient(appid, secret, api_base_url=WECHAT_URL, http_client=upstream)
     code = emulator.issue_code()
-    with pytest.raises(ConfigurationError) as exc:
+    with pytest.raises(CredentialsRejected) as exc:
         await client.exchange_code(code)
     assert (exc.value.reason, exc.value.errcode, exc.value.status_code) == (
         "configuration_error",
@@ -235,5 +235,7 @@ def test_errors_round_trip_through_dicts():
     copy = WeChatOAuthError.from_dict(original.to_dict())
     assert type(copy) is CodeRejected
     assert (copy.reason, copy.message, copy.errcode) == ("code_used", "used", 40163)
-    unknown = WeChatOAuthError.from_dict({"type": "Nope", "reason": "r", "errcode": "x"})
+    unknown = WeChatOAuthError.from_dict(
+        {"type": "Nope", "reason": "upstream_error", "errcode": "x"}
+    )
     assert type(unknown) is WeChatOAuthError and unknown.errcode is None

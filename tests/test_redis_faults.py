@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from _servers import RedisServer
 from asgi_wechat_oauth import ServiceUnavailable, UpstreamError, WeChatIdentity
-from asgi_wechat_oauth.backends._codec import dump_outcome, load_outcome, register_result
+from asgi_wechat_oauth.backends import register_result
+from asgi_wechat_oauth.backends._codec import dump_outcome, load_outcome
 from asgi_wechat_oauth.backends.redis import RedisBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 from asgi_wechat_oauth.testing._emulator import EmulatedUser
@@ -293,7 +294,7 @@ async def warm_up(backend: RedisBackend) -> None:
     key = uuid.uuid4().hex
     claim = await backend.claim(key)
     assert claim.lease is not None
-    await backend.complete(key, claim.lease, UpstreamError("x", "y"), ttl=0)
+    await backend.complete(key, claim.lease, UpstreamError("upstream_error", "y"), ttl=0)
 
 
 async def test_with_fail_a_timed_out_claim_is_released(server, raw, prefix, make_backend) -> None:

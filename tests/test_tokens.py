@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from asgi_wechat_oauth import (
-    ConfigurationError,
+    CredentialsRejected,
     MemoryBackend,
     UpstreamError,
     WeChatIdentity,
@@ -118,7 +118,7 @@ async def test_two_apps_of_one_corp_never_share_a_token(wecom, http, keepers):
     ours = wecom_keeper(wecom, http, keepers, backend=backend)
     other = wecom_keeper(wecom, http, keepers, backend=backend, secret="another-agent-secret")
     assert await ours.get()
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(CredentialsRejected):
         await other.get()  # its own key: it asked WeCom itself, and its secret is wrong
     assert wecom.calls["gettoken"] == 2
 
@@ -201,7 +201,7 @@ async def test_wrong_secret_is_a_configuration_error_logged_with_its_meaning(
 ):
     keeper = wecom_keeper(wecom, http, keepers, secret="not-the-secret")
     for _ in range(2):  # not stored: the next call asks again
-        with pytest.raises(ConfigurationError) as caught:
+        with pytest.raises(CredentialsRejected) as caught:
             await keeper.get()
     assert caught.value.reason == "configuration_error" and caught.value.errcode == 40001
     assert wecom.calls["gettoken"] == 2
@@ -213,7 +213,7 @@ async def test_wrong_secret_is_a_configuration_error_logged_with_its_meaning(
 async def test_untrusted_server_ip_says_so(wecom, http, keepers, caplog):
     wecom.inject_errcode(60020, endpoint="gettoken")
     keeper = wecom_keeper(wecom, http, keepers)
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(CredentialsRejected) as caught:
         await keeper.get()
     assert "trusted IPs" in caught.value.message
     assert "60020" in caplog.text
@@ -280,7 +280,7 @@ async def test_official_account_wrong_secret(emulator, http, keepers):
     fetcher = StableTokenFetcher(emulator.appid, "wrong", api_base_url=WECHAT_URL, http_client=http)
     keeper = AccessTokenKeeper(fetcher)
     keepers.append(keeper)
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(CredentialsRejected) as caught:
         await keeper.get()
     assert caught.value.errcode == 40125
 

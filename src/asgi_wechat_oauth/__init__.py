@@ -6,9 +6,11 @@ exchange, and puts the resulting :class:`WeChatIdentity` in ``scope["wechat"]``.
 """
 
 from ._core.counters import Counters
-from ._core.errors import (
+from ._core.pages import ErrorPages
+from .backends import Backend, Claim, MemoryBackend, Outcome, Result
+from .errors import (
     CodeRejected,
-    ConfigurationError,
+    CredentialsRejected,
     ExchangeLost,
     InvalidCallbackRequest,
     LoginDeclined,
@@ -24,8 +26,6 @@ from ._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
-from ._core.pages import ErrorPages
-from .backends import Backend, Claim, MemoryBackend, Outcome, Result
 from .web import (
     AccessToken,
     UserInfo,
@@ -44,7 +44,7 @@ __all__ = [
     "Backend",
     "Claim",
     "CodeRejected",
-    "ConfigurationError",
+    "CredentialsRejected",
     "Counters",
     "ExchangeLost",
     "ErrorPages",

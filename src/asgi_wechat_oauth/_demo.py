@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from ._core.asgi import ASGIApp, Receive, Scope, Send
 from .testing import WeChatEmulator, consent, double_callback
-from .web._middleware import WeChatOAuthMiddleware
+from .web import WeChatOAuthMiddleware
 
 NAIVE_PATH = "/naive/callback"
 MIDDLEWARE_PATH = "/wechat/callback"

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "asgi_wechat_oauth.fastapi needs FastAPI: pip install 'asgi-wechat-oauth[fastapi]'"
     ) from exc
 
-from .web._identity import WeChatIdentity
+from .web import WeChatIdentity
 
 __all__ = ["WeChatLoginRequired", "WeChatUser", "wechat_identity"]
 

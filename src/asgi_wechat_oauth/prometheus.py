@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ._core.asgi import ASGIApp, inner_app
 from ._core.counters import Counters
-from .web._middleware import WeChatOAuthMiddleware
+from .web import WeChatOAuthMiddleware
 
 logger = logging.getLogger("asgi_wechat_oauth")
 

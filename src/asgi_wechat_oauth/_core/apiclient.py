@@ -9,6 +9,15 @@ from typing import TypeVar
 import httpx
 
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
+WECOM_API_BASE_URL = "https://qyapi.weixin.qq.com"
+#: Answers from a token endpoint that only a change of configuration fixes.
+WECOM_CONFIG_ERRCODES = {
+    40001: "invalid corpsecret: use the secret of this app (agent)",
+    40013: "invalid corpid",
+    40056: "invalid agentid",
+    50001: "the redirect URI's domain is not the app's trusted domain",
+    60020: "this server's IP is not in the app's trusted IPs",
+}
 _C = TypeVar("_C", bound="APIClient")
 
 

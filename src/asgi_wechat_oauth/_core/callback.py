@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from .errors import InvalidCallbackRequest
+from ..errors import ErrorReason, InvalidCallbackRequest
 
 MAX_CODE_LENGTH = 128
 MAX_STATE_LENGTH = 128
@@ -31,23 +31,26 @@ def parse_callback_query(query_string: bytes) -> CallbackParams:
         pairs = form_pairs(query_string)
     except ValueError:
         raise InvalidCallbackRequest(
-            "invalid_query", "The callback's query string could not be read."
+            ErrorReason.INVALID_QUERY, "The callback's query string could not be read."
         ) from None
     codes = [value for name, value in pairs if name == "code"]
     states = [value for name, value in pairs if name == "state"]
     if len(codes) > 1 or len(states) > 1:
         raise InvalidCallbackRequest(
-            "duplicate_parameter", "The callback carries 'code' or 'state' more than once."
+            ErrorReason.DUPLICATE_PARAMETER,
+            "The callback carries 'code' or 'state' more than once.",
         )
     if not codes or not codes[0]:
         raise InvalidCallbackRequest(
-            "missing_code",
+            ErrorReason.MISSING_CODE,
             "The callback carries no login code (the user may have declined to authorize).",
         )
     code = check_code(codes[0])
     state = states[0] if states else None
     if state is not None and (len(state) > MAX_STATE_LENGTH or not _STATE_PATTERN.fullmatch(state)):
-        raise InvalidCallbackRequest("malformed_state", "The state parameter is malformed.")
+        raise InvalidCallbackRequest(
+            ErrorReason.MALFORMED_STATE, "The state parameter is malformed."
+        )
     return CallbackParams(code=code, state=state)
 
 
@@ -66,5 +69,5 @@ def form_pairs(data: bytes) -> list[tuple[str, str]]:
 def check_code(code: str) -> str:
     """Return ``code`` if WeChat can have issued it; raise ``malformed_code`` otherwise."""
     if len(code) > MAX_CODE_LENGTH or not _CODE_PATTERN.fullmatch(code):
-        raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+        raise InvalidCallbackRequest(ErrorReason.MALFORMED_CODE, "The login code is malformed.")
     return code

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import logging
 
-from .asgi import Scope, Send
-from .errors import (
-    ConfigurationError,
+from ..errors import (
+    CredentialsRejected,
+    ErrorReason,
     InvalidCallbackRequest,
     LoginDeclined,
     MethodNotAllowed,
@@ -17,18 +17,19 @@ from .errors import (
     UpstreamError,
     WeChatOAuthError,
 )
+from .asgi import Scope, Send
 from .pages import ErrorPages, preferred_language, wants_html
 
 
 def require_get(scope: Scope, what: str) -> None:
     """Raise a 405 unless the request is a GET or HEAD (``what`` names the endpoint)."""
     if scope["method"] not in ("GET", "HEAD"):
-        raise MethodNotAllowed("method_not_allowed", f"{what} accepts GET only.")
+        raise MethodNotAllowed(ErrorReason.METHOD_NOT_ALLOWED, f"{what} accepts GET only.")
 
 
 def failure_level(error: WeChatOAuthError, *, has_nonce_cookie: bool) -> int:
     """The level a failed request is logged at: only failures a user sees log at WARNING."""
-    if isinstance(error, (UpstreamError, ConfigurationError)):
+    if isinstance(error, (UpstreamError, CredentialsRejected)):
         return logging.DEBUG  # the exchange's own record already said it, once
     if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected, LoginDeclined)):
         return logging.INFO  # bad or refused input, not a failure of ours

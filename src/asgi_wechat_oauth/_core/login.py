@@ -14,6 +14,7 @@ import unicodedata
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
 
+from ..errors import ErrorReason, InvalidCallbackRequest
 from .asgi import Scope
 from .cookies import (
     base_name,
@@ -23,7 +24,6 @@ from .cookies import (
     read_trusted,
     set_cookie,
 )
-from .errors import InvalidCallbackRequest
 from .state import MAX_NEXT_BYTES, StateSigner
 
 #: ``host`` or ``host:port``, a bracketed IPv6 address allowed; nothing that could smuggle a path.
@@ -47,7 +47,7 @@ def validate_next(next_path: str) -> str:
     no backslash. Returned unchanged, so that it round-trips exactly."""
     if len(next_path.encode("utf-8", "surrogatepass")) > MAX_NEXT_BYTES:
         raise InvalidCallbackRequest(
-            "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
+            ErrorReason.INVALID_NEXT, f"The next path is longer than {MAX_NEXT_BYTES} bytes."
         )
     form = "" if "\\" in next_path else next_path
     for _ in range(_MAX_DECODES + 1):
@@ -58,7 +58,8 @@ def validate_next(next_path: str) -> str:
             return next_path
         form = decoded
     raise InvalidCallbackRequest(
-        "invalid_next", "The next parameter must be a path on this site, such as /profile."
+        ErrorReason.INVALID_NEXT,
+        "The next parameter must be a path on this site, such as /profile.",
     )
 
 
@@ -143,7 +144,7 @@ class LoginEndpoint:
         oauth_scope = params.get("scope") or self.default_scope
         if oauth_scope not in self.scopes:
             raise InvalidCallbackRequest(
-                "invalid_scope", f"scope must be one of {', '.join(sorted(self.scopes))}."
+                ErrorReason.INVALID_SCOPE, f"scope must be one of {', '.join(sorted(self.scopes))}."
             )
         next_path = validate_next(params["next"]) if params.get("next") else None
         redirect_uri = self.redirect_uri or self.own_url(scope, self.callback_path)
@@ -165,7 +166,7 @@ class LoginEndpoint:
             )
         except ValueError:
             raise InvalidCallbackRequest(
-                "invalid_query", "The login query string could not be read."
+                ErrorReason.INVALID_QUERY, "The login query string could not be read."
             ) from None
 
     def cookie(self, value: str, redirect_uri: str) -> str:
@@ -229,7 +230,7 @@ class LoginEndpoint:
             host = _first(headers.get(b"x-forwarded-host")) or host
         if scheme not in ("http", "https") or not _HOST.fullmatch(host):
             raise InvalidCallbackRequest(
-                "invalid_host", "The request's Host header cannot form the callback URL."
+                ErrorReason.INVALID_HOST, "The request's Host header cannot form the callback URL."
             )
         return f"{scheme}://{host}{scope.get('root_path', '')}{path}"
 

@@ -16,13 +16,13 @@ from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from ..backends import Backend, Outcome, Result
+from ..errors import UNUSABLE_CODE_REASONS, ErrorReason, LoginLoop, StateRejected, WeChatOAuthError
 from .asgi import ASGIApp, Receive, Scope, Send
 from .callback import CallbackParams, parse_callback_query
+from .contract import Backend, Outcome, Result
 from .cookies import cookie_name
 from .counters import Counters
 from .endpoints import failure_level, require_get, send_error, send_redirect
-from .errors import UNUSABLE_CODE_REASONS, LoginLoop, StateRejected, WeChatOAuthError
 from .lifespan import serve_lifespan
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
@@ -294,7 +294,8 @@ class OAuthMiddleware:
         ttl = self._signer.max_age + 60  # states from up to a minute ahead are accepted
         if not await self.backend.note_code(group, key, limit=self.max_codes_per_state, ttl=ttl):
             raise StateRejected(
-                "too_many_codes", "This login link was used too many times; please log in again."
+                ErrorReason.TOO_MANY_CODES,
+                "This login link was used too many times; please log in again.",
             )
 
     def _reauthorizes(
@@ -335,7 +336,7 @@ class OAuthMiddleware:
                 send = with_cookies(send, *expiries)
                 if self._loops.exceeded(counter):
                     raise LoginLoop(
-                        "login_loop",
+                        ErrorReason.LOGIN_LOOP,
                         "This browser keeps logging in, but its session is not kept: "
                         "allow cookies and try again later.",
                     )

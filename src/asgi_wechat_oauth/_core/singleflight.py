@@ -9,19 +9,20 @@ from functools import partial
 
 import anyio
 
-from ..backends import Backend, Claim, Outcome, Result
-from .counters import Counters
-from .detached import Answer, DetachedRunner, answers_early
-from .errors import (
+from ..errors import (
     CODE_USED_ERRCODES,
     CodeRejected,
-    ConfigurationError,
+    CredentialsRejected,
+    ErrorReason,
     ExchangeLost,
     ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
     WeChatOAuthError,
 )
+from .contract import Backend, Claim, Outcome, Peekable, Result
+from .counters import Counters
+from .detached import Answer, DetachedRunner, answers_early
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -74,7 +75,9 @@ class SingleFlight:
         self.runner = DetachedRunner()
         self._led: dict[str, _Led] = {}
         #: The backend's synchronous look-up, where it has one (see ``MemoryBackend.peek``).
-        self._peek: Callable[[str], Claim | None] | None = getattr(backend, "peek", None)
+        self._peek: Callable[[str], Claim | None] | None = (
+            backend.peek if isinstance(backend, Peekable) else None
+        )
 
     async def run(self, key: str, exchange: Callable[[], Awaitable[Result]]) -> Outcome:
         """Return the outcome for ``key``, trading it with ``exchange`` at most once."""
@@ -102,7 +105,7 @@ class SingleFlight:
                 deadline = now + self.exchange_timeout + self.backend.lease_ttl + 2 * _GRACE
             if deadline <= now:
                 return UpstreamTimeout(
-                    "upstream_timeout", "The login is taking too long; please try again."
+                    ErrorReason.UPSTREAM_TIMEOUT, "The login is taking too long; please try again."
                 )
             outcome = await self._wait(key, deadline - now)
             if outcome is not None:
@@ -158,7 +161,9 @@ class SingleFlight:
     async def _exchange_bounded(
         self, key: str, exchange: Callable[[], Awaitable[Result]]
     ) -> Outcome:
-        outcome: Outcome = UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+        outcome: Outcome = UpstreamTimeout(
+            ErrorReason.UPSTREAM_TIMEOUT, "WeChat did not answer in time."
+        )
         with anyio.move_on_after(self.exchange_timeout + _GRACE):
             try:
                 outcome = await exchange()
@@ -175,7 +180,8 @@ class SingleFlight:
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
                 outcome = UpstreamError(
-                    "upstream_unavailable", "The login could not be completed; please try again."
+                    ErrorReason.UPSTREAM_UNAVAILABLE,
+                    "The login could not be completed; please try again.",
                 )
         return outcome
 
@@ -196,7 +202,7 @@ class SingleFlight:
         # Whatever happens below, even cancellation at shutdown, the flight ends with an
         # outcome: waiters are released and the lease is given back.
         outcome: Outcome = ServiceUnavailable(
-            "shutting_down", "The server is shutting down; please try again."
+            ErrorReason.SHUTTING_DOWN, "The server is shutting down; please try again."
         )
         result = "shutting_down"
         led = self._led[key] = _Led()
@@ -226,7 +232,7 @@ class SingleFlight:
             finally:
                 if self._led.get(key) is led:
                     del self._led[key]
-        if isinstance(outcome, ConfigurationError):
+        if isinstance(outcome, CredentialsRejected):
             level = logging.ERROR  # loud: every login fails until appid/secret are fixed
         elif isinstance(outcome, UpstreamError):
             level = logging.WARNING  # WeChat or the network failed the users of this flight
@@ -301,7 +307,7 @@ class SingleFlight:
             # The code is spent and its identity cannot be shared: later duplicates elsewhere
             # get a prompt answer instead of waiting for the lease to expire.
             lost = ExchangeLost(
-                "exchange_lost", "The login could not be completed; please log in again."
+                ErrorReason.EXCHANGE_LOST, "The login could not be completed; please log in again."
             )
             await self._try_complete(key, lease, lost, self.ttl_for(lost))
         if delivered is not None and (
@@ -344,6 +350,10 @@ def _fields(key: str, outcome: str) -> dict[str, object]:
         "wechat_outcome": outcome,
         "wechat_deduplicated": True,
     }
+
+
+#: The namespace of mini-program codes' keys (web OAuth's have none).
+MINIPROGRAM_NAMESPACE = "mp"
 
 
 def flight_key(namespace: str, appid: str, code: str) -> str:

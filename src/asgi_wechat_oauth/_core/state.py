@@ -24,7 +24,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from .errors import InvalidCallbackRequest, StateRejected
+from ..errors import ErrorReason, InvalidCallbackRequest, StateRejected
 
 _VERSION = 2
 #: version, issued at (unix seconds), scope, flags, hash of the cookie (nonce and next)
@@ -58,7 +58,7 @@ class UnverifiedState(StateRejected):
     matches), enough to start the same login again; nothing in it may log anyone in."""
 
     def __init__(self, message: str, signed: VerifiedState) -> None:
-        super().__init__("invalid_state", message)
+        super().__init__(ErrorReason.INVALID_STATE, message)
         self.signed = signed
 
 
@@ -67,7 +67,7 @@ def require_same_state(traded: str | None, state: str | None) -> None:
     state carries a replayed or leaked code and gets nothing (403)."""
     if traded != state:
         raise StateRejected(
-            "state_mismatch", "This login link was already used; please log in again."
+            ErrorReason.STATE_MISMATCH, "This login link was already used; please log in again."
         )
 
 
@@ -107,7 +107,7 @@ class StateSigner:
         next_bytes = (next_path or "").encode()
         if len(next_bytes) > MAX_NEXT_BYTES:
             raise InvalidCallbackRequest(
-                "invalid_next", f"The next path is longer than {MAX_NEXT_BYTES} bytes."
+                ErrorReason.INVALID_NEXT, f"The next path is longer than {MAX_NEXT_BYTES} bytes."
             )
         cookie = secrets.token_hex(16)
         if next_bytes:
@@ -125,7 +125,9 @@ class StateSigner:
         """Check signature, age and cookie; raise :class:`StateRejected` (403) otherwise, or
         its subclass :class:`UnverifiedState` when the signature holds."""
         if not state:
-            raise StateRejected("invalid_state", "The login has no state; please log in again.")
+            raise StateRejected(
+                ErrorReason.INVALID_STATE, "The login has no state; please log in again."
+            )
         try:
             raw = _b62decode(state)
         except ValueError:
@@ -133,12 +135,12 @@ class StateSigner:
         body, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
         if len(body) != _HEADER.size or not hmac.compare_digest(mac, self._mac(body)):
             raise StateRejected(
-                "invalid_state", "The login state is not valid; please log in again."
+                ErrorReason.INVALID_STATE, "The login state is not valid; please log in again."
             )
         version, issued_at, scope, flags, cookie_hash = _HEADER.unpack(body)
         if version != _VERSION or scope >= len(_SCOPES):
             raise StateRejected(
-                "invalid_state", "The login state is not valid; please log in again."
+                ErrorReason.INVALID_STATE, "The login state is not valid; please log in again."
             )
         bound = bool(cookie) and hmac.compare_digest(cookie_hash, _cookie_hash(cookie or ""))
         signed = VerifiedState(

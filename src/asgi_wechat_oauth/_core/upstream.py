@@ -16,8 +16,14 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
+from ..errors import (
+    CredentialsRejected,
+    ErrorReason,
+    UpstreamError,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
 from .apiclient import APIClient
-from .errors import ConfigurationError, UpstreamError, UpstreamTimeout, WeChatOAuthError
 from .redact import install as _install_log_redaction
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -59,7 +65,7 @@ class UpstreamClient(APIClient):
         if errcode in (0, None):
             return data
         error = self.error_for(errcode if isinstance(errcode, int) else -999)
-        if isinstance(error, ConfigurationError):
+        if isinstance(error, CredentialsRejected):
             logger.error(
                 "wechat_oauth.configuration_error service=%s errcode=%s message=%s",
                 self.service,
@@ -90,16 +96,20 @@ async def request_json(
     with anyio.move_on_after(timeout) as scope:
         content = await _fetch(http_client, method, url, params, body, service)
     if scope.cancelled_caught:
-        raise UpstreamTimeout("upstream_timeout", f"{service} did not answer in time.")
+        raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, f"{service} did not answer in time.")
     try:
         data = json.loads(content)  # often labelled text/plain: the content type is not checked
     except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
         data = None
     if not isinstance(data, dict):
-        raise UpstreamError("upstream_bad_response", f"{service} answered with malformed JSON.")
+        raise UpstreamError(
+            ErrorReason.UPSTREAM_BAD_RESPONSE, f"{service} answered with malformed JSON."
+        )
     errcode = data.get("errcode")
     if errcode is not None and type(errcode) is not int:  # "0", 0.0, true: not an answer
-        raise UpstreamError("upstream_bad_response", f"{service} answered a malformed errcode.")
+        raise UpstreamError(
+            ErrorReason.UPSTREAM_BAD_RESPONSE, f"{service} answered a malformed errcode."
+        )
     return data
 
 
@@ -119,7 +129,8 @@ async def _fetch(
         ) as response:
             if response.status_code != 200:
                 raise UpstreamError(
-                    "upstream_unavailable", f"{service} answered HTTP {response.status_code}."
+                    ErrorReason.UPSTREAM_UNAVAILABLE,
+                    f"{service} answered HTTP {response.status_code}.",
                 )
             declared = response.headers.get("content-length", "")
             if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
@@ -138,17 +149,20 @@ async def _fetch(
             if over_the_cap.cancel_called:
                 raise _too_large(service)
     except httpx.TimeoutException:
-        raise UpstreamTimeout("upstream_timeout", f"{service} did not answer in time.") from None
+        raise UpstreamTimeout(
+            ErrorReason.UPSTREAM_TIMEOUT, f"{service} did not answer in time."
+        ) from None
     except (httpx.HTTPError, OSError) as exc:
         raise UpstreamError(
-            "upstream_unavailable", f"Could not reach {service} ({type(exc).__name__})."
+            ErrorReason.UPSTREAM_UNAVAILABLE, f"Could not reach {service} ({type(exc).__name__})."
         ) from None
     return b"".join(chunks)
 
 
 def _too_large(service: str) -> UpstreamError:
     return UpstreamError(
-        "upstream_bad_response", f"{service}'s answer is larger than {MAX_ANSWER_BYTES} bytes."
+        ErrorReason.UPSTREAM_BAD_RESPONSE,
+        f"{service}'s answer is larger than {MAX_ANSWER_BYTES} bytes.",
     )
 
 

@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from .._core.errors import WeChatOAuthError
-from ._base import Outcome, Result
-
-#: ``kind`` -> the function that rebuilds a stored result of that kind.
-_RESULT_TYPES: dict[str, Callable[[dict[str, Any]], Result]] = {}
-#: Results stored before kinds existed are web identities.
-_DEFAULT_KIND = "wechat"
-
-
-def register_result(kind: str, load: Callable[[dict[str, Any]], Result]) -> None:
-    """Teach the codec to rebuild results of ``kind`` (each product registers its own)."""
-    _RESULT_TYPES[kind] = load
-
+from .._core.contract import Outcome, result_loader
+from ..errors import WeChatOAuthError
 
 _SEALED = b"E"
 
@@ -110,7 +98,7 @@ def load_outcome(
     try:
         document = json.loads(payload)
         if marker == b"1":
-            load = _RESULT_TYPES.get(document.pop("kind", _DEFAULT_KIND))
+            load = result_loader(str(document.pop("kind", "")))
             if load is not None:
                 outcome = load(document)
         else:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import anyio
 
-from .._core.errors import ServiceUnavailable, WeChatOAuthError
-from ._base import Claim, Mark, Outcome
+from .._core.contract import Claim, Mark, Outcome
+from ..errors import ErrorReason, ServiceUnavailable, WeChatOAuthError
 
 #: What :meth:`MemoryBackend.peek` answers for a code whose flight runs in this process.
 _WAIT = Claim()
@@ -169,7 +169,9 @@ class MemoryBackend:
         if k in self._flights:
             return _WAIT
         if len(self._flights) >= self.max_entries:
-            raise ServiceUnavailable("overloaded", "Too many logins in progress; try again.")
+            raise ServiceUnavailable(
+                ErrorReason.OVERLOADED, "Too many logins in progress; try again."
+            )
         flight = _Flight(secrets.token_hex(8))
         self._flights[k] = flight
         return Claim(lease=flight.lease)

@@ -48,8 +48,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
     ) from exc
 
-from .._core.errors import CodeRejected, ExchangeLost, ServiceUnavailable, WeChatOAuthError
-from ._base import Claim, Mark, Outcome
+from .._core.contract import Claim, Mark, Outcome
+from ..errors import CodeRejected, ErrorReason, ExchangeLost, ServiceUnavailable, WeChatOAuthError
 from ._codec import ResultCipher, dump_outcome, load_outcome
 from ._deadlines import Deadlines
 from .memory import MemoryBackend
@@ -349,7 +349,7 @@ class RedisBackend:
             return claim
         except _Busy:
             raise ServiceUnavailable(
-                "overloaded", "Too many logins in progress; try again."
+                ErrorReason.OVERLOADED, "Too many logins in progress; try again."
             ) from None
         if answer[0] == 1:
             return Claim(outcome=self._load(key, answer[1]))
@@ -489,7 +489,8 @@ class RedisBackend:
             return outcome
         # Another leader traded the code and never shared a result: it died mid-exchange.
         return ExchangeLost(
-            "exchange_lost", "The login was interrupted on the server; please log in again."
+            ErrorReason.EXCHANGE_LOST,
+            "The login was interrupted on the server; please log in again.",
         )
 
     async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
@@ -564,7 +565,7 @@ class RedisBackend:
                 pass  # counted in this process meanwhile, as claims are
             except _Busy:
                 raise ServiceUnavailable(
-                    "overloaded", "Too many logins in progress; try again."
+                    ErrorReason.OVERLOADED, "Too many logins in progress; try again."
                 ) from None
         return await self._local.note_code(group, key, limit=limit, ttl=ttl)
 
@@ -610,7 +611,7 @@ class RedisBackend:
         # loud, but a clear 503 rather than a 500.
         logger.error("wechat_oauth.redis_result_unreadable")
         raise ServiceUnavailable(
-            "backend_unavailable", "The login service is unavailable; try again soon."
+            ErrorReason.BACKEND_UNAVAILABLE, "The login service is unavailable; try again soon."
         )
 
     def _keys(self, key: str) -> list[str]:
@@ -743,7 +744,8 @@ class RedisBackend:
         if self._down and time.monotonic() < self._down_until:
             if self.on_unavailable == "fail":
                 raise ServiceUnavailable(
-                    "backend_unavailable", "The login service is unavailable; try again soon."
+                    ErrorReason.BACKEND_UNAVAILABLE,
+                    "The login service is unavailable; try again soon.",
                 )
             return True
         return False
@@ -753,7 +755,7 @@ class RedisBackend:
             return Claim()  # this process leads it under a Redis lease: wait for that flight
         if self.on_unavailable == "fail":
             raise ServiceUnavailable(
-                "backend_unavailable", "The login service is unavailable; try again soon."
+                ErrorReason.BACKEND_UNAVAILABLE, "The login service is unavailable; try again soon."
             )
         claim = await self._local.claim(key)
         return Claim(outcome=claim.outcome, lease=_LOCAL + claim.lease) if claim.lease else claim

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._core.asgi import Message, Receive, Scope
 from .._core.callback import check_code, form_pairs
-from .._core.errors import InvalidCallbackRequest, RequestTooLarge
+from ..errors import ErrorReason, InvalidCallbackRequest, RequestTooLarge
 
 #: A login body is ``{"code": "..."}`` and perhaps a few fields of the app's own.
 MAX_BODY_BYTES = 4096
@@ -52,11 +52,13 @@ def parse_body(scope: Scope, body: bytes) -> tuple[str, dict[str, Any]]:
         raise _invalid_body()
     codes = [value for name, value in pairs if name == "code"]
     if len(codes) > 1:
-        raise InvalidCallbackRequest("duplicate_parameter", "The body carries 'code' twice.")
+        raise InvalidCallbackRequest(
+            ErrorReason.DUPLICATE_PARAMETER, "The body carries 'code' twice."
+        )
     if not codes or codes[0] in (None, ""):
-        raise InvalidCallbackRequest("missing_code", "The body carries no login code.")
+        raise InvalidCallbackRequest(ErrorReason.MISSING_CODE, "The body carries no login code.")
     if not isinstance(codes[0], str):
-        raise InvalidCallbackRequest("malformed_code", "The login code is malformed.")
+        raise InvalidCallbackRequest(ErrorReason.MALFORMED_CODE, "The login code is malformed.")
     code = check_code(codes[0])
     # The code stays out: it is spent, and an app that logs its fields must not log it.
     fields = {name: value for name, value in pairs if name != "code"}
@@ -110,11 +112,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _invalid_body() -> InvalidCallbackRequest:
     return InvalidCallbackRequest(
-        "invalid_body",
+        ErrorReason.INVALID_BODY,
         'The body must be JSON ({"code": ...}, application/json) or a form '
         "(code=..., application/x-www-form-urlencoded).",
     )
 
 
 def _too_large() -> RequestTooLarge:
-    return RequestTooLarge("body_too_large", f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    return RequestTooLarge(
+        ErrorReason.BODY_TOO_LARGE, f"The body is larger than {MAX_BODY_BYTES} bytes."
+    )

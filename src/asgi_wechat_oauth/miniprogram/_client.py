@@ -5,15 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from .._core.apiclient import APIClient
-from .._core.errors import (
+from .._core.redact import install as _install_log_redaction
+from .._core.upstream import request_json
+from ..errors import (
     ErrcodeTable,
+    ErrorReason,
     RateLimited,
     RiskyUserRejected,
     UpstreamError,
     error_from_errcode,
 )
-from .._core.redact import install as _install_log_redaction
-from .._core.upstream import request_json
 from ._session import MiniProgramSession
 
 #: The errcodes of ``jscode2session`` that the other WeChat endpoints do not answer.
@@ -55,5 +56,6 @@ class MiniProgramClient(APIClient):
             return MiniProgramSession.from_wechat(data, appid=self.appid)
         except ValueError:
             raise UpstreamError(
-                "upstream_bad_response", "WeChat's answer lacks a valid openid or session_key."
+                ErrorReason.UPSTREAM_BAD_RESPONSE,
+                "WeChat's answer lacks a valid openid or session_key.",
             ) from None

@@ -15,8 +15,8 @@ import re
 import secrets
 
 from .._core.asgi import Scope
-from .._core.errors import CodeRejected, InvalidCallbackRequest
 from ..backends import Backend
+from ..errors import CodeRejected, ErrorReason, InvalidCallbackRequest
 
 #: The header a client sends to say "this request is a retry of that one" (IETF
 #: draft-ietf-httpapi-idempotency-key-header); its value may be a quoted structured string.
@@ -37,7 +37,7 @@ def idempotency_key(scope: Scope) -> str | None:
         key = key[1:-1]
     if len(values) > 1 or not _KEY.fullmatch(key):
         raise InvalidCallbackRequest(
-            "invalid_idempotency_key",
+            ErrorReason.INVALID_IDEMPOTENCY_KEY,
             "The Idempotency-Key header must be given once, 16 to 255 visible ASCII characters.",
         )
     return key
@@ -58,6 +58,6 @@ async def take(backend: Backend, flight: str, holder: str, *, ttl: float) -> Non
     group = hashlib.sha256(f"mp-taken:{flight}".encode()).hexdigest()
     if not await backend.note_code(group, holder, limit=1, ttl=ttl):
         raise CodeRejected(
-            "code_used",
+            ErrorReason.CODE_USED,
             "This login code was already used by another request. Please log in again.",
         )

@@ -18,8 +18,13 @@ from .._core.asgi import (
     send_json,
 )
 from .._core.counters import Counters
-from .._core.errors import (
-    ConfigurationError,
+from .._core.lifespan import serve_lifespan
+from .._core.paths import matches, spellings
+from .._core.singleflight import MINIPROGRAM_NAMESPACE, SingleFlight, code_hash, flight_key
+from ..backends import Backend, MemoryBackend, check_lease
+from ..errors import (
+    CredentialsRejected,
+    ErrorReason,
     InvalidCallbackRequest,
     MethodNotAllowed,
     RiskyUserRejected,
@@ -27,10 +32,6 @@ from .._core.errors import (
     UpstreamTimeout,
     WeChatOAuthError,
 )
-from .._core.lifespan import serve_lifespan
-from .._core.paths import matches, spellings
-from .._core.singleflight import SingleFlight, code_hash, flight_key
-from ..backends import Backend, MemoryBackend, check_lease
 from ._body import parse_body, read_body, replaying
 from ._client import MiniProgramClient
 from ._duplicates import holder, idempotency_key, take
@@ -38,8 +39,6 @@ from ._session import MiniProgramSession
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
-#: Backend keys of mini-program codes are apart from web OAuth's (and from other apps').
-KEY_NAMESPACE = "mp"
 #: Where the app finds the login body's fields (all but the code), JSON or form alike.
 FIELDS_KEY = "wechat_fields"
 #: What a request with a code whose session another request was given gets: ``"share"`` the
@@ -136,7 +135,7 @@ class MiniProgramLoginMiddleware:
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
-                    "method_not_allowed", "The login endpoint accepts POST only."
+                    ErrorReason.METHOD_NOT_ALLOWED, "The login endpoint accepts POST only."
                 )
             body = await read_body(scope, receive)
             if body is None:
@@ -144,7 +143,7 @@ class MiniProgramLoginMiddleware:
             code, fields = parse_body(scope, body)
             # Checked before the exchange: bad input never reaches WeChat.
             retry_of = idempotency_key(scope) if self.duplicates == "reject" else None
-            key = flight_key(KEY_NAMESPACE, self.appid, code)
+            key = flight_key(MINIPROGRAM_NAMESPACE, self.appid, code)
             outcome = await self._flight.run(key, partial(self._trade, code))
             if isinstance(outcome, MiniProgramSession) and self.duplicates == "reject":
                 await take(self.backend, key, holder(retry_of), ttl=self._handout_ttl())
@@ -193,12 +192,12 @@ class MiniProgramLoginMiddleware:
                 if exc.errcode != -1:
                     raise
             return await self.client.code2session(code)  # -1 "busy": one retry, then fail
-        raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+        raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeChat did not answer in time.")
 
 
 def _failure_level(error: WeChatOAuthError) -> int:
     """Only failures a user sees for no fault of their own log at WARNING."""
-    if isinstance(error, (UpstreamError, ConfigurationError)):
+    if isinstance(error, (UpstreamError, CredentialsRejected)):
         return logging.DEBUG  # the exchange's own record already said it, once
     if isinstance(error, (InvalidCallbackRequest, RiskyUserRejected)):
         return logging.INFO  # bad input, or WeChat's verdict on the user

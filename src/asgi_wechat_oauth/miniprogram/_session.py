@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from ..backends._codec import register_result
+from .._core.contract import register_result
 
 #: openid, unionid and session_key are short printable ASCII (base64 for the key): anything
 #: else is not from WeChat, and must not become an identity an app trusts.

@@ -9,7 +9,7 @@ from functools import partial
 import anyio
 import httpx
 
-from ..web._authorize import authorize_url
+from ..web import authorize_url
 from ._base import EmulatorBase
 from ._emulator import WeChatEmulator
 from ._wecom import WeComEmulator

@@ -38,8 +38,7 @@ from starlette.responses import (
 from starlette.routing import Route, Router
 
 from .._core.asgi import Receive, Scope, Send
-from .._core.singleflight import flight_key
-from ..miniprogram._middleware import KEY_NAMESPACE as MINIPROGRAM_NAMESPACE
+from .._core.singleflight import MINIPROGRAM_NAMESPACE, flight_key
 from ._base import EmulatorBase
 from ._tokens import ServerTokens
 

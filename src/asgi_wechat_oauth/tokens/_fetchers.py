@@ -11,21 +11,13 @@ from typing import Protocol
 
 import httpx
 
-from .._core.errors import UpstreamError, WeChatOAuthError, configuration_error
+from .._core.apiclient import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
 from .._core.upstream import UpstreamClient, once_more_if_busy
+from ..errors import ErrorReason, UpstreamError, WeChatOAuthError, configuration_error
 from ._grant import TokenGrant
 
-WECOM_API_BASE_URL = "https://qyapi.weixin.qq.com"
 WECHAT_API_BASE_URL = "https://api.weixin.qq.com"
 
-#: Answers from a token endpoint that only a change of configuration fixes.
-WECOM_CONFIG_ERRCODES = {
-    40001: "invalid corpsecret: use the secret of this app (agent)",
-    40013: "invalid corpid",
-    40056: "invalid agentid",
-    50001: "the redirect URI's domain is not the app's trusted domain",
-    60020: "this server's IP is not in the app's trusted IPs",
-}
 _WECHAT_MEANINGS = {
     40001: "invalid AppSecret, or it belongs to another account",
     40013: "invalid appid",
@@ -85,10 +77,14 @@ class _Fetcher(UpstreamClient):
 
     def error_for(self, errcode: int) -> WeChatOAuthError:
         if errcode == -1:
-            return UpstreamError("upstream_busy", f"{self.service} is busy; try again.", errcode=-1)
+            return UpstreamError(
+                ErrorReason.UPSTREAM_BUSY, f"{self.service} is busy; try again.", errcode=-1
+            )
         if errcode in _RATE_LIMITED:
             return UpstreamError(
-                "rate_limited", f"{self.service} rate-limited the token endpoint.", errcode=errcode
+                ErrorReason.RATE_LIMITED,
+                f"{self.service} rate-limited the token endpoint.",
+                errcode=errcode,
             )
         meaning = self.meanings.get(errcode, "see the error code list")
         return configuration_error(self.service, errcode, meaning)
@@ -99,7 +95,7 @@ class _Fetcher(UpstreamClient):
             return TokenGrant.from_answer(data, margin=margin)
         except (TypeError, ValueError):
             raise UpstreamError(
-                "upstream_bad_response", f"{self.service}'s token answer is unusable."
+                ErrorReason.UPSTREAM_BAD_RESPONSE, f"{self.service}'s token answer is unusable."
             ) from None
 
     async def _request(self, force_refresh: bool) -> dict[str, object]:

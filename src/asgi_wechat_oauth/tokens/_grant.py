@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..backends._codec import register_result
+from .._core.contract import register_result
 
 #: WeChat documents tokens of up to 512 characters; anything much longer is not a token.
 _MAX_TOKEN_LENGTH = 2048

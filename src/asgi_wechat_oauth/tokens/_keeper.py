@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple, TypeVar
 
 from .._core.counters import Counters
-from .._core.errors import WeChatOAuthError
 from .._core.singleflight import SingleFlight
 from ..backends import Backend, MemoryBackend, Outcome, TokenStore, check_lease
+from ..errors import WeChatOAuthError
 from ._fetchers import FORCE_REFRESH_SPACING, TokenFetcher
 from ._grant import TokenGrant
 

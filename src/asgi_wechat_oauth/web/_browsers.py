@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._core.asgi import Scope
-from .._core.errors import InvalidCallbackRequest
+from ..errors import ErrorReason, InvalidCallbackRequest
 from ._authorize import QR_LOGIN_SCOPE
 
 
@@ -63,4 +63,4 @@ def route_login(
 
 
 def _not_here(message: str) -> InvalidCallbackRequest:
-    return InvalidCallbackRequest("scope_not_supported_here", message)
+    return InvalidCallbackRequest(ErrorReason.SCOPE_NOT_SUPPORTED_HERE, message)

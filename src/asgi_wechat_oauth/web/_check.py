@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from .._core.asgi import inner_app
-from .._core.errors import WeChatOAuthError
+from ..errors import InvalidConfig, WeChatOAuthError
 from ._client import WeChatOAuthClient
-from ._config import InvalidConfig, WeChatOAuthConfig
+from ._config import WeChatOAuthConfig
 from ._middleware import WeChatOAuthMiddleware
 
 #: A code no user was ever given: WeChat's answer to it tells whether appid and secret work.

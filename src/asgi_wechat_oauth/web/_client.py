@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from .._core.apiclient import APIClient
-from .._core.errors import UpstreamError, WeChatOAuthError, error_from_errcode
 from .._core.redact import install as _install_log_redaction
 from .._core.upstream import request_json
+from ..errors import ErrorReason, UpstreamError, WeChatOAuthError, error_from_errcode
 from ._identity import AccessToken, UserInfo
 
 _T = TypeVar("_T")
@@ -83,5 +83,6 @@ def _parse(build: Callable[[dict[str, Any]], _T], data: dict[str, Any]) -> _T:
         return build(data)
     except (KeyError, TypeError, ValueError, ArithmeticError):
         raise UpstreamError(
-            "upstream_bad_response", "WeChat's answer lacks required fields or has bad ones."
+            ErrorReason.UPSTREAM_BAD_RESPONSE,
+            "WeChat's answer lacks required fields or has bad ones.",
         ) from None

@@ -27,11 +27,12 @@ from .._core.counters import Counters
 from .._core.loops import check_loop_options
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
 from ..backends import Backend, check_lease
+from ..errors import InvalidConfig
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
 if TYPE_CHECKING:
     from .._core.asgi import ASGIApp, Scope
-    from .._core.errors import WeChatOAuthError
+    from ..errors import WeChatOAuthError
 
     OnError = Callable[[Scope, WeChatOAuthError], ASGIApp | None]
 else:
@@ -50,14 +51,6 @@ _SECRETS = frozenset({"secret", "state_secret", "website_secret"})
 _REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LOCK_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class InvalidConfig(ValueError):
-    """The options are invalid; ``problems`` lists each one (each names its option)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 def _bool(text: str) -> bool:

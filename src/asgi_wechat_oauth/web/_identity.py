@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..backends._codec import register_result
+from .._core.contract import register_result
 
 
 @dataclass(frozen=True, slots=True)

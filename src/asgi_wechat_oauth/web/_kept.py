@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import anyio
 
 from .._core.asgi import Message, Receive
-from .._core.errors import InvalidCallbackRequest, WeChatOAuthError
+from .._core.contract import register_result
 from .._core.login import validate_next
 from ..backends import Backend
-from ..backends._codec import register_result
+from ..errors import ErrorReason, InvalidCallbackRequest, WeChatOAuthError
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -111,7 +111,7 @@ class KeptNexts:
 
 def _expired() -> InvalidCallbackRequest:
     return InvalidCallbackRequest(
-        "qr_link_expired",
+        ErrorReason.QR_LINK_EXPIRED,
         "This QR code has expired: reload the page on the computer and scan it again.",
     )
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from .._core.asgi import Scope
-from .._core.errors import InvalidCallbackRequest
 from .._core.login import LoginEndpoint as _LoginEndpoint
 from .._core.login import validate_next
 from .._core.state import StateSigner
+from ..errors import ErrorReason, InvalidCallbackRequest
 from ._authorize import SCOPES, authorize_url
 from ._browsers import LoginRoute, route_login
 from ._kept import is_next_id
@@ -98,18 +98,18 @@ class LoginEndpoint(_LoginEndpoint):
         asked = params.get("scope") or None
         if asked is not None and asked not in SCOPES:
             raise InvalidCallbackRequest(
-                "invalid_scope", f"scope must be one of {', '.join(sorted(SCOPES))}."
+                ErrorReason.INVALID_SCOPE, f"scope must be one of {', '.join(sorted(SCOPES))}."
             )
         output = params.get("format", "")
         element_id = params.get("id") or DEFAULT_WXLOGIN_ID
         if output not in FORMATS or not _ELEMENT_ID.fullmatch(element_id):
             raise InvalidCallbackRequest(
-                "invalid_query", "format may only be wxlogin, and id an HTML element id."
+                ErrorReason.INVALID_QUERY, "format may only be wxlogin, and id an HTML element id."
             )
         next_id = params.get("next_id") or None
         if next_id is not None and (params.get("next") or not is_next_id(next_id)):
             raise InvalidCallbackRequest(
-                "invalid_query", "next_id must be a QR page's id, and comes without next."
+                ErrorReason.INVALID_QUERY, "next_id must be a QR page's id, and comes without next."
             )
         return LoginQuery(
             scope=asked,

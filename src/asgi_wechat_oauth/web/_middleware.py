@@ -14,19 +14,20 @@ import httpx
 from .._core.apiclient import DEFAULT_API_BASE_URL
 from .._core.asgi import ASGIApp, Scope, Send
 from .._core.counters import Counters
-from .._core.errors import (
-    InvalidCallbackRequest,
-    SnapshotUserRejected,
-    StateRejected,
-    UpstreamTimeout,
-    WeChatOAuthError,
-)
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from .._core.upstream import once_more_if_busy
 from ..backends import Backend, MemoryBackend
+from ..errors import (
+    ErrorReason,
+    InvalidCallbackRequest,
+    SnapshotUserRejected,
+    StateRejected,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
 from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
@@ -184,7 +185,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             # Signed by this site for a website app it no longer has (configuration changed
             # mid-login): no app here can trade the code.
             raise StateRejected(
-                "invalid_state", "The login was started elsewhere; please log in again."
+                ErrorReason.INVALID_STATE, "The login was started elsewhere; please log in again."
             )
         key_prefix = f"{self.website_client.appid}:".encode()
         return key_prefix, partial(self._trade_with, self.website_client)
@@ -196,7 +197,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         route = self._login.route(scope, query)
         if query.format == "wxlogin" and (route is None or route.scope != QR_LOGIN_SCOPE):
             raise InvalidCallbackRequest(
-                "wxlogin_unavailable", "WxLogin needs a website app (website_appid)."
+                ErrorReason.WXLOGIN_UNAVAILABLE, "WxLogin needs a website app (website_appid)."
             )
         kept = KeptNexts(self.backend, self.appid, self._signer.max_age)
         if route is None:
@@ -250,7 +251,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         super()._admit(identity, state)
         if identity.is_snapshotuser and self.snapshot_users == "reject":
             raise SnapshotUserRejected(
-                "snapshot_user",
+                ErrorReason.SNAPSHOT_USER,
                 "This page is open in WeChat's snapshot mode. Tap the button at the bottom to "
                 "use the full service, then log in again.",
             )
@@ -266,7 +267,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         with anyio.move_on_after(self.exchange_timeout):
             token = await once_more_if_busy(lambda: client.exchange_code(code))
         if token is None:
-            raise UpstreamTimeout("upstream_timeout", "WeChat did not answer in time.")
+            raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeChat did not answer in time.")
         userinfo = None
         if self._wants_userinfo(token):
             userinfo = await self._fetch_userinfo(client, token, deadline)

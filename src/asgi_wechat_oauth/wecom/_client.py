@@ -6,16 +6,17 @@ from typing import Any
 
 import httpx
 
-from .._core.errors import (
+from .._core.apiclient import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
+from .._core.upstream import UpstreamClient, once_more_if_busy
+from ..backends import Backend
+from ..errors import (
+    ErrorReason,
     UpstreamError,
     WeChatOAuthError,
     configuration_error,
     error_from_errcode,
 )
-from .._core.upstream import UpstreamClient, once_more_if_busy
-from ..backends import Backend
 from ..tokens import AccessTokenKeeper, WeComTokenFetcher
-from ..tokens._fetchers import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
 from ._identity import WeComIdentity, WeComUserDetail
 
 
@@ -100,4 +101,6 @@ class WeComOAuthClient(UpstreamClient):
             raise self._unusable() from None
 
     def _unusable(self) -> WeChatOAuthError:
-        return UpstreamError("upstream_bad_response", "WeCom's answer lacks required fields.")
+        return UpstreamError(
+            ErrorReason.UPSTREAM_BAD_RESPONSE, "WeCom's answer lacks required fields."
+        )

@@ -11,23 +11,24 @@ from urllib.parse import parse_qsl
 import anyio
 import httpx
 
+from .._core.apiclient import WECOM_API_BASE_URL
 from .._core.asgi import ASGIApp
 from .._core.callback import CallbackParams, parse_callback_query
 from .._core.counters import Counters
-from .._core.errors import (
-    InvalidCallbackRequest,
-    LoginDeclined,
-    UpstreamTimeout,
-    WeChatOAuthError,
-)
 from .._core.login import check_login_options
 from .._core.middleware import OAuthMiddleware, OnError
 from .._core.pages import ErrorPages
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, derive_state_secret
 from ..backends import Backend, MemoryBackend, check_lease
+from ..errors import (
+    ErrorReason,
+    InvalidCallbackRequest,
+    LoginDeclined,
+    UpstreamTimeout,
+    WeChatOAuthError,
+)
 from ..tokens import AccessTokenKeeper
-from ..tokens._fetchers import WECOM_API_BASE_URL
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL, SCOPES
 from ._client import WeComOAuthClient
 from ._identity import WeComIdentity, WeComUserDetail
@@ -167,7 +168,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         with anyio.move_on_after(self.exchange_timeout):
             identity = await self.client.get_identity(code)
         if identity is None:
-            raise UpstreamTimeout("upstream_timeout", "WeCom did not answer in time.")
+            raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeCom did not answer in time.")
         detail = None
         if self.fetch_user_detail and identity.user_ticket:
             detail = await self._fetch_detail(identity.user_ticket, identity.userid, deadline)
@@ -199,7 +200,8 @@ def _parse_wecom(query_string: bytes) -> CallbackParams:
     except InvalidCallbackRequest as exc:
         if exc.reason == "missing_code" and _has_state(query_string):
             raise LoginDeclined(
-                "login_declined", "The login was declined in WeCom. Log in again to continue."
+                ErrorReason.LOGIN_DECLINED,
+                "The login was declined in WeCom. Log in again to continue.",
             ) from None
         raise
 

@@ -6,10 +6,14 @@ single-flight loop lives in the middleware; a backend only stores and signals, s
 Redis backends are two implementations of the same four calls (and ``note_code``, which counts
 the codes traded under one state).
 
-A backend may also offer ``peek(key) -> Claim | None``, synchronous and without taking a lease:
-the stored outcome, ``Claim()`` for a flight running in this process (wait for it), or ``None``
-(claim). Duplicates it answers are served in the request's own task; without it every request
-goes through the detached claim. It is optional, so backends written before it keep working.
+The contract sits in the core, under the engine and the backends: the single flight
+(:mod:`.singleflight`) drives any backend through it, and :mod:`asgi_wechat_oauth.backends`
+implements it (and re-exports it for backend authors). Results are rebuilt by ``kind`` from
+what a product registered (:func:`register_result`).
+
+Optional capabilities are protocols of their own, checked with ``isinstance``:
+:class:`Peekable` (answer duplicates in the request's own task) and :class:`TokenStore` (what
+the access-token keeper needs).
 
 :class:`TokenStore` is what an access-token keeper needs besides: a stored outcome with the time
 the backend still keeps it, and a mark that a rejection leaves for the one fetch that follows.
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from .._core.errors import WeChatOAuthError
+from ..errors import WeChatOAuthError
 
 
 class Result(Protocol):
@@ -40,6 +44,20 @@ class Result(Protocol):
 
 #: What an exchange ends with: the result, or the error every request for that code gets.
 Outcome = Result | WeChatOAuthError
+
+#: ``kind`` -> the function that rebuilds a stored result of that kind.
+_RESULT_TYPES: dict[str, Callable[[dict[str, Any]], Result]] = {}
+
+
+def register_result(kind: str, load: Callable[[dict[str, Any]], Result]) -> None:
+    """Teach every backend to rebuild stored results of ``kind`` (each product registers its
+    own result types when imported)."""
+    _RESULT_TYPES[kind] = load
+
+
+def result_loader(kind: str) -> Callable[[dict[str, Any]], Result] | None:
+    """The function that rebuilds a stored result of ``kind``, if a product registered it."""
+    return _RESULT_TYPES.get(kind)
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,17 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and tasks. The middleware calls it on lifespan shutdown."""
+        ...
+
+
+@runtime_checkable
+class Peekable(Protocol):
+    """Optional: answer a duplicate without a round trip and without taking a lease."""
+
+    def peek(self, key: str) -> Claim | None:
+        """Synchronously: the stored outcome, ``Claim()`` for a flight running in this process
+        (wait for it), or ``None`` (claim). Duplicates it answers are served in the request's
+        own task; without it every request goes through the detached claim."""
         ...
 
 

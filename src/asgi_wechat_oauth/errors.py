@@ -1,16 +1,106 @@
-"""Errors with a stable, machine-readable ``reason`` and the HTTP status the middleware answers.
+"""Every error the package raises, and the reasons the middlewares answer with.
+
+The bottom of the package: it imports nothing of it, and everything else imports it (as httpx's
+``_exceptions.py`` and ``starlette.exceptions``). Two families:
+
+- :class:`WeChatOAuthError` and its subclasses: a request failed. Each has the HTTP status the
+  middleware answers and a stable, machine-readable :class:`ErrorReason`; ``message`` is for
+  people. :class:`CredentialsRejected` is WeChat refusing the app's credentials or console
+  setup (a 500: fix it in WeChat's console).
+- :class:`InvalidConfig`: an option is wrong where it is written (a ``ValueError``).
 
 Messages never hold the app secret, a code or a token: they are shown to users and logged.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+__all__ = [
+    "CodeRejected",
+    "CredentialsRejected",
+    "ErrorReason",
+    "ExchangeLost",
+    "InvalidCallbackRequest",
+    "InvalidConfig",
+    "LoginDeclined",
+    "LoginLoop",
+    "MethodNotAllowed",
+    "RateLimited",
+    "RequestTooLarge",
+    "RiskyUserRejected",
+    "ServiceUnavailable",
+    "SnapshotUserRejected",
+    "StateRejected",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "WeChatOAuthError",
+]
+
+
+class ErrorReason(str, enum.Enum):
+    """The ``reason`` of every error answer: ``{"error": reason, ...}`` in JSON, the error
+    page's texts, the ``reason`` label of the error metric. A ``str``, so it compares equal to
+    its value (``ErrorReason.CODE_USED == "code_used"``) and prints as it."""
+
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    BODY_TOO_LARGE = "body_too_large"
+    CODE_EXPIRED = "code_expired"
+    CODE_INVALID = "code_invalid"
+    CODE_USED = "code_used"
+    CONFIGURATION_ERROR = "configuration_error"
+    DUPLICATE_PARAMETER = "duplicate_parameter"
+    EXCHANGE_LOST = "exchange_lost"
+    INVALID_BODY = "invalid_body"
+    INVALID_HOST = "invalid_host"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    INVALID_NEXT = "invalid_next"
+    INVALID_QUERY = "invalid_query"
+    INVALID_SCOPE = "invalid_scope"
+    INVALID_STATE = "invalid_state"
+    LOGIN_DECLINED = "login_declined"
+    LOGIN_LOOP = "login_loop"
+    MALFORMED_CODE = "malformed_code"
+    MALFORMED_STATE = "malformed_state"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    MISSING_CODE = "missing_code"
+    OVERLOADED = "overloaded"
+    QR_LINK_EXPIRED = "qr_link_expired"
+    RATE_LIMITED = "rate_limited"
+    RISKY_USER = "risky_user"
+    SCOPE_NOT_SUPPORTED_HERE = "scope_not_supported_here"
+    SHUTTING_DOWN = "shutting_down"
+    SNAPSHOT_USER = "snapshot_user"
+    STATE_MISMATCH = "state_mismatch"
+    TOO_MANY_CODES = "too_many_codes"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    UPSTREAM_BUSY = "upstream_busy"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    WXLOGIN_UNAVAILABLE = "wxlogin_unavailable"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
+
+class InvalidConfig(ValueError):
+    """The options are invalid where they are written; ``problems`` lists each one (each names
+    its option, and a misspelt name says which one was meant)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
 
 class WeChatOAuthError(Exception):
-    """Base class. ``reason`` is stable (part of the API); ``message`` is for humans."""
+    """Base class of failed requests. ``reason`` is stable (part of the API); ``message`` is
+    for humans."""
 
     status_code: ClassVar[int] = 500
     #: Whether a duplicate arriving later gets this same error from the result cache. True only
@@ -19,9 +109,12 @@ class WeChatOAuthError(Exception):
     #: Seconds to send as ``Retry-After``, for errors that say when trying again makes sense.
     retry_after: ClassVar[int | None] = None
 
-    def __init__(self, reason: str, message: str, *, errcode: int | None = None) -> None:
+    def __init__(
+        self, reason: ErrorReason | str, message: str, *, errcode: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.reason = reason
+        #: Raises ``ValueError`` for a reason that is not an :class:`ErrorReason`.
+        self.reason = ErrorReason(reason)
         self.message = message
         self.errcode = errcode
 
@@ -44,6 +137,7 @@ class WeChatOAuthError(Exception):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeChatOAuthError:
+        """An error as :meth:`to_dict` stored it (``ValueError`` for an unknown reason)."""
         kind = _ERROR_TYPES.get(str(data.get("type")), WeChatOAuthError)
         errcode = data.get("errcode")
         return kind(
@@ -136,8 +230,9 @@ class ExchangeLost(UpstreamError):
     definitive = True
 
 
-class ConfigurationError(WeChatOAuthError):
-    """WeChat rejected the app's credentials (40013 invalid appid, 40125 invalid secret, ...)."""
+class CredentialsRejected(WeChatOAuthError):
+    """WeChat refused the app's credentials or its console setup (40013 invalid appid, 40125
+    invalid secret, 40164 an IP not on the allowlist, ...): reason ``configuration_error``."""
 
     status_code = 500
 
@@ -165,13 +260,15 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         UpstreamTimeout,
         RateLimited,
         ExchangeLost,
-        ConfigurationError,
+        CredentialsRejected,
         ServiceUnavailable,
     )
 }
 
 #: Reasons saying a code can never be traded, which a fresh login fixes.
-UNUSABLE_CODE_REASONS = frozenset({"code_invalid", "code_used", "code_expired"})
+UNUSABLE_CODE_REASONS = frozenset(
+    {ErrorReason.CODE_INVALID, ErrorReason.CODE_USED, ErrorReason.CODE_EXPIRED}
+)
 #: errcodes that say this code can never be traded; 40029 and 40163 also mean "already used".
 CODE_USED_ERRCODES = frozenset({40029, 40163})
 _CODE_ERRORS = {
@@ -186,9 +283,9 @@ _CONFIG_ERRCODES = frozenset({40013, 40125, 41002, 41004, 40164, 40002})
 ErrcodeTable = Mapping[int, tuple[type[WeChatOAuthError], str, str]]
 
 
-def configuration_error(service: str, errcode: int, meaning: str) -> ConfigurationError:
+def configuration_error(service: str, errcode: int, meaning: str) -> CredentialsRejected:
     """A 500 ``configuration_error`` that says what to fix (``meaning``), never a secret."""
-    return ConfigurationError(
+    return CredentialsRejected(
         "configuration_error",
         f"{service} rejected the app's configuration (errcode {errcode}: {meaning}).",
         errcode=errcode,
@@ -205,7 +302,7 @@ def error_from_errcode(errcode: int, extra: ErrcodeTable | None = None) -> WeCha
         reason, message = _CODE_ERRORS[errcode]
         return CodeRejected(reason, message, errcode=errcode)
     if errcode in _CONFIG_ERRCODES:
-        return ConfigurationError(
+        return CredentialsRejected(
             "configuration_error",
             f"WeChat rejected the app's credentials: {errcode_hint(errcode)}.",
             errcode=errcode,
