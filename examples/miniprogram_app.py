@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthMiddleware
 from asgi_wechat_oauth.backends import Backend
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware, MiniProgramSession
+from asgi_wechat_oauth.miniprogram import MiniProgramIdentity, MiniProgramMiddleware
 
 LOGIN = "/wechat/miniprogram/login"
 
@@ -56,7 +56,7 @@ def token_owner(secret: bytes, token: str) -> str | None:
 
 
 async def login(request: Request) -> JSONResponse:
-    me: MiniProgramSession = request.scope["wechat"]
+    me: MiniProgramIdentity = request.scope["wechat"]
     # The body's other fields, parsed by the middleware from JSON or a form alike (a form's
     # values are text): no request.json(), which fails on the form bodies the middleware takes.
     fields: dict[str, Any] = request.scope["wechat_fields"]
@@ -108,7 +108,7 @@ def create_app(*, token_secret: bytes | None = None, **options: Any) -> Starlett
         token_secret or os.environ.get("TOKEN_SECRET", "").encode() or secrets.token_bytes(32)
     )
     app.add_middleware(
-        MiniProgramLoginMiddleware,
+        MiniProgramMiddleware,
         appid=os.environ.get("WECHAT_MINIPROGRAM_APPID", "wxemulated0000001"),
         secret=os.environ.get("WECHAT_MINIPROGRAM_SECRET", "emulated-app-secret-0123456789ab"),
         login_path=LOGIN,

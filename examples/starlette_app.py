@@ -9,7 +9,7 @@ Environment (read by ``WeChatOAuthConfig.from_env``, which refuses unknown ``WEC
 - ``WECHAT_API_BASE_URL``, ``WECHAT_AUTHORIZE_BASE_URL``: WeChat's API and consent pages; point
   both at an emulator (``python -m asgi_wechat_oauth emulator``) to run without WeChat.
 - ``WECHAT_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) switches to the Redis backend, which
-  several workers need; ``WECHAT_REDIS_PREFIX`` and ``WECHAT_LOCK_TTL`` tune it, and
+  several workers need; ``WECHAT_REDIS_PREFIX`` and ``WECHAT_LEASE_TTL`` tune it, and
   ``WECHAT_REDIS_CLUSTER=1`` reads the URL as one node of a Redis Cluster;
   ``WECHAT_REDIS_TIMEOUT`` bounds each Redis call (2 seconds).
 - ``WECHAT_EXCHANGE_TIMEOUT``: seconds one exchange may take (10).

@@ -13,14 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware, MiniProgramSession
+from asgi_wechat_oauth.miniprogram import MiniProgramIdentity, MiniProgramMiddleware
 from support import CALLBACK, WECHAT_URL, Gate
 
 LOGIN = "/wechat/miniprogram/login"
 
 
 async def _login_route(request: Request) -> JSONResponse:
-    me: MiniProgramSession = request.scope["wechat"]
+    me: MiniProgramIdentity = request.scope["wechat"]
     return JSONResponse(
         {
             "openid": me.openid,
@@ -51,14 +51,14 @@ def mp_app() -> Starlette:
     )
 
 
-MakeMP = Callable[..., Awaitable[tuple[MiniProgramLoginMiddleware, httpx.AsyncClient]]]
+MakeMP = Callable[..., Awaitable[tuple[MiniProgramMiddleware, httpx.AsyncClient]]]
 
 
 @pytest.fixture
 def make_mp(make_app) -> MakeMP:
     """``await make_mp(**options)`` → ``(middleware, client)``: conftest's ``make_app`` with
     the mini-program middleware in front of ``mp_app()``."""
-    return partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+    return partial(make_app, middleware=MiniProgramMiddleware, app=mp_app())
 
 
 @pytest.fixture

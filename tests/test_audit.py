@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthError, WeChatOAuthMiddleware
-from asgi_wechat_oauth.miniprogram import MiniProgramClient, MiniProgramLoginMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramClient, MiniProgramMiddleware
 from asgi_wechat_oauth.tokens import StableTokenFetcher, WeComTokenFetcher
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 from support import call_asgi, http_scope
@@ -57,7 +57,7 @@ async def _ok(scope: Any, receive: Any, send: Any) -> None:
 @pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3"])
 async def test_a_content_length_of_superscript_digits_is_a_400_not_a_500(length):
     """Header values arrive as latin-1: ``"²".isdigit()`` is true, but ``int("²")`` raises."""
-    middleware = MiniProgramLoginMiddleware(_ok, appid="wxaudit", secret="audit-secret")
+    middleware = MiniProgramMiddleware(_ok, appid="wxaudit", secret="audit-secret")
     scope = http_scope("/wechat/miniprogram/login", method="POST")
     scope["headers"] += [
         (b"content-type", b"application/json"),
@@ -172,9 +172,7 @@ def test_a_nan_ttl_or_timeout_is_refused_at_construction(product, option):
     500, ``result_ttl=nan`` stored nothing, so a retried request traded its code again."""
     with pytest.raises(ValueError, match=option):
         if product == "miniprogram":
-            MiniProgramLoginMiddleware(
-                _ok, appid="wxaudit", secret="audit-secret", **{option: math.nan}
-            )
+            MiniProgramMiddleware(_ok, appid="wxaudit", secret="audit-secret", **{option: math.nan})
         else:
             wecom(
                 **{option: math.nan},

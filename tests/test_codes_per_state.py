@@ -165,7 +165,7 @@ async def test_redis_note_code_falls_back_to_the_process_when_redis_is_down():
     from asgi_wechat_oauth.backends.redis import RedisBackend
 
     backend = RedisBackend(
-        f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5, retry_interval=30
+        f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5, retry_interval=30
     )
     try:
         assert await backend.note_code("g", "a", limit=1, ttl=30)

@@ -128,7 +128,7 @@ def test_from_env_reads_typed_values():
             "WECHAT_RESULT_TTL": "60",
             "WECHAT_TRUST_FORWARDED": "yes",
             "WECHAT_CONNECT_REDIRECT": "0",
-            "WECHAT_FETCH_USERINFO": "",  # empty: unset
+            "WECHAT_FETCH_PROFILE": "",  # empty: unset
             "WECHAT_DEFAULT_SCOPE": "snsapi_login",
             "PATH": "/usr/bin",  # not under the prefix: none of its business
         }
@@ -139,7 +139,7 @@ def test_from_env_reads_typed_values():
         "/wechat/login",
     )
     assert (config.exchange_timeout, config.result_ttl) == (3.5, 60.0)
-    assert (config.trust_forwarded, config.connect_redirect, config.fetch_userinfo) == (
+    assert (config.trust_forwarded, config.connect_redirect, config.fetch_profile) == (
         True,
         False,
         None,
@@ -188,14 +188,14 @@ def test_from_env_redis_url_makes_a_redis_backend():
             **ENV,
             "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0",
             "WECHAT_REDIS_PREFIX": "myapp",
-            "WECHAT_LOCK_TTL": "12",
+            "WECHAT_LEASE_TTL": "12",
         }
     )
     assert isinstance(config.backend, RedisBackend)
     assert (config.backend.prefix, config.backend.lease_ttl) == ("myapp", 12.0)
-    with pytest.raises(ValueError, match="WECHAT_LOCK_TTL"):
+    with pytest.raises(ValueError, match="WECHAT_LEASE_TTL"):
         WeChatOAuthConfig.from_env(
-            environ={**ENV, "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0", "WECHAT_LOCK_TTL": "x"}
+            environ={**ENV, "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0", "WECHAT_LEASE_TTL": "x"}
         )
 
 

@@ -251,13 +251,13 @@ async def test_lone_surrogate_on_redis_leaves_no_lease_and_answers_duplicates_pr
 ):
     """Whatever the Redis codec makes of the text, the login succeeds, the lease is released,
     and a duplicate on another worker gets an answer (the identity, or ``exchange_lost`` if it
-    could not be stored) without waiting out ``lock_ttl``."""
+    could not be stored) without waiting out ``lease_ttl``."""
     from asgi_wechat_oauth.backends.redis import RedisBackend
 
     caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
     emulator.user = EmulatedUser(nickname="Tom\ud83d")
     prefix = f"test-{uuid.uuid4().hex[:12]}"
-    one, two = (RedisBackend(redis_server.url, prefix=prefix, lock_ttl=30) for _ in range(2))
+    one, two = (RedisBackend(redis_server.url, prefix=prefix, lease_ttl=30) for _ in range(2))
     try:
         _, first = await make_app(app=_echo_identity, backend=one)
         _, second = await make_app(app=_echo_identity, backend=two)
@@ -272,7 +272,7 @@ async def test_lone_surrogate_on_redis_leaves_no_lease_and_answers_duplicates_pr
             assert await client.exists(f"{prefix}:{{{key}}}:lease") == 0
         finally:
             await client.aclose()
-        with anyio.fail_after(10):  # well under lock_ttl
+        with anyio.fail_after(10):  # well under lease_ttl
             duplicate = await second.get(url)
         assert duplicate.status_code in (200, 502)
         if duplicate.status_code == 502:

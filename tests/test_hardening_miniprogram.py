@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from _apps import load_example, running
 from _miniprogram_app import mp_app
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramMiddleware
 from asgi_wechat_oauth.testing import Fault, double_login
 from support import APP_URL, WECHAT_URL, wait_until
 
@@ -171,7 +171,7 @@ async def test_each_request_gets_its_own_bodys_fields_without_the_code(emulator,
     name given twice keeps its last value; the code is not among them; a late duplicate gets
     its own body's fields, not the first request's; the body itself is still replayed."""
     app = Starlette(routes=[Route(LOGIN, _fields_route, methods=["POST"])])
-    middleware, client = await make_app(middleware=MiniProgramLoginMiddleware, app=app)
+    middleware, client = await make_app(middleware=MiniProgramMiddleware, app=app)
     code = emulator.issue_miniprogram_code()
     body = f'{{"scene": 1, "code": "{code}", "user": {{"a": [1, {{"b": null}}]}}, "scene": 2}}'
     first = await client.post(LOGIN, content=body, headers={"content-type": JSON})
@@ -189,7 +189,7 @@ async def test_each_request_gets_its_own_bodys_fields_without_the_code(emulator,
 async def test_fields_no_answer_can_hold_are_refused_before_wechat(emulator, make_app) -> None:
     """A lone surrogate in another field would reach the app as text that no UTF-8 answer can
     hold: a 500 after the code is spent. It is 400 ``invalid_body`` before any exchange."""
-    middleware, client = await make_app(middleware=MiniProgramLoginMiddleware, app=mp_app())
+    middleware, client = await make_app(middleware=MiniProgramMiddleware, app=mp_app())
     code = emulator.issue_miniprogram_code()
     for body in (
         f'{{"code": "{code}", "scene": "\\ud800"}}',
@@ -204,7 +204,7 @@ def readme_login_block(readme: str) -> str:
     """The Python block of the README's mini-program section that builds the app."""
     text = (ROOT / readme).read_text("utf-8")
     for block in re.findall(r"^```python\n(.*?)^```$", text, re.S | re.M):
-        if "add_middleware(\n    MiniProgramLoginMiddleware" in block:
+        if "add_middleware(\n    MiniProgramMiddleware" in block:
             return str(block)
     raise AssertionError(f"{readme} has no mini-program login block")
 
@@ -410,4 +410,4 @@ async def test_example_app_with_reject_answers_a_replay_400_not_500(emulator, ex
 
 def test_duplicates_is_checked_when_the_middleware_is_built() -> None:
     with pytest.raises(ValueError, match="duplicates must be 'share' or 'reject'"):
-        MiniProgramLoginMiddleware(mp_app(), appid="wx1", secret="s", duplicates="once")  # type: ignore[arg-type]
+        MiniProgramMiddleware(mp_app(), appid="wx1", secret="s", duplicates="once")  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatOAuthMiddleware
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramMiddleware
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 
 
@@ -49,7 +49,7 @@ def web(emulator, http):
 
 
 def mp(emulator, http):
-    return MiniProgramLoginMiddleware(
+    return MiniProgramMiddleware(
         Starlette(routes=[Route("/wechat/miniprogram/login", ok, methods=["POST"])]),
         appid=emulator.appid,
         secret=emulator.secret,

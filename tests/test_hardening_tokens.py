@@ -236,20 +236,20 @@ async def test_a_lease_shorter_than_the_fetch_it_guards_is_refused(emulator, htt
     from asgi_wechat_oauth.backends.redis import RedisBackend
 
     # As measured by the audit: a 1 s lease over a fetch allowed 10 s (nothing connects yet).
-    backend, longer = (RedisBackend("redis://127.0.0.1:1/0", lock_ttl=t) for t in (1.0, 11.0))
+    backend, longer = (RedisBackend("redis://127.0.0.1:1/0", lease_ttl=t) for t in (1.0, 11.0))
     made.extend([backend, longer])
     fetcher = ClientCredentialTokenFetcher(
         emulator.appid, emulator.secret, api_base_url=WECHAT_URL, http_client=http
     )
-    with pytest.raises(ValueError, match=r"lock_ttl=1\.0.*fetch_timeout=10\.0"):
-        AccessTokenKeeper(fetcher, backend=backend, fetch_timeout=10.0)
+    with pytest.raises(ValueError, match=r"lease_ttl=1\.0.*exchange_timeout=10\.0"):
+        AccessTokenKeeper(fetcher, backend=backend, exchange_timeout=10.0)
     # The middlewares' check: the same rule for their exchange_timeout.
-    with pytest.raises(ValueError, match=r"lock_ttl=1\.0.*exchange_timeout=2\.0"):
+    with pytest.raises(ValueError, match=r"lease_ttl=1\.0.*exchange_timeout=2\.0"):
         check_lease(backend, 2.0, "exchange_timeout")
     check_lease(MemoryBackend(), 60.0, "exchange_timeout")  # its leaders cannot vanish
     # The lease covers the single flight's backstop past the timeout, whatever it becomes.
     assert LEASE_GRACE >= _GRACE
-    check_lease(longer, 10.0, "fetch_timeout")
+    check_lease(longer, 10.0, "exchange_timeout")
 
 
 @pytest.mark.redis
@@ -261,14 +261,16 @@ async def test_workers_on_real_redis_make_one_slow_fetch_between_them(
     # would knock the first worker's token out. The fetch is slower than the 1 s lease the
     # audit measured 3 calls with (now refused), within the lease the keeper accepts.
     emulator.latency = 1.5
-    fetch_timeout = 2.0
-    backends = redis_backends(redis_server.url, made, 3, lock_ttl=fetch_timeout + 1.0)
+    exchange_timeout = 2.0
+    backends = redis_backends(redis_server.url, made, 3, lease_ttl=exchange_timeout + 1.0)
     keepers = []
     for backend in backends:
         fetcher = ClientCredentialTokenFetcher(
             emulator.appid, emulator.secret, api_base_url=WECHAT_URL, http_client=http
         )
-        keepers.append(AccessTokenKeeper(fetcher, backend=backend, fetch_timeout=fetch_timeout))
+        keepers.append(
+            AccessTokenKeeper(fetcher, backend=backend, exchange_timeout=exchange_timeout)
+        )
     made.extend(keepers)
     tokens: list[str] = []
 

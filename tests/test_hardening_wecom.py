@@ -1,5 +1,5 @@
 """WeCom, from the outside audit of issue 26: a login whose corp token WeCom refuses is retried
-with the same code and that is not a double trade (item 5); ``fetch_user_detail`` never attaches
+with the same code and that is not a double trade (item 5); ``fetch_profile`` never attaches
 another member's details (item 9). Against the WeCom emulator, through the middleware, on
 asyncio and trio."""
 
@@ -58,7 +58,7 @@ async def app(wecom: WeComEmulator) -> AsyncIterator[WeComOAuthMiddleware]:
             agentid=wecom.agentid,
             secret=wecom.secret,
             login_path="/wecom/login",
-            fetch_user_detail=True,
+            fetch_profile=True,
             api_base_url=WECOM_URL,
             authorize_base_url=WECOM_URL,
             qr_login_base_url=WECOM_URL,

@@ -106,17 +106,17 @@ async def test_userinfo_follows_the_granted_scope(emulator, make_app, scope, fet
     assert emulator.calls["userinfo"] == (1 if fetched else 0)
 
 
-async def test_fetch_userinfo_false_skips_the_profile(emulator, make_app):
-    middleware, client = await make_app(fetch_userinfo=False)
+async def test_fetch_profile_false_skips_the_profile(emulator, make_app):
+    middleware, client = await make_app(fetch_profile=False)
     response = await client.get(f"{CALLBACK}?code={emulator.issue_code('snsapi_userinfo')}")
     assert response.status_code == 200
     assert response.json()["nickname"] is None
     assert emulator.calls["userinfo"] == 0
 
 
-async def test_fetch_userinfo_true_on_base_scope_degrades(emulator, make_app, caplog):
+async def test_fetch_profile_true_on_base_scope_degrades(emulator, make_app, caplog):
     caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
-    middleware, client = await make_app(fetch_userinfo=True)
+    middleware, client = await make_app(fetch_profile=True)
     response = await client.get(f"{CALLBACK}?code={emulator.issue_code('snsapi_base')}")
     assert response.status_code == 200  # the code is spent: the login must not be lost
     assert response.json()["openid"] == emulator.user.openid

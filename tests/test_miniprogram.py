@@ -19,8 +19,8 @@ from asgi_wechat_oauth import CodeRejected, MemoryBackend, WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.singleflight import flight_key
 from asgi_wechat_oauth.miniprogram import (
     MiniProgramClient,
-    MiniProgramLoginMiddleware,
-    MiniProgramSession,
+    MiniProgramIdentity,
+    MiniProgramMiddleware,
 )
 from asgi_wechat_oauth.testing import EmulatedUser, Fault, double_login
 from support import (
@@ -466,14 +466,14 @@ async def test_session_key_in_no_repr_log_or_default_answer(emulator, make_mp, c
 
 
 def test_session_round_trips_and_validates():
-    session = MiniProgramSession("oOpenId", "c2Vzc2lvbmtleQ==", unionid="oUnion", appid="wx1")
-    assert MiniProgramSession.from_dict(json.loads(json.dumps(session.to_dict()))) == session
+    session = MiniProgramIdentity("oOpenId", "c2Vzc2lvbmtleQ==", unionid="oUnion", appid="wx1")
+    assert MiniProgramIdentity.from_dict(json.loads(json.dumps(session.to_dict()))) == session
     with pytest.raises(ValueError):
-        MiniProgramSession("", "key")
+        MiniProgramIdentity("", "key")
     with pytest.raises(ValueError):
         dataclasses.replace(session, session_key=None)
-    assert MiniProgramSession.from_wechat({"openid": "o", "session_key": "k", "unionid": ""}) == (
-        MiniProgramSession("o", "k")
+    assert MiniProgramIdentity.from_wechat({"openid": "o", "session_key": "k", "unionid": ""}) == (
+        MiniProgramIdentity("o", "k")
     )
 
 
@@ -499,7 +499,7 @@ async def check_products_kept_apart(emulator, upstream, backend) -> set[str]:
         "backend": backend,
     }
     web = WeChatOAuthMiddleware(mp_app(), **options)
-    both = MiniProgramLoginMiddleware(web, **options)
+    both = MiniProgramMiddleware(web, **options)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=both), base_url=APP_URL) as c:
         mp_code, web_code = emulator.issue_miniprogram_code(), emulator.issue_code()
         assert (await c.post(LOGIN, json={"code": mp_code})).status_code == 200
@@ -576,7 +576,7 @@ async def test_client_owns_and_closes_its_http_client():
 )
 def test_constructor_rejects_bad_options(options):
     with pytest.raises(ValueError):
-        MiniProgramLoginMiddleware(mp_app(), **{"appid": "wx1", "secret": "s", **options})
+        MiniProgramMiddleware(mp_app(), **{"appid": "wx1", "secret": "s", **options})
 
 
 async def test_login_path_under_a_root_path(emulator, make_mp):

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from asgi_wechat_oauth.backends.redis import RedisBackend
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramMiddleware
 from test_miniprogram import LOGIN, check_products_kept_apart, mp_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -36,7 +36,7 @@ async def workers(redis_server, prefix, emulator, make_app) -> AsyncIterator[lis
     workers. WeChat answers in 50 ms, so that duplicates overlap the exchange in flight."""
     emulator.latency = 0.05
     backends = [RedisBackend(redis_server.url, prefix=prefix) for _ in range(4)]
-    make = partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+    make = partial(make_app, middleware=MiniProgramMiddleware, app=mp_app())
     yield [await make(backend=backend) for backend in backends]
 
 
@@ -91,7 +91,7 @@ async def test_session_key_is_sealed_with_the_encryption_key(
     redis_server, prefix, emulator, make_app
 ) -> None:
     key = bytes(range(32))
-    make = partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+    make = partial(make_app, middleware=MiniProgramMiddleware, app=mp_app())
     _, client_a = await make(
         backend=RedisBackend(redis_server.url, prefix=prefix, encryption_key=key)
     )
@@ -126,7 +126,7 @@ async def rejecting_workers(redis_server, prefix, emulator, make_app) -> AsyncIt
     """As ``workers``, with ``duplicates="reject"``."""
     emulator.latency = 0.05
     backends = [RedisBackend(redis_server.url, prefix=prefix) for _ in range(4)]
-    make = partial(make_app, middleware=MiniProgramLoginMiddleware, app=mp_app())
+    make = partial(make_app, middleware=MiniProgramMiddleware, app=mp_app())
     yield [await make(backend=backend, duplicates="reject") for backend in backends]
 
 

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_wechat_oauth import WeChatOAuthMiddleware
-from asgi_wechat_oauth.miniprogram import MiniProgramLoginMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramMiddleware
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
 
 
@@ -91,7 +91,7 @@ async def mp_login(request):
 
 
 def make_mp_app(emulator, **options):
-    return MiniProgramLoginMiddleware(
+    return MiniProgramMiddleware(
         Starlette(routes=[Route("/wechat/miniprogram/login", mp_login, methods=["POST"])]),
         appid=emulator.appid,
         secret=emulator.secret,

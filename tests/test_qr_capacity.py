@@ -295,7 +295,7 @@ async def test_a_backend_that_cannot_keep_the_next_leaves_the_long_link_as_text(
     """Redis unreachable, ``on_unavailable="fail"``: the page still answers 200, with the link
     holding ``next`` (as text: no QR code holds it); a phone's id is 503, never 500."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    backend = _redis_backend(dead, "qr-dead", on_unavailable="fail", operation_timeout=1.0)
+    backend = _redis_backend(dead, "qr-dead", on_unavailable="fail", redis_timeout=1.0)
     middleware, desktop = await flow(backend=backend)
     with caplog.at_level(logging.WARNING, logger="asgi_wechat_oauth"):
         page = await desktop.get(

@@ -128,7 +128,7 @@ def test_the_readmes_link_to_each_other():
 def test_options_are_found():
     found = options()
     assert "appid" in found["WeChatOAuthMiddleware"]
-    assert "lock_ttl" in found["RedisBackend"]
+    assert "lease_ttl" in found["RedisBackend"]
 
 
 OPTIONS = sorted((cls, option) for cls, names in options().items() for option in names)

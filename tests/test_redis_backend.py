@@ -203,10 +203,10 @@ async def test_lease_is_released_only_by_its_owner(backends, emulator) -> None:
 async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
     redis_server, prefix, emulator, upstream, make_app
 ) -> None:
-    dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=0.3)
+    dead = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=0.3)
     # The live worker's own lease must outlast its exchange (check_lease); the dead one's
     # lease, taken by a process that then died, is what expires.
-    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=3.0)
+    alive = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=3.0)
     try:
         code = emulator.issue_code()
         assert (await dead.claim(key_for(emulator, code))).lease is not None  # then it "dies"
@@ -224,9 +224,9 @@ async def test_waiter_stops_waiting_when_a_dead_leaders_lease_expires(
 async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_bound(
     redis_server, prefix, emulator, upstream, make_app
 ) -> None:
-    lock_ttl, exchange_timeout = 0.3, 0.5
-    dead = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=lock_ttl)
-    alive = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=exchange_timeout + 1)
+    lease_ttl, exchange_timeout = 0.3, 0.5
+    dead = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=lease_ttl)
+    alive = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=exchange_timeout + 1)
     try:
         code = emulator.issue_code()
         assert (await dead.claim(key_for(emulator, code))).lease is not None
@@ -235,7 +235,7 @@ async def test_dead_leader_that_spent_the_code_gives_a_clear_502_within_the_boun
                                      http_client=upstream) as client:  # fmt: skip
             await client.exchange_code(code)
         _, app = await make_app(backend=alive, exchange_timeout=exchange_timeout)
-        with anyio.fail_after(lock_ttl + exchange_timeout + 5):
+        with anyio.fail_after(lease_ttl + exchange_timeout + 5):
             response = await app.get(f"/wechat/callback?code={code}")
         assert response.status_code == 502
         assert response.json()["error"] == "exchange_lost"
@@ -256,8 +256,8 @@ async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
     # no longer be shorter than the exchange, but a Redis failover can drop it); worker B
     # takes over, gets 40163, and must wait for A's identity instead of failing.
     emulator.latency = 0.6
-    a = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=4.0)
-    b = RedisBackend(redis_server.url, prefix=prefix, lock_ttl=4.0)
+    a = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=4.0)
+    b = RedisBackend(redis_server.url, prefix=prefix, lease_ttl=4.0)
     admin = aioredis.Redis.from_url(redis_server.url)
     try:
         _, client_a = await make_app(backend=a, exchange_timeout=3.0)
@@ -290,7 +290,7 @@ async def test_40163_from_a_takeover_recovers_the_slow_leaders_result(
 
 async def test_unreachable_redis_falls_back_to_local_dedupe(make_app, emulator, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
-    backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5)
+    backend = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.5)
     middleware, client = await make_app(backend=backend)
     code = emulator.issue_code()
     with anyio.fail_after(10):
@@ -304,7 +304,7 @@ async def test_unreachable_redis_falls_back_to_local_dedupe(make_app, emulator, 
 
 async def test_unreachable_redis_with_fail_answers_503(make_app, emulator) -> None:
     backend = RedisBackend(
-        f"redis://127.0.0.1:{free_port()}/0", on_unavailable="fail", operation_timeout=0.5
+        f"redis://127.0.0.1:{free_port()}/0", on_unavailable="fail", redis_timeout=0.5
     )
     _, client = await make_app(backend=backend)
     code = emulator.issue_code()
@@ -321,7 +321,7 @@ async def test_redis_stopped_and_restarted_mid_run(make_app, emulator, caplog) -
     caplog.set_level(logging.WARNING, logger="asgi_wechat_oauth")
     server = RedisServer()
     server.start()
-    backend = RedisBackend(server.url, operation_timeout=0.5, retry_interval=0.2)
+    backend = RedisBackend(server.url, redis_timeout=0.5, retry_interval=0.2)
     _, client = await make_app(backend=backend)
     try:
         assert (
@@ -411,20 +411,20 @@ async def test_accepts_a_client_and_leaves_it_open(redis_server, prefix) -> None
 
 
 def test_constructor_rejects_bad_options() -> None:
-    for kwargs in ({"prefix": ""}, {"lock_ttl": 0}, {"on_unavailable": "ignore"}):
+    for kwargs in ({"prefix": ""}, {"lease_ttl": 0}, {"on_unavailable": "ignore"}):
         with pytest.raises(ValueError):
             RedisBackend("redis://127.0.0.1:1/0", **kwargs)  # type: ignore[arg-type]
 
 
-def test_operation_timeout_is_the_bound_of_every_call_and_stays_valid() -> None:
-    backend = RedisBackend("redis://127.0.0.1:1/0", operation_timeout=0.5)
-    assert backend.operation_timeout == 0.5 == backend._deadlines.timeout
-    backend.operation_timeout = 1.5
+def test_redis_timeout_is_the_bound_of_every_call_and_stays_valid() -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", redis_timeout=0.5)
+    assert backend.redis_timeout == 0.5 == backend._deadlines.timeout
+    backend.redis_timeout = 1.5
     assert backend._deadlines.timeout == 1.5
     for bad in (None, 0, -1, float("nan"), "2", True):
-        with pytest.raises(ValueError, match="operation_timeout"):
-            backend.operation_timeout = bad  # type: ignore[assignment]
-    assert backend.operation_timeout == 1.5
+        with pytest.raises(ValueError, match="redis_timeout"):
+            backend.redis_timeout = bad  # type: ignore[assignment]
+    assert backend.redis_timeout == 1.5
 
 
 def test_says_clearly_that_it_needs_asyncio() -> None:
@@ -541,7 +541,7 @@ async def test_redis_lost_mid_exchange_keeps_dedupe_within_the_process(
 ) -> None:
     server = RedisServer()
     server.start()
-    backend = RedisBackend(server.url, operation_timeout=0.5, retry_interval=5.0)
+    backend = RedisBackend(server.url, redis_timeout=0.5, retry_interval=5.0)
     _, client = await make_app(backend=backend, http_client=gated_upstream)
     code = emulator.issue_code()
     responses: list[httpx.Response] = []

@@ -194,7 +194,7 @@ async def test_a_master_killed_mid_run_fails_over_and_loses_no_login(
     cluster = RedisClusterServers(tmp_path)
     try:
         cluster.start()
-        options = {"operation_timeout": 1.0, "retry_interval": 0.5}
+        options = {"redis_timeout": 1.0, "retry_interval": 0.5}
         backends = [make_backend(cluster.url, **options) for _ in range(3)]
         clients = [(await make_app(backend=b))[1] for b in backends]
         outcomes: dict[str, list[httpx.Response]] = {}

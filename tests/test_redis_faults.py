@@ -221,7 +221,7 @@ async def stall(server: RedisServer, seconds: float) -> None:
 async def test_a_claim_that_timed_out_but_ran_leaves_no_orphan_lease(
     server, raw, prefix, make_backend, make_app, emulator
 ) -> None:
-    a, b = make_backend(operation_timeout=1.0), make_backend(operation_timeout=1.0)
+    a, b = make_backend(redis_timeout=1.0), make_backend(redis_timeout=1.0)
     worker_a, worker_b = await warm_workers(make_app, emulator, raw, prefix, a, b)
     code = emulator.issue_code()
     async with anyio.create_task_group() as tg:
@@ -246,7 +246,7 @@ async def test_a_duplicate_during_the_stall_waits_for_the_fallback_outcome(
 ) -> None:
     # Worker B's CLAIM queues behind A's in the frozen server: it finds A's lease and waits,
     # and A's settled outcome wakes it (not the lease's expiry 15 s later, nor a 502).
-    a, b = make_backend(operation_timeout=1.0), make_backend(operation_timeout=3.0)
+    a, b = make_backend(redis_timeout=1.0), make_backend(redis_timeout=3.0)
     worker_a, worker_b = await warm_workers(make_app, emulator, raw, prefix, a, b)
     code = emulator.issue_code()
     responses: dict[str, httpx.Response] = {}
@@ -270,7 +270,7 @@ async def test_a_duplicate_during_the_stall_waits_for_the_fallback_outcome(
 async def test_a_complete_that_timed_out_is_run_again(
     server, raw, prefix, make_backend, emulator
 ) -> None:
-    leader, other = make_backend(operation_timeout=0.5), make_backend()
+    leader, other = make_backend(redis_timeout=0.5), make_backend()
     identity = WeChatIdentity(openid="o3", scope="snsapi_base", access_token="A", refresh_token="R")
     key = key_for(emulator, emulator.issue_code())
     claim = await leader.claim(key)
@@ -298,7 +298,7 @@ async def warm_up(backend: RedisBackend) -> None:
 
 
 async def test_with_fail_a_timed_out_claim_is_released(server, raw, prefix, make_backend) -> None:
-    backend = make_backend(operation_timeout=0.5, on_unavailable="fail")
+    backend = make_backend(redis_timeout=0.5, on_unavailable="fail")
     await warm_up(backend)
     async with anyio.create_task_group() as tg:
         tg.start_soon(stall, server, 1.0)
@@ -312,7 +312,7 @@ async def test_with_fail_a_timed_out_claim_is_released(server, raw, prefix, make
 async def test_a_transient_error_under_a_timed_out_claim_is_released_not_stored(
     server, raw, prefix, make_backend, emulator
 ) -> None:
-    backend = make_backend(operation_timeout=0.5)
+    backend = make_backend(redis_timeout=0.5)
     key = key_for(emulator, emulator.issue_code())
     await warm_up(backend)
     async with anyio.create_task_group() as tg:

@@ -138,13 +138,13 @@ async def test_leader_killed_mid_exchange_releases_the_waiter_within_the_bound(
 ) -> None:
     # A lease outlasts the exchange it guards (check_lease): worker A is killed well within
     # its exchange_timeout, while WeChat (30 s latency) has not answered it.
-    lock_ttl, exchange_timeout = 6.0, 5.0
+    lease_ttl, exchange_timeout = 6.0, 5.0
     with emulator_process(latency=30.0) as emulator_url:
         port_a, port_b = free_port(), free_port()
         env = app_env(
             emulator_url,
             redis_server.url,
-            WECHAT_LOCK_TTL=str(lock_ttl),
+            WECHAT_LEASE_TTL=str(lease_ttl),
             WECHAT_EXCHANGE_TIMEOUT=str(exchange_timeout),
         )
         env_b = env
@@ -180,7 +180,7 @@ async def test_leader_killed_mid_exchange_releases_the_waiter_within_the_bound(
                     results["killed_at"] = time.monotonic()
                     os.kill(worker_a.proc.pid, signal.SIGKILL)
                     httpx.post(f"{emulator_url}/_emulator/settings", params={"latency": 0})
-                    with anyio.fail_after(lock_ttl + exchange_timeout + 10):
+                    with anyio.fail_after(lease_ttl + exchange_timeout + 10):
                         while "waiter" not in results:
                             await anyio.sleep(0.02)
     response = results["waiter"]
@@ -189,7 +189,7 @@ async def test_leader_killed_mid_exchange_releases_the_waiter_within_the_bound(
         f"\nwaiter answered {response.status_code} {response.text} after {results['waited']:.2f}s"
     )
     # Worker A spent the code and died: the waiter cannot get an identity, but it gets a clear
-    # answer, not a hang, and within lock_ttl + exchange_timeout (plus scheduling slack).
+    # answer, not a hang, and within lease_ttl + exchange_timeout (plus scheduling slack).
     assert response.status_code in (502, 504)
     assert response.json()["error"] in ("exchange_lost", "upstream_timeout")
-    assert results["waited"] < lock_ttl + exchange_timeout + 3  # type: ignore[operator]
+    assert results["waited"] < lease_ttl + exchange_timeout + 3  # type: ignore[operator]

@@ -142,12 +142,12 @@ async def test_a_rejected_token_is_refreshed_once_and_the_call_retried(wecom, ht
     async with WeComOAuthClient(
         wecom.corpid, wecom.agentid, wecom.secret, api_base_url=WECOM_URL, http_client=http
     ) as client:
-        old = await client.tokens.get()
+        old = await client.token_keeper.get()
         getattr(wecom.tokens, spoil)()
         code = wecom.issue_code()
         identity = await client.get_identity(code)
         assert identity.userid == wecom.user.userid
-        assert await client.tokens.get() != old
+        assert await client.token_keeper.get() != old
     assert wecom.calls["gettoken"] == 2
     assert wecom.exchange_count(code) == 1  # the first try, refused for its token: not counted
 

@@ -161,7 +161,7 @@ async def test_outside_wecom_the_login_is_a_qr_login(make, wecom):
 
 
 async def test_inside_wecom_the_authorize_page_with_private_info(make, wecom):
-    _, browser = await make(fetch_user_detail=True, default_scope="snsapi_privateinfo")
+    _, browser = await make(fetch_profile=True, default_scope="snsapi_privateinfo")
     to_wecom = await browser.get(LOGIN, headers={"user-agent": IN_WECOM})
     location = to_wecom.headers["location"]
     assert location.startswith(f"{WECOM_URL}/connect/oauth2/authorize?appid={wecom.corpid}&")
@@ -185,7 +185,7 @@ async def test_a_non_member_gets_an_openid(make, wecom):
 
 async def test_detail_failure_keeps_the_login(make, wecom, caplog):
     wecom.inject_fault(Fault.HTTP_502, endpoint="getuserdetail")
-    _, browser = await make(fetch_user_detail=True)
+    _, browser = await make(fetch_profile=True)
     response = await browser.get(await walk(browser, ua=IN_WECOM, scope="snsapi_privateinfo"))
     assert response.status_code == 200
     assert response.json()["has_ticket"] is True and response.json()["mobile"] is None

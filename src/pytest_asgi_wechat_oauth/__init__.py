@@ -236,7 +236,7 @@ def _duplicates_message(duplicates: dict[str, int]) -> str:
         f"WeChat emulator: {len(duplicates)} code(s) traded more than once ({listed}). At "
         "WeChat every exchange after the first fails (errcode 40163, then 40029) and the user "
         "sees a login error: trade each code once (WeChatOAuthMiddleware, "
-        "MiniProgramLoginMiddleware and WeComOAuthMiddleware do, with one backend shared by "
+        "MiniProgramMiddleware and WeComOAuthMiddleware do, with one backend shared by "
         f"every worker). Mark the test @pytest.mark.{ALLOW_DUPLICATES} if it trades a code "
         "twice on purpose."
     )

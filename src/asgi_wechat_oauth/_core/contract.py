@@ -182,7 +182,7 @@ LEASE_GRACE = 1.0
 
 
 def check_lease(backend: Backend, timeout: float, option: str) -> None:
-    """Refuse a backend whose lease (``lease_ttl``, ``RedisBackend``'s ``lock_ttl``) is shorter
+    """Refuse a backend whose lease (``lease_ttl``, ``RedisBackend``'s ``lease_ttl``) is shorter
     than the work it guards, ``timeout`` (named ``option``) plus :data:`LEASE_GRACE`: a
     leader still working when its lease expires is taken over by another worker, which does
     the same work again (a second token, a code traded twice). A lease of 0 never expires
@@ -190,8 +190,8 @@ def check_lease(backend: Backend, timeout: float, option: str) -> None:
     lease = getattr(backend, "lease_ttl", 0.0)
     if lease > 0 and lease < timeout + LEASE_GRACE:
         raise ValueError(
-            f"the backend's lease (lock_ttl={lease!r}) is shorter than the work it guards "
+            f"the backend's lease (lease_ttl={lease!r}) is shorter than the work it guards "
             f"({option}={timeout!r}, plus {LEASE_GRACE:g} s to hand over): a slow leader would "
-            f"be taken over and its work done twice. Make lock_ttl at least "
+            f"be taken over and its work done twice. Make lease_ttl at least "
             f"{timeout + LEASE_GRACE:g}, or {option} shorter."
         )

@@ -291,7 +291,7 @@ class SingleFlight:
                 led.release(outcome)
                 if yields:
                     await anyio.lowlevel.checkpoint()
-            # A backend bounds its own calls (Redis by operation_timeout); one that does not
+            # A backend bounds its own calls (Redis by redis_timeout); one that does not
             # is given until the followers' deadline, and a little more if that has passed.
             with anyio.move_on_after(max(deadline - anyio.current_time(), _GRACE)):
                 outcome = await self._complete(key, lease, outcome, ttl)

@@ -185,10 +185,10 @@ class RedisBackend:
     ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` client you own
     (Sentinel-managed clients included; the backend then neither configures nor closes it).
     ``cluster=True`` reads the URL as one node of a Redis Cluster (the others are discovered).
-    ``lock_ttl``: how long a lease outlives a leader that
+    ``lease_ttl``: how long a lease outlives a leader that
     died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
     while Redis is down (logged once as a warning) and returns to Redis by itself;
-    ``"fail"`` answers 503 ``backend_unavailable``. ``operation_timeout`` bounds every Redis
+    ``"fail"`` answers 503 ``backend_unavailable``. ``redis_timeout`` bounds every Redis
     call; after a failure Redis is retried every ``retry_interval`` seconds. A URL gets a
     blocking pool of ``max_connections`` (a client you pass keeps its own pool: make it a
     ``BlockingConnectionPool`` too, or bursts beyond its size look like an outage).
@@ -204,23 +204,23 @@ class RedisBackend:
         *,
         cluster: bool = False,
         prefix: str = "wechat-oauth",
-        lock_ttl: float = 15.0,
+        lease_ttl: float = 15.0,
         on_unavailable: Literal["local", "fail"] = "local",
-        operation_timeout: float = 2.0,
+        redis_timeout: float = 2.0,
         retry_interval: float = 2.0,
         encryption_key: bytes | None = None,
         max_connections: int = 50,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
-        if lock_ttl <= 0:
-            raise ValueError("lock_ttl must be positive")
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
         if on_unavailable not in ("local", "fail"):
             raise ValueError("on_unavailable must be 'local' or 'fail'")
         if max_connections < 2:
             raise ValueError("max_connections must be at least 2 (one is the subscription)")
-        if operation_timeout <= 0 or retry_interval < 0:
-            raise ValueError("operation_timeout must be positive, retry_interval not negative")
+        if redis_timeout <= 0 or retry_interval < 0:
+            raise ValueError("redis_timeout must be positive, retry_interval not negative")
         self._client: aioredis.Redis | RedisCluster
         if isinstance(url_or_client, str) and cluster:
             # One pool per node, of max_connections each (redis-py's cluster client has no
@@ -228,20 +228,20 @@ class RedisBackend:
             self._client = RedisCluster.from_url(
                 url_or_client,
                 max_connections=max_connections,
-                socket_timeout=operation_timeout,
-                socket_connect_timeout=operation_timeout,
+                socket_timeout=redis_timeout,
+                socket_connect_timeout=redis_timeout,
             )
             self._owns_client = True
         elif isinstance(url_or_client, str):
             # A blocking pool: a burst beyond max_connections waits (bounded by
-            # operation_timeout) for a connection, instead of failing at once and being taken
+            # redis_timeout) for a connection, instead of failing at once and being taken
             # for an outage, which would drop those claims to in-process dedupe.
             pool = aioredis.BlockingConnectionPool.from_url(
                 url_or_client,
                 max_connections=max_connections,
-                timeout=operation_timeout,
-                socket_timeout=operation_timeout,
-                socket_connect_timeout=operation_timeout,
+                timeout=redis_timeout,
+                socket_timeout=redis_timeout,
+                socket_connect_timeout=redis_timeout,
             )
             self._client = aioredis.Redis.from_pool(pool)
             self._owns_client = True
@@ -253,10 +253,10 @@ class RedisBackend:
         if self._client.get_encoder().decode_responses:
             raise ValueError("the Redis client must not use decode_responses=True")
         self.prefix = prefix
-        self.lease_ttl = lock_ttl
+        self.lease_ttl = lease_ttl
         self.on_unavailable = on_unavailable
         #: One timer bounds every Redis call in flight (see _deadlines).
-        self._deadlines = Deadlines(operation_timeout)
+        self._deadlines = Deadlines(redis_timeout)
         self.retry_interval = retry_interval
         #: Redis calls answered (scripts and GETs), for round-trip accounting.
         self.round_trips = 0
@@ -287,17 +287,17 @@ class RedisBackend:
         self._down = False
 
     def __repr__(self) -> str:
-        return f"RedisBackend(prefix={self.prefix!r}, lock_ttl={self.lease_ttl!r})"
+        return f"RedisBackend(prefix={self.prefix!r}, lease_ttl={self.lease_ttl!r})"
 
     @property
-    def operation_timeout(self) -> float:
+    def redis_timeout(self) -> float:
         """Seconds any one Redis call may take."""
         return self._deadlines.timeout
 
-    @operation_timeout.setter
-    def operation_timeout(self, seconds: float) -> None:
+    @redis_timeout.setter
+    def redis_timeout(self, seconds: float) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-            raise ValueError("operation_timeout must be a positive number of seconds")
+            raise ValueError("redis_timeout must be a positive number of seconds")
         self._deadlines.timeout = seconds
 
     @property
@@ -306,9 +306,9 @@ class RedisBackend:
         return not self._down
 
     async def ping(self) -> None:
-        """Raise unless Redis answers PING within ``operation_timeout`` (for
+        """Raise unless Redis answers PING within ``redis_timeout`` (for
         ``python -m asgi_wechat_oauth check --online``)."""
-        with anyio.fail_after(self.operation_timeout):
+        with anyio.fail_after(self.redis_timeout):
             await self._client.ping()
 
     # --- the backend protocol -----------------------------------------------------------------
@@ -587,7 +587,7 @@ class RedisBackend:
             await asyncio.gather(settler, return_exceptions=True)
         if any(entry.data is not None for entry in self._unsettled.values()):
             # A last try, bounded: a worker stopping right after a stall leaves no lease.
-            with anyio.move_on_after(self.operation_timeout):
+            with anyio.move_on_after(self.redis_timeout):
                 await self._settle_ready()
         left = sum(entry.data is not None for entry in self._unsettled.values())
         if left:
@@ -624,7 +624,7 @@ class RedisBackend:
         return [f"{base}:mark", f"{base}:spaced"]
 
     async def _call(self, command: Callable[..., Any], *args: Any) -> Any:
-        """``await command(*args)`` within ``operation_timeout``, Redis's failures mapped to
+        """``await command(*args)`` within ``redis_timeout``, Redis's failures mapped to
         ``_Unavailable`` (did not answer) or ``_Busy`` (no connection free)."""
         failure: type[Exception] | None = None
         try:
@@ -824,7 +824,7 @@ class RedisBackend:
             self._subscribed = anyio.Event()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
         try:
-            with anyio.fail_after(self.operation_timeout):
+            with anyio.fail_after(self.redis_timeout):
                 # _listen replaces the event (and sets the old one) when a subscription fails,
                 # so wait on whichever is current until one is set for real.
                 while self._subscribed is not None and not self._subscribed.is_set():

@@ -5,7 +5,7 @@ serves the web flow and this one, with their keys kept apart.
 """
 
 from ._client import MiniProgramClient
-from ._middleware import MiniProgramLoginMiddleware
-from ._session import MiniProgramSession
+from ._identity import MiniProgramIdentity
+from ._middleware import MiniProgramMiddleware
 
-__all__ = ["MiniProgramClient", "MiniProgramLoginMiddleware", "MiniProgramSession"]
+__all__ = ["MiniProgramClient", "MiniProgramMiddleware", "MiniProgramIdentity"]

@@ -15,7 +15,7 @@ from ..errors import (
     UpstreamError,
     error_from_errcode,
 )
-from ._session import MiniProgramSession
+from ._identity import MiniProgramIdentity
 
 #: The errcodes of ``jscode2session`` that the other WeChat endpoints do not answer.
 MINIPROGRAM_ERRCODES: ErrcodeTable = {
@@ -28,7 +28,7 @@ _install_log_redaction()
 
 
 class MiniProgramClient(APIClient):
-    """Trades a ``wx.login()`` code at ``sns/jscode2session`` for a :class:`MiniProgramSession`,
+    """Trades a ``wx.login()`` code at ``sns/jscode2session`` for a :class:`MiniProgramIdentity`,
     and turns every failure into a :class:`~asgi_wechat_oauth.WeChatOAuthError`.
 
     A code can be traded once: this client does no deduplication (the middleware does). Pass
@@ -37,7 +37,7 @@ class MiniProgramClient(APIClient):
     Errors never carry the secret, the code or the session key.
     """
 
-    async def code2session(self, code: str) -> MiniProgramSession:
+    async def code2session(self, code: str) -> MiniProgramIdentity:
         """Trade a ``wx.login()`` code for the user's openid, unionid and session key."""
         query = urlencode(
             {
@@ -53,7 +53,7 @@ class MiniProgramClient(APIClient):
         if errcode not in (0, None):
             raise error_from_errcode(errcode, MINIPROGRAM_ERRCODES)
         try:
-            return MiniProgramSession.from_wechat(data, appid=self.appid)
+            return MiniProgramIdentity.from_wechat(data, appid=self.appid)
         except ValueError:
             raise UpstreamError(
                 ErrorReason.UPSTREAM_BAD_RESPONSE,

@@ -35,7 +35,7 @@ from ..errors import (
 from ._body import parse_body, read_body, replaying
 from ._client import MiniProgramClient
 from ._duplicates import holder, idempotency_key, take
-from ._session import MiniProgramSession
+from ._identity import MiniProgramIdentity
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -48,11 +48,11 @@ Duplicates = Literal["share", "reject"]
 _HANDOUT_GRACE = 60.0
 
 
-class MiniProgramLoginMiddleware:
+class MiniProgramMiddleware:
     """Trade each ``wx.login()`` code once, however many requests carry it.
 
     A ``POST`` to ``login_path`` with ``{"code": "..."}`` (JSON, or a form) has its code traded
-    at ``sns/jscode2session``; the :class:`MiniProgramSession` is put in ``scope["wechat"]``,
+    at ``sns/jscode2session``; the :class:`MiniProgramIdentity` is put in ``scope["wechat"]``,
     the body's other fields in ``scope["wechat_fields"]`` (a dict, whichever the client sent),
     and the app is called with the body replayed. Concurrent and late duplicates of the code (a
     retried request, two pages logging in at once) share that one exchange, across workers with
@@ -111,7 +111,7 @@ class MiniProgramLoginMiddleware:
 
     def __repr__(self) -> str:
         return (
-            f"MiniProgramLoginMiddleware(appid={self.appid!r}, login_path={self.login_path!r}, "
+            f"MiniProgramMiddleware(appid={self.appid!r}, login_path={self.login_path!r}, "
             f"duplicates={self.duplicates!r}, backend={self.backend!r})"
         )
 
@@ -145,12 +145,12 @@ class MiniProgramLoginMiddleware:
             retry_of = idempotency_key(scope) if self.duplicates == "reject" else None
             key = flight_key(MINIPROGRAM_NAMESPACE, self.appid, code)
             outcome = await self._flight.run(key, partial(self._trade, code))
-            if isinstance(outcome, MiniProgramSession) and self.duplicates == "reject":
+            if isinstance(outcome, MiniProgramIdentity) and self.duplicates == "reject":
                 await take(self.backend, key, holder(retry_of), ttl=self._handout_ttl())
         except WeChatOAuthError as exc:
             await self._respond_error(scope, send, exc, key)
             return
-        if isinstance(outcome, MiniProgramSession):
+        if isinstance(outcome, MiniProgramIdentity):
             scope["wechat"] = outcome
             scope[FIELDS_KEY] = fields
             await self.app(scope, replaying(body, receive), send)
@@ -184,7 +184,7 @@ class MiniProgramLoginMiddleware:
         payload = {"error": error.reason, "message": error.message}
         await send_json(send, error.status_code, payload, headers, head=scope["method"] == "HEAD")
 
-    async def _trade(self, code: str) -> MiniProgramSession:
+    async def _trade(self, code: str) -> MiniProgramIdentity:
         with anyio.move_on_after(self.exchange_timeout):
             try:
                 return await self.client.code2session(code)

@@ -37,10 +37,12 @@ class _TokenFlight(SingleFlight):
         backend: Backend,
         ttl_for: Callable[[Outcome], float],
         *,
-        fetch_timeout: float,
+        exchange_timeout: float,
         counters: Counters,
     ) -> None:
-        super().__init__(backend, exchange_timeout=fetch_timeout, result_ttl=0.0, counters=counters)
+        super().__init__(
+            backend, exchange_timeout=exchange_timeout, result_ttl=0.0, counters=counters
+        )
         self._ttl_for = ttl_for
 
     def ttl_for(self, outcome: Outcome) -> float:
@@ -66,7 +68,7 @@ class AccessTokenKeeper:
     retries once. Tokens never reach logs or reprs.
 
     The backend must be a :class:`~asgi_wechat_oauth.backends.TokenStore` (``MemoryBackend``
-    and ``RedisBackend`` are), and its lease must outlast ``fetch_timeout``.
+    and ``RedisBackend`` are), and its lease must outlast ``exchange_timeout``.
     """
 
     def __init__(
@@ -75,12 +77,12 @@ class AccessTokenKeeper:
         *,
         backend: Backend | None = None,
         refresh_margin: float = 300.0,
-        fetch_timeout: float = 10.0,
+        exchange_timeout: float = 10.0,
     ) -> None:
         if refresh_margin < 0:
             raise ValueError("refresh_margin must not be negative")
-        if fetch_timeout <= 0:
-            raise ValueError("fetch_timeout must be positive")
+        if exchange_timeout <= 0:
+            raise ValueError("exchange_timeout must be positive")
         store = backend if backend is not None else MemoryBackend()
         if not isinstance(store, TokenStore):
             raise TypeError(
@@ -88,7 +90,7 @@ class AccessTokenKeeper:
                 f"(a TokenStore, as MemoryBackend and RedisBackend are); "
                 f"{type(store).__name__} has not"
             )
-        check_lease(store, fetch_timeout, "fetch_timeout")
+        check_lease(store, exchange_timeout, "exchange_timeout")
         self.fetcher = fetcher
         self._owns_backend = backend is None
         self.backend: Backend = store
@@ -97,7 +99,7 @@ class AccessTokenKeeper:
         #: ``exchanges`` counts the token fetches this process made.
         self.counters = Counters()
         self._flight = _TokenFlight(
-            store, self._ttl_for, fetch_timeout=fetch_timeout, counters=self.counters
+            store, self._ttl_for, exchange_timeout=exchange_timeout, counters=self.counters
         )
         self._key = hashlib.sha256(fetcher.key_material).hexdigest()
         self._copy: _Copy | None = None

@@ -48,7 +48,7 @@ SnapshotPolicy = Literal["allow", "reject"]
 #: Options that hold secrets: shown masked.
 _SECRETS = frozenset({"secret", "state_secret", "website_secret"})
 #: Variables ``from_env`` reads besides the options: the Redis backend.
-_REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LOCK_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
+_REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LEASE_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -89,7 +89,7 @@ class WeChatOAuthConfig:
     callback_path: str = field(default="/wechat/callback", metadata=_STR)
     backend: Backend | None = None
     api_base_url: str = field(default=DEFAULT_API_BASE_URL, metadata=_STR)
-    fetch_userinfo: bool | None = field(default=None, metadata=_BOOL)
+    fetch_profile: bool | None = field(default=None, metadata=_BOOL)
     result_ttl: float = field(default=120.0, metadata=_FLOAT)
     exchange_timeout: float = field(default=10.0, metadata=_FLOAT)
     http_client: httpx.AsyncClient | None = None
@@ -159,7 +159,7 @@ class WeChatOAuthConfig:
         is text, a number or a boolean (``WECHAT_APPID``, ``WECHAT_SECRET``,
         ``WECHAT_LOGIN_PATH``, ``WECHAT_EXCHANGE_TIMEOUT``, ...; booleans as true/false, 1/0,
         yes/no, on/off; an empty variable counts as unset). ``{prefix}REDIS_URL`` (with
-        ``REDIS_PREFIX`` and ``LOCK_TTL``) makes a ``RedisBackend``. Any other variable under
+        ``REDIS_PREFIX`` and ``LEASE_TTL``) makes a ``RedisBackend``. Any other variable under
         ``prefix`` is an error that names it, unless listed in ``ignore`` (your app's own).
         ``options`` are passed as they are and win over the environment (``http_client``,
         ``on_error``, ...)."""
@@ -346,7 +346,7 @@ def _redis_backend(prefix: str, environ: Mapping[str, str]) -> Backend | None:
     options: dict[str, Any] = {}
     if environ.get(prefix + "REDIS_PREFIX"):
         options["prefix"] = environ[prefix + "REDIS_PREFIX"]
-    for variable, option in (("LOCK_TTL", "lock_ttl"), ("REDIS_TIMEOUT", "operation_timeout")):
+    for variable, option in (("LEASE_TTL", "lease_ttl"), ("REDIS_TIMEOUT", "redis_timeout")):
         if environ.get(prefix + variable):
             try:
                 options[option] = float(environ[prefix + variable])

@@ -73,7 +73,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         callback_path: str = "/wechat/callback",
         backend: Backend | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
-        fetch_userinfo: bool | None = None,
+        fetch_profile: bool | None = None,
         result_ttl: float = 120.0,
         exchange_timeout: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
@@ -105,7 +105,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self.app = app
         self.appid = config.appid
         self.callback_path = config.callback_path
-        self.fetch_userinfo = config.fetch_userinfo
+        self.fetch_profile = config.fetch_profile
         self.exchange_timeout = config.exchange_timeout
         self.on_error = config.on_error
         self.backend: Backend = config.backend if config.backend is not None else MemoryBackend()
@@ -296,8 +296,8 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         return None
 
     def _wants_userinfo(self, token: AccessToken) -> bool:
-        if self.fetch_userinfo is not None:
-            return self.fetch_userinfo
+        if self.fetch_profile is not None:
+            return self.fetch_profile
         return bool(token.scopes & USERINFO_SCOPES)
 
 

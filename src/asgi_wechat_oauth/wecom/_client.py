@@ -22,7 +22,7 @@ from ._identity import WeComIdentity, WeComUserDetail
 
 class WeComOAuthClient(UpstreamClient):
     """``auth/getuserinfo`` and ``auth/getuserdetail`` for one app (agent), failures as
-    :class:`WeChatOAuthError`. The corp token comes from ``tokens`` (an
+    :class:`WeChatOAuthError`. The corp token comes from ``token_keeper`` (an
     :class:`~asgi_wechat_oauth.tokens.AccessTokenKeeper`; by default one of its own, shared with
     other workers through ``backend``, and closed with the client); an answer
     that it is invalid or expired (40014, 42001) refreshes it once and retries, and a busy
@@ -40,7 +40,7 @@ class WeComOAuthClient(UpstreamClient):
         api_base_url: str = WECOM_API_BASE_URL,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
-        tokens: AccessTokenKeeper | None = None,
+        token_keeper: AccessTokenKeeper | None = None,
     ) -> None:
         if not agentid:
             raise ValueError("agentid is required")
@@ -49,13 +49,13 @@ class WeComOAuthClient(UpstreamClient):
         )
         self.corpid = corpid
         self.agentid = agentid
-        self._owns_tokens = tokens is None
-        if tokens is None:
+        self._owns_keeper = token_keeper is None
+        if token_keeper is None:
             fetcher = WeComTokenFetcher(
                 corpid, secret, api_base_url=api_base_url, http_client=http_client, timeout=timeout
             )
-            tokens = AccessTokenKeeper(fetcher, backend=backend, fetch_timeout=timeout)
-        self.tokens = tokens
+            token_keeper = AccessTokenKeeper(fetcher, backend=backend, exchange_timeout=timeout)
+        self.token_keeper = token_keeper
 
     def __repr__(self) -> str:
         return f"WeComOAuthClient(corpid={self.corpid!r}, agentid={self.agentid!r})"
@@ -67,8 +67,8 @@ class WeComOAuthClient(UpstreamClient):
 
     async def aclose(self) -> None:
         """Close the token keeper and the HTTP client, if this client created them."""
-        if self._owns_tokens:
-            await self.tokens.aclose()
+        if self._owns_keeper:
+            await self.token_keeper.aclose()
         await super().aclose()
 
     async def get_identity(self, code: str) -> WeComIdentity:
@@ -80,7 +80,7 @@ class WeComOAuthClient(UpstreamClient):
                 lambda: self.call("GET", "/cgi-bin/auth/getuserinfo", params)
             )
 
-        data = await self.tokens.call(ask)
+        data = await self.token_keeper.call(ask)
         try:
             return WeComIdentity.from_wecom(data, corpid=self.corpid, agentid=self.agentid)
         except (TypeError, ValueError):
@@ -94,7 +94,7 @@ class WeComOAuthClient(UpstreamClient):
             body = {"user_ticket": user_ticket}
             return await once_more_if_busy(lambda: self.call("POST", path, params, body))
 
-        data = await self.tokens.call(ask)
+        data = await self.token_keeper.call(ask)
         try:
             return WeComUserDetail.from_wecom(data)
         except (TypeError, ValueError):

@@ -67,7 +67,7 @@ class WeComIdentity:
     Members of the corp have a ``userid``; others (WeCom users outside it) an ``openid`` and,
     where WeCom gives one, an ``external_userid``. ``user_ticket`` (scope ``snsapi_privateinfo``
     only) fetches the member's details and never appears in ``repr``. ``detail`` holds them when
-    the middleware fetched them (``fetch_user_detail=True``). ``state`` and ``next`` are as in
+    the middleware fetched them (``fetch_profile=True``). ``state`` and ``next`` are as in
     :class:`~asgi_wechat_oauth.WeChatIdentity`.
     """
 

@@ -64,7 +64,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         callback_path: str = "/wecom/callback",
         login_path: str | None = None,
         backend: Backend | None = None,
-        fetch_user_detail: bool = False,
+        fetch_profile: bool = False,
         default_scope: str = "snsapi_base",
         redirect_uri: str | None = None,
         trust_forwarded: bool = False,
@@ -102,7 +102,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         self.app = app
         self.callback_path = callback_path
         self.login_path = login_path
-        self.fetch_user_detail = fetch_user_detail
+        self.fetch_profile = fetch_profile
         self.verify_state = verify_state
         self.nonce_cookie = nonce_cookie
         self.on_invalid_code = on_invalid_code
@@ -119,7 +119,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
             api_base_url=api_base_url,
             http_client=http_client,
             timeout=exchange_timeout,
-            tokens=token_keeper,
+            token_keeper=token_keeper,
         )
         self._flight = SingleFlight(
             self.backend,
@@ -157,7 +157,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
     @property
     def token_keeper(self) -> AccessTokenKeeper:
         """The corp token keeper: use it for the app's other WeCom API calls."""
-        return self.client.tokens
+        return self.client.token_keeper
 
     def _parse(self, query_string: bytes) -> CallbackParams:
         return _parse_wecom(query_string)
@@ -170,7 +170,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         if identity is None:
             raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeCom did not answer in time.")
         detail = None
-        if self.fetch_user_detail and identity.user_ticket:
+        if self.fetch_profile and identity.user_ticket:
             detail = await self._fetch_detail(identity.user_ticket, identity.userid, deadline)
         return dataclasses.replace(identity, detail=detail, state=state, next=next_path)
 

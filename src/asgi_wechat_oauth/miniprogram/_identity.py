@@ -14,7 +14,7 @@ _FIELD = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 @dataclass(frozen=True)
-class MiniProgramSession:
+class MiniProgramIdentity:
     """Who logged in through ``wx.login()``, as put in ``scope["wechat"]``.
 
     ``session_key`` decrypts the user's encrypted data (``wx.getPhoneNumber``, ...) and must never
@@ -40,7 +40,7 @@ class MiniProgramSession:
             raise ValueError(f"{name} is missing or malformed")
 
     @classmethod
-    def from_wechat(cls, data: dict[str, Any], *, appid: str | None = None) -> MiniProgramSession:
+    def from_wechat(cls, data: dict[str, Any], *, appid: str | None = None) -> MiniProgramIdentity:
         """Build from ``jscode2session``'s JSON; ``ValueError`` when a field is missing, null,
         empty or oddly typed (an empty ``unionid`` counts as absent)."""
         return cls(  # every field is checked on construction
@@ -55,9 +55,9 @@ class MiniProgramSession:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MiniProgramSession:
+    def from_dict(cls, data: dict[str, Any]) -> MiniProgramIdentity:
         """The inverse of :meth:`to_dict`."""
         return cls(**data)
 
 
-register_result(MiniProgramSession.kind, MiniProgramSession.from_dict)
+register_result(MiniProgramIdentity.kind, MiniProgramIdentity.from_dict)
