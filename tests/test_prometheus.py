@@ -1,11 +1,14 @@
-"""``asgi_wechat_oauth.prometheus``: the middleware's counters in a ``prometheus_client``
-registry, read from the counters, the middleware, or the app that holds it."""
+"""``asgi_wechat_oauth.prometheus``: every product's counters in a ``prometheus_client``
+registry, read from the counters, a middleware (web, WeCom, mini-program), a token keeper, or
+the app that holds them; a ``product`` label when one collector exposes several."""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import sys
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -17,10 +20,19 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from _apps import running
+from _miniprogram_app import LOGIN as MP_LOGIN
 from asgi_wechat_oauth import Counters, WeChatOAuthMiddleware
+from asgi_wechat_oauth.miniprogram import MiniProgramMiddleware
 from asgi_wechat_oauth.prometheus import WeChatOAuthCollector
-from asgi_wechat_oauth.testing import double_callback
-from support import CALLBACK, WECHAT_URL
+from asgi_wechat_oauth.testing import (
+    WeComEmulator,
+    double_callback,
+    miniprogram_login,
+    wecom_login,
+)
+from asgi_wechat_oauth.tokens import AccessTokenKeeper, StableTokenFetcher
+from asgi_wechat_oauth.wecom import WeComOAuthMiddleware
+from support import APP_URL, CALLBACK, WECHAT_URL
 
 NAMES = {
     "wechat_oauth_exchanges",
@@ -198,3 +210,170 @@ async def test_counters_passed_to_add_middleware_feed_the_collector(emulator, up
         response = await client.get(CALLBACK, params={"code": emulator.issue_code()})
     assert response.status_code == 200
     assert scrape(collector)[("wechat_oauth_exchanges_total", ())] == 1
+
+
+# --- every product ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wecom() -> WeComEmulator:
+    return WeComEmulator()
+
+
+@pytest.fixture
+async def wecom_app(wecom: WeComEmulator) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """A WeCom middleware in front of an app, and a browser that reaches it and the emulator."""
+
+    async def callback(request):
+        return PlainTextResponse(request.scope["wecom"].userid)
+
+    upstream = httpx.AsyncClient(transport=httpx.ASGITransport(app=wecom))
+    middleware = WeComOAuthMiddleware(
+        Starlette(routes=[Route("/wecom/callback", callback)]),
+        corpid=wecom.corpid,
+        agentid=wecom.agentid,
+        secret=wecom.secret,
+        login_path="/wecom/login",
+        api_base_url=wecom.url,
+        authorize_base_url=wecom.url,
+        qr_login_base_url=wecom.url,
+        http_client=upstream,
+    )
+    browser = httpx.AsyncClient(
+        mounts={
+            APP_URL: httpx.ASGITransport(app=middleware),
+            wecom.url: httpx.ASGITransport(app=wecom),
+        },
+        base_url=APP_URL,
+    )
+    yield middleware, browser
+    await browser.aclose()
+    await middleware.aclose()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_mini_program_logins_are_collected(emulator, make_mp):
+    middleware, client = await make_mp()
+    collector = WeChatOAuthCollector(middleware, prefix="wechat_miniprogram")
+    emulator.latency = 0.05
+    response = await miniprogram_login(client, emulator)  # sent twice, one exchange
+    assert response.status_code == 200, response.text
+    used = await miniprogram_login(client, emulator, code="never-issued", double=False)
+    assert used.status_code == 400
+    samples = scrape(collector)
+    assert samples[("wechat_miniprogram_exchanges_total", ())] == 2
+    shared = samples[("wechat_miniprogram_deduplicated_total", ())]
+    assert shared + samples[("wechat_miniprogram_cache_hits_total", ())] == 1
+    reason = (("reason", used.json()["error"]),)
+    assert samples[("wechat_miniprogram_errors_total", reason)] == 1
+
+
+@pytest.mark.anyio
+async def test_wecom_logins_and_the_corp_token_are_collected_apart(wecom, wecom_app):
+    middleware, browser = wecom_app
+    collector = WeChatOAuthCollector(middleware)
+    for _ in range(2):
+        response = await wecom_login(browser, wecom)
+        assert response.status_code == 200, response.text
+    samples = scrape(collector)
+    assert samples[("wechat_oauth_exchanges_total", (("product", "wecom"),))] == 2
+    # Both logins used one corp token, fetched once.
+    assert samples[("wechat_oauth_exchanges_total", (("product", "tokens"),))] == 1
+    assert wecom.calls["gettoken"] == 1
+
+
+@pytest.mark.anyio
+async def test_an_app_with_several_products_labels_each(emulator, upstream):
+    """The web flow and a mini-program in one app (the example's setup): one collector, one
+    registry, a ``product`` label on every sample; zeros before the app starts."""
+
+    async def web(request):
+        return PlainTextResponse(request.scope["wechat"].openid)
+
+    async def mp(request):
+        return PlainTextResponse(request.scope["wechat"].openid)
+
+    app = Starlette(routes=[Route(CALLBACK, web), Route(MP_LOGIN, mp, methods=["POST"])])
+    options = {
+        "appid": emulator.appid,
+        "secret": emulator.secret,
+        "api_base_url": WECHAT_URL,
+        "http_client": upstream,
+    }
+    app.add_middleware(MiniProgramMiddleware, **options)
+    app.add_middleware(WeChatOAuthMiddleware, **options)
+    collector = WeChatOAuthCollector(app)
+    before = scrape(collector)
+    assert before[("wechat_oauth_exchanges_total", (("product", "web"),))] == 0
+    assert before[("wechat_oauth_exchanges_total", (("product", "miniprogram"),))] == 0
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=APP_URL) as client,
+    ):
+        web_login = await client.get(CALLBACK, params={"code": emulator.issue_code()})
+        assert web_login.status_code == 200, web_login.text
+        for _ in range(2):
+            response = await miniprogram_login(client, emulator, double=False)
+            assert response.status_code == 200, response.text
+        refused = await client.get(CALLBACK, params={"code": "never-issued"})
+        assert refused.json()["error"] == "code_invalid"
+        samples = scrape(collector)
+    # The web flow traded two codes (one refused), the mini-program two.
+    assert samples[("wechat_oauth_exchanges_total", (("product", "web"),))] == 2
+    assert samples[("wechat_oauth_exchanges_total", (("product", "miniprogram"),))] == 2
+    errors = (("product", "web"), ("reason", "code_invalid"))
+    assert samples[("wechat_oauth_errors_total", errors)] == 1
+    assert not any(name.endswith("errors_total") and "miniprogram" in str(labels)
+                   for name, labels in samples)  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_token_keeper_is_collected(emulator, upstream, make_app):
+    keeper = AccessTokenKeeper(
+        StableTokenFetcher(
+            emulator.appid, emulator.secret, api_base_url=WECHAT_URL, http_client=upstream
+        )
+    )
+    try:
+        alone = WeChatOAuthCollector(keeper, prefix="wechat_token")
+        for _ in range(3):
+            await keeper.get()
+        assert scrape(alone)[("wechat_token_exchanges_total", ())] == 1
+        assert emulator.calls["stable_token"] == 1
+
+        # With the app's middleware in one collector: labelled apart.
+        middleware, client = await make_app()
+        await client.get(CALLBACK, params={"code": emulator.issue_code()})
+        samples = scrape(WeChatOAuthCollector([middleware, keeper]))
+        assert samples[("wechat_oauth_exchanges_total", (("product", "tokens"),))] == 1
+        assert samples[("wechat_oauth_exchanges_total", (("product", "web"),))] == 1
+    finally:
+        await keeper.aclose()
+
+
+@pytest.mark.anyio
+async def test_two_middlewares_of_one_product_add_up(emulator, upstream, downstream):
+    """Two official accounts on two callback paths: one product, counted together."""
+    inner = WeChatOAuthMiddleware(
+        downstream,
+        appid=emulator.appid,
+        secret=emulator.secret,
+        api_base_url=WECHAT_URL,
+        http_client=upstream,
+    )
+    outer = WeChatOAuthMiddleware(
+        inner,
+        appid=emulator.website_appid,
+        secret=emulator.website_secret,
+        callback_path="/other/callback",
+        api_base_url=WECHAT_URL,
+        http_client=upstream,
+    )
+    inner.counters.exchanges, outer.counters.exchanges = 2, 3
+    assert scrape(WeChatOAuthCollector(outer))[("wechat_oauth_exchanges_total", ())] == 5
+
+
+def test_a_bare_counters_in_a_list_is_refused():
+    with pytest.raises(ValueError, match="has no product"):
+        WeChatOAuthCollector([Counters(), Counters()])

@@ -1,0 +1,61 @@
+"""The web product: ``WeChatOAuthMiddleware`` and ``WeChatOAuthConfig`` (``WECHAT_*``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ..web import WeChatOAuthClient, WeChatOAuthConfig, WeChatOAuthMiddleware
+from ._base import Product, Verdict
+from ._online import NO_ANSWER, PROBE_CODE, made_up_code
+
+_WRONG = {
+    40013: ("the appid is wrong", "invalid appid"),
+    40125: ("the secret is wrong", "invalid appsecret"),
+}
+
+
+class Web(Product[WeChatOAuthConfig]):
+    name = "web"
+    title = "WeChatOAuthMiddleware"
+    kinds = (WeChatOAuthMiddleware,)
+    env_prefix = "WECHAT_"
+    labels = ("web",)
+
+    def from_env(
+        self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]
+    ) -> WeChatOAuthConfig:
+        return WeChatOAuthConfig.from_env(prefix, environ, ignore=ignore)
+
+    def config_of(self, found: WeChatOAuthMiddleware) -> WeChatOAuthConfig:
+        return found.config
+
+    def summary(self, config: WeChatOAuthConfig) -> dict[str, object]:
+        shown = config.summary()
+        shown["verify_state"] = config.resolved_verify_state
+        shown["on_invalid_code"] = config.resolved_on_invalid_code
+        return shown
+
+    async def probe(self, config: WeChatOAuthConfig) -> list[Verdict]:
+        """The official account's appid and secret; the website app's too, when there is one
+        and WeChat answered at all (the same host, the same problem, another wait)."""
+        verdicts = [await _probe_app(config.appid, config.secret, config.api_base_url)]
+        if (
+            config.website_appid
+            and config.website_secret
+            and not verdicts[0][1].startswith(NO_ANSWER)
+        ):
+            ok, message = await _probe_app(
+                config.website_appid, config.website_secret, config.api_base_url
+            )
+            verdicts.append((ok, f"website app: {message}"))
+        return verdicts
+
+
+async def _probe_app(appid: str, secret: str, api_base_url: str) -> Verdict:
+    async with WeChatOAuthClient(appid, secret, api_base_url=api_base_url, timeout=10.0) as client:
+        return await made_up_code(
+            client.exchange_code(PROBE_CODE), service="WeChat", where=api_base_url, wrong=_WRONG
+        )
+
+
+PRODUCT = Web()
