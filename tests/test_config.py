@@ -178,7 +178,7 @@ def test_from_env_prefix_ignore_and_overrides():
 
 
 def test_from_env_without_credentials_says_so():
-    with pytest.raises(ValueError, match="appid is required; secret is required"):
+    with pytest.raises(ValueError, match="WECHAT_APPID is required; WECHAT_SECRET is required"):
         WeChatOAuthConfig.from_env(environ={})
 
 

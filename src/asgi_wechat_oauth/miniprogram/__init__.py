@@ -5,7 +5,13 @@ serves the web flow and this one, with their keys kept apart.
 """
 
 from ._client import MiniProgramClient
+from ._config import MiniProgramConfig
 from ._identity import MiniProgramIdentity
 from ._middleware import MiniProgramMiddleware
 
-__all__ = ["MiniProgramClient", "MiniProgramMiddleware", "MiniProgramIdentity"]
+__all__ = [
+    "MiniProgramClient",
+    "MiniProgramConfig",
+    "MiniProgramIdentity",
+    "MiniProgramMiddleware",
+]

@@ -15,6 +15,7 @@ from .._core.apiclient import DEFAULT_API_BASE_URL
 from .._core.asgi import ASGIApp, Scope, Send
 from .._core.counters import Counters
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
+from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
 from .._core.singleflight import SingleFlight
 from .._core.state import StateSigner, VerifiedState, derive_state_secret
@@ -31,7 +32,7 @@ from ..errors import (
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
 from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
-from ._config import InvalidCodeAction, OnError, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
+from ._config import SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import AccessToken, UserInfo, WeChatIdentity
 from ._kept import KeptNexts, bodiless_request
 from ._links import LOGIN_PATH_KEY

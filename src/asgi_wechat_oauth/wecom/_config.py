@@ -1,0 +1,55 @@
+"""Every option of the WeCom middleware in one frozen, validated object (see
+:mod:`asgi_wechat_oauth._core.options`: the options it shares with the web login are there)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from .._core.apiclient import WECOM_API_BASE_URL
+from .._core.options import OAuthOptions, boolean, default, is_url, option, required, text
+from .._core.pages import ErrorPages
+from ..backends import Backend, MemoryBackend
+from ..tokens import AccessTokenKeeper
+from ._authorize import DEFAULT_QR_LOGIN_BASE_URL, SCOPES
+from ._pages import DEFAULT_WECOM_ERROR_PAGES
+
+#: The scope a login inside WeCom asks for when the link names none.
+WeComScope = Literal["snsapi_base", "snsapi_privateinfo"]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class WeComOAuthConfig(OAuthOptions):
+    """The options of :class:`WeComOAuthMiddleware`, validated on construction.
+
+    ``WeComOAuthMiddleware(app, config=config)`` and ``WeComOAuthMiddleware(app, **options)``
+    build the same middleware. Invalid options raise
+    :class:`~asgi_wechat_oauth.errors.InvalidConfig` (a ``ValueError``) naming each bad option,
+    and a misspelt one with the name meant. ``repr`` masks the secrets.
+    :meth:`from_env` reads ``WECOM_CORPID``, ``WECOM_AGENTID``, ``WECOM_SECRET``, ...
+    """
+
+    env_prefix: ClassVar[str] = "WECOM_"
+    scopes: ClassVar[frozenset[str]] = SCOPES
+
+    corpid: str = field(metadata=required())
+    agentid: str = field(metadata=required())
+    callback_path: str = default(OAuthOptions, "callback_path", "/wecom/callback")
+    api_base_url: str = default(OAuthOptions, "api_base_url", WECOM_API_BASE_URL)
+    default_scope: WeComScope = default(OAuthOptions, "default_scope", "snsapi_base")
+    nonce_cookie: str = default(OAuthOptions, "nonce_cookie", "wecom_oauth_nonce")
+    error_pages: ErrorPages | None = default(OAuthOptions, "error_pages", DEFAULT_WECOM_ERROR_PAGES)
+    #: Fetch the member's consented details (``snsapi_privateinfo`` logins carry a ticket).
+    fetch_profile: bool = field(default=False, metadata=option(boolean))
+    qr_login_base_url: str = field(default=DEFAULT_QR_LOGIN_BASE_URL, metadata=option(text, is_url))
+    #: The corp token keeper, to share one with the app's other WeCom calls (by default the
+    #: middleware keeps its own, shared with other workers through ``backend``).
+    token_keeper: AccessTokenKeeper | None = None
+
+    @staticmethod
+    def _backend(redis_url: str | None = None, **options: Any) -> Backend:
+        if redis_url is None:
+            return MemoryBackend()
+        from ..backends.redis import RedisBackend  # the redis extra: imported when used
+
+        return RedisBackend(redis_url, **options)
