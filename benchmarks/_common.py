@@ -727,16 +727,16 @@ def counting_redis(url: str, *, blocking_pool: bool = True, max_connections: int
     client.sent = collections.Counter()
     client.answered = collections.Counter()
     # RedisBackend runs its scripts by EVALSHA: their SHA1s name them.
-    from asgi_wechat_oauth.backends import redis as backend_module
+    from asgi_wechat_oauth.backends.redis import _scripts
 
     client.labels = {
-        backend_module._Script(None, source).sha: script_label(source)
+        _scripts.Script(None, source).sha: script_label(source)
         for source in (
-            backend_module._CLAIM,
-            backend_module._CHECK,
-            backend_module._COMPLETE,
-            backend_module._NOTE_CODE,
-            backend_module._FORGET,
+            _scripts.CLAIM,
+            _scripts.CHECK,
+            _scripts.COMPLETE,
+            _scripts.NOTE_CODE,
+            _scripts.FORGET,
         )
     }
     return client

@@ -187,13 +187,13 @@ async def leader_cpu(url: str, logins: int, rounds: int) -> dict[str, list[float
     import redis.asyncio as aioredis
 
     from asgi_wechat_oauth.backends import _codec
-    from asgi_wechat_oauth.backends import redis as backend_module
+    from asgi_wechat_oauth.backends.redis import RedisBackend, _scripts
 
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=50, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
     )
     client = aioredis.Redis.from_pool(pool)
-    backend = backend_module.RedisBackend(client, prefix="bench-cpu")
+    backend = RedisBackend(client, prefix="bench-cpu")
     identity = WeChatIdentity(
         openid="o" * 28,
         scope="snsapi_userinfo",
@@ -202,8 +202,8 @@ async def leader_cpu(url: str, logins: int, rounds: int) -> dict[str, list[float
         unionid="u" * 28,
         state="bench",
     )
-    claim_script = client.register_script(backend_module._CLAIM)
-    complete_script = client.register_script(backend_module._COMPLETE)
+    claim_script = client.register_script(_scripts.CLAIM)
+    complete_script = client.register_script(_scripts.COMPLETE)
     data = _codec.dump_outcome(identity)
     channel = "bench-cpu:done"
 
@@ -212,7 +212,7 @@ async def leader_cpu(url: str, logins: int, rounds: int) -> dict[str, list[float
         assert claim.lease is not None
         await backend.complete(key, claim.lease, identity, ttl=120)
 
-    preencoded = backend_module.RedisBackend(client, prefix="bench-cpu-pre")
+    preencoded = RedisBackend(client, prefix="bench-cpu-pre")
     preencoded._dump = lambda key, outcome: data  # type: ignore[method-assign]
 
     async def through_preencoded(key: str) -> None:

@@ -160,7 +160,7 @@ async def assert_woken_by_message(
 def subscription_port(backend: RedisBackend) -> int:
     """The node a backend's subscription listens on (the first it tries)."""
     nodes = sorted(backend._client.get_nodes(), key=lambda node: node.name)
-    return int(nodes[backend._node_index % len(nodes)].port)
+    return int(nodes[backend._wakeups.node_index % len(nodes)].port)
 
 
 async def test_the_wake_up_reaches_a_waiter_subscribed_on_another_node(

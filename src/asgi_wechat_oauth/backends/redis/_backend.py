@@ -1,0 +1,344 @@
+"""The backend protocol on Redis: claim, complete, wait, recover, forget, note_code, with the
+in-process fallback while Redis does not answer (``on_unavailable="local"``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+import anyio
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from ..._core.contract import Claim, Outcome
+from ...errors import CodeRejected, ErrorReason, ExchangeLost, ServiceUnavailable, WeChatOAuthError
+from ._calls import Busy, Unavailable, connect, ms, require_asyncio
+from ._ledger import LOCAL, Ledger
+from ._tokens import RedisTokenStore
+from ._wakeups import Slot, Wakeups
+
+logger = logging.getLogger("asgi_wechat_oauth")
+
+#: How long the holders set lives: longer than any code (QR login codes live 10 minutes).
+_HOLDERS_TTL_MS = 15 * 60 * 1000
+#: What peek() answers for a code this process leads: wait for that flight.
+_WAIT = Claim()
+
+
+class RedisBackend(RedisTokenStore):
+    """Dedupe exchanges across processes with Redis (or Valkey).
+
+    ``url_or_client``: a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+    ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` client you own
+    (Sentinel-managed clients included; the backend then neither configures nor closes it).
+    ``cluster=True`` reads the URL as one node of a Redis Cluster (the others are discovered).
+    ``lease_ttl``: how long a lease outlives a leader that
+    died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
+    while Redis is down (logged once as a warning) and returns to Redis by itself;
+    ``"fail"`` answers 503 ``backend_unavailable``. ``redis_timeout`` bounds every Redis
+    call; after a failure Redis is retried every ``retry_interval`` seconds. A URL gets a
+    blocking pool of ``max_connections`` (a client you pass keeps its own pool: make it a
+    ``BlockingConnectionPool`` too, or bursts beyond its size look like an outage).
+
+    Results (tokens included) live under the result key for the middleware's ``result_ttl``;
+    keys hold the code's hash, never the code. ``encryption_key`` (16, 24 or 32 bytes, the same
+    on every worker; extra ``encryption``) seals them with AES-GCM bound to their key.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | aioredis.Redis | RedisCluster,
+        *,
+        cluster: bool = False,
+        prefix: str = "wechat-oauth",
+        lease_ttl: float = 15.0,
+        on_unavailable: Literal["local", "fail"] = "local",
+        redis_timeout: float = 2.0,
+        retry_interval: float = 2.0,
+        encryption_key: bytes | None = None,
+        max_connections: int = 50,
+    ) -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        if lease_ttl <= 0:
+            raise ValueError("lease_ttl must be positive")
+        if on_unavailable not in ("local", "fail"):
+            raise ValueError("on_unavailable must be 'local' or 'fail'")
+        if max_connections < 2:
+            raise ValueError("max_connections must be at least 2 (one is the subscription)")
+        if redis_timeout <= 0 or retry_interval < 0:
+            raise ValueError("redis_timeout must be positive, retry_interval not negative")
+        client, owns_client = connect(
+            url_or_client,
+            cluster=cluster,
+            redis_timeout=redis_timeout,
+            max_connections=max_connections,
+        )
+        super().__init__(
+            client,
+            owns_client=owns_client,
+            prefix=prefix,
+            on_unavailable=on_unavailable,
+            redis_timeout=redis_timeout,
+            retry_interval=retry_interval,
+            encryption_key=encryption_key,
+        )
+        self.lease_ttl = lease_ttl
+        self._wakeups = Wakeups(client, f"{prefix}:done", retry_interval=self._retry_interval)
+        #: Keys this process leads under a Redis lease: a duplicate here waits for that flight
+        #: with no round trip (and, while Redis is unreachable, does not trade the code again).
+        #: (With each one's Redis keys, for its COMPLETE.)
+        self._leading: dict[str, list[str]] = {}
+        #: Keys whose state in Redis this process must still settle (see _ledger).
+        self._unsettled = Ledger(
+            complete=self._settle, dump=self._dump, retry_interval=self._retry_interval
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(prefix={self.prefix!r}, lease_ttl={self.lease_ttl!r})"
+
+    def peek(self, key: str) -> Claim | None:
+        """A duplicate of a code this process leads joins that flight with no round trip
+        (``Claim()``: wait for it); the local fallback's own flights and results likewise;
+        anything else goes to Redis (``None``: claim)."""
+        if key in self._leading:
+            return _WAIT
+        return None if self._local.is_empty() else self._local.peek(key)
+
+    async def claim(self, key: str) -> Claim:
+        require_asyncio()
+        if (self._down and self._skip_redis()) or (
+            not self._local.is_empty() and self._local.knows(key)
+        ):
+            # Down, or this process handled the code while Redis was down: stay local for it,
+            # or a duplicate here would take a Redis lease and trade the code again.
+            return await self._claim_locally(key)
+        token = secrets.token_hex(16)
+        keys = self._keys(key)
+        try:
+            answer = await self._call(
+                self._scripts.claim, keys, [token, ms(self.lease_ttl), _HOLDERS_TTL_MS]
+            )
+        except Unavailable:
+            # The CLAIM may still run on the server and take the lease under this token:
+            # remember it, to store this process's outcome under it (or release it) later.
+            self._unsettled.remember(key).tokens.add(token)
+            try:
+                claim = await self._claim_locally(key)
+            except ServiceUnavailable:
+                # on_unavailable="fail": nobody here trades it
+                self._unsettled.release_later(key, token)
+                raise
+            if claim.outcome is not None:
+                self._unsettled.release_later(key, token)  # known here: settled, or released
+            return claim
+        except Busy:
+            raise ServiceUnavailable(
+                ErrorReason.OVERLOADED, "Too many logins in progress; try again."
+            ) from None
+        if answer[0] == 1:
+            return Claim(outcome=self._load(key, answer[1]))
+        if answer[0] == 2:
+            self._leading[key] = keys
+            return Claim(lease=token)
+        return Claim()
+
+    async def complete(
+        self, key: str, lease: str, outcome: Outcome, *, ttl: float
+    ) -> Outcome | None:
+        """Never raises: what cannot be done in Redis now is logged (without tokens) and
+        settled later, and the waiters in this process get the outcome regardless."""
+        try:
+            return await self._complete_or_defer(key, lease, outcome, ttl)
+        except Exception as exc:  # a bug must not turn a login into a 500 nor keep a lease
+            logger.error("wechat_oauth.redis_complete_failed error=%s", type(exc).__name__)
+            local = lease[len(LOCAL) :] if lease.startswith(LOCAL) else ""
+            await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
+            await self._finish_locally(key, outcome, ttl)
+            self._unsettled.release_later(key, lease)
+            return None
+
+    async def _complete_or_defer(
+        self, key: str, lease: str, outcome: Outcome, ttl: float
+    ) -> Outcome | None:
+        if lease.startswith(LOCAL):
+            await self._local.complete(key, lease[len(LOCAL) :], outcome, ttl=ttl)
+            # Decided without Redis: store it there once Redis answers, so that a duplicate
+            # on another worker gets it, and release what a timed-out CLAIM may have taken.
+            self._unsettled.settle_later(key, outcome, ttl)
+            return None
+        keys = self._leading.pop(key, None)
+        # A result is what Redis keeps (it replaces only a stored error), and an outcome not
+        # stored is sent as it is: this process's own waiters get either at once. A stored
+        # error may yield to a result stored first, so they get what the script answers.
+        early = ttl <= 0 or not isinstance(outcome, WeChatOAuthError)
+        if early and self._wakeups.deliver_outcome(key, outcome):
+            await asyncio.sleep(0)  # they go first, not after the client's work for COMPLETE
+        data = self._dump(key, outcome)
+        if data is None:
+            # Unstorable (a Result whose to_dict() is not JSON): this process's waiters get
+            # it; elsewhere the lease is released and a duplicate trades again.
+            await self._finish_locally(key, outcome, ttl)
+            self._unsettled.release_later(key, lease)
+            return None
+        try:
+            # The outcome travels in the message (sealed when results are), so a woken waiter
+            # needs no further round trip.
+            published = await self._call(
+                self._scripts.complete, *self._complete_args(key, lease, data, ttl, keys)
+            )
+        except (Unavailable, Busy):
+            # Waiters in this process still get the outcome, now and (kept locally) later.
+            # The COMPLETE may or may not have run: it runs again once Redis answers.
+            await self._finish_locally(key, outcome, ttl)
+            self._unsettled.settle_later(key, outcome, ttl, token=lease)
+            return None
+        if key in self._unsettled:  # a timed-out CLAIM of this key may hold a lease too
+            self._unsettled.settle_later(key, outcome, ttl)
+        if early:
+            return None
+        delivered = self._load(key, published)
+        self._wakeups.deliver_outcome(key, delivered)
+        return delivered
+
+    async def _finish_locally(self, key: str, outcome: Outcome, ttl: float) -> None:
+        await self._local.complete(key, "", outcome, ttl=ttl)
+        self._wakeups.deliver_outcome(key, outcome)
+
+    def _complete_args(
+        self, key: str, token: str, data: bytes, ttl: float, keys: list[str] | None = None
+    ) -> tuple[list[str], list[Any]]:
+        store = b"1" if ttl > 0 and data else b"0"
+        args = [token, store, max(ms(ttl), 1), self._wakeups.channel, key, data]
+        return keys or self._keys(key), args
+
+    async def _settle(self, key: str, token: str, data: bytes, ttl: float) -> None:
+        """COMPLETE for the ledger: store ``data`` (``b""``: only release ``token``)."""
+        await self._call(self._scripts.complete, *self._complete_args(key, token, data, ttl))
+
+    def _retry_interval(self) -> float:
+        return self.retry_interval
+
+    async def wait(self, key: str, *, timeout: float) -> Outcome | None:
+        if self._local.has_flight(key):
+            return await self._local.wait(key, timeout=timeout)
+        if key in self._leading:
+            return await self._wait_for_own_leader(key, timeout)
+        if self._skip_redis():
+            return None  # claim again: the fallback takes over
+        try:
+            async with self._watch(key) as (slot, answer):
+                if answer[0] == 1:
+                    return self._load(key, answer[1])
+                lease_left = answer[1] / 1000
+                if lease_left < 0:
+                    return None  # no lease and no result: claim again
+                with anyio.move_on_after(min(timeout, lease_left + 0.05)):
+                    await slot.event.wait()
+                return self._read_delivery(key, slot)
+        except (Unavailable, Busy):
+            if key in self._leading:
+                return await self._wait_for_own_leader(key, timeout)
+            return None
+
+    async def _wait_for_own_leader(self, key: str, timeout: float) -> Outcome | None:
+        """This process leads ``key``: its complete() delivers here, with no round trip."""
+        slot = self._wakeups.register(key)
+        try:
+            with anyio.move_on_after(timeout):
+                await slot.event.wait()
+            return self._read_delivery(key, slot)
+        finally:
+            self._wakeups.unregister(key, slot)
+
+    async def recover(self, key: str, *, timeout: float) -> Outcome | None:
+        local = await self._local.recover(key, timeout=timeout)
+        if local is not None or self._skip_redis():
+            return local
+        deadline = anyio.current_time() + timeout
+        outcome: Outcome | None = None
+        try:
+            while outcome is None and anyio.current_time() < deadline:
+                async with self._watch(key) as (slot, answer):
+                    if answer[0] == 1:
+                        return self._load(key, answer[1])
+                    if answer[2] <= 1:
+                        return None  # nobody else is trading it: really used or invalid
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        await slot.event.wait()
+                    outcome = self._read_delivery(key, slot)
+                # Woken without an outcome (the subscription was renewed): look again.
+        except (Unavailable, Busy):
+            return None
+        if outcome is not None and not isinstance(outcome, CodeRejected):
+            return outcome
+        # Another leader traded the code and never shared a result: it died mid-exchange.
+        return ExchangeLost(
+            ErrorReason.EXCHANGE_LOST,
+            "The login was interrupted on the server; please log in again.",
+        )
+
+    async def forget(self, key: str, *, only_if: Callable[[Outcome], bool] | None = None) -> bool:
+        dropped = await self._local.forget(key, only_if=only_if)
+        return await self._drop(key, only_if, 0.0) or dropped
+
+    async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
+        require_asyncio()
+        if not self._skip_redis():
+            try:
+                answer = await self._call(
+                    self._scripts.note_code,
+                    [f"{self.prefix}:{{{group}}}:codes"],
+                    [key, limit, max(ms(ttl), 1)],
+                )
+                return bool(answer)
+            except Unavailable:
+                pass  # counted in this process meanwhile, as claims are
+            except Busy:
+                raise ServiceUnavailable(
+                    ErrorReason.OVERLOADED, "Too many logins in progress; try again."
+                ) from None
+        return await self._local.note_code(group, key, limit=limit, ttl=ttl)
+
+    async def aclose(self) -> None:
+        await self._unsettled.aclose(self.redis_timeout)
+        await self._wakeups.aclose()
+        if self._owns_client:
+            await self._client.aclose()
+        await self._local.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _watch(self, key: str) -> AsyncIterator[tuple[Slot, Any]]:
+        """Listen for ``key``'s outcome, *then* read its state (CHECK): in this order an
+        outcome published in between is not missed."""
+        slot = self._wakeups.register(key)
+        try:
+            try:
+                await self._wakeups.subscribe(self.redis_timeout)
+            except TimeoutError as exc:
+                self._mark_down(exc)
+                raise Unavailable from None
+            yield slot, await self._call(self._scripts.check, self._keys(key), [])
+        finally:
+            self._wakeups.unregister(key, slot)
+
+    def _read_delivery(self, key: str, slot: Slot) -> Outcome | None:
+        if not slot.event.is_set():
+            return None  # lease expired: claim again
+        if slot.outcome is None and slot.payload:  # decoded once for all local waiters
+            slot.outcome = self._load(key, slot.payload)
+        return slot.outcome  # None: woken to re-check, claim again
+
+    async def _claim_locally(self, key: str) -> Claim:
+        if key in self._leading:
+            return Claim()  # this process leads it under a Redis lease: wait for that flight
+        if self.on_unavailable == "fail":
+            raise ServiceUnavailable(
+                ErrorReason.BACKEND_UNAVAILABLE, "The login service is unavailable; try again soon."
+            )
+        claim = await self._local.claim(key)
+        return Claim(outcome=claim.outcome, lease=LOCAL + claim.lease) if claim.lease else claim
