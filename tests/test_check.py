@@ -28,7 +28,7 @@ def emulator_url() -> Iterator[str]:
 
 
 def check(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[int, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WECHAT_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "WECOM_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "asgi_wechat_oauth", "check", *args],
         env={**clean, **(env or {})},
@@ -102,10 +102,16 @@ def test_every_problem_is_listed(emulator_url):
             WECHAT_LOGIN_PAHT="/wechat/login",
         )
     )
-    assert status == 1
+    assert status == 2  # an invalid configuration: the app would not start
     problems = [line for line in out.splitlines() if line.startswith("  - ")]
     assert len(problems) == 4, out
-    for needle in ("WECHAT_LOGIN_PAHT", "appid is required", "callback_path", "default_scope"):
+    # A missing credential is named by its variable (from_env, issue 27 item 1).
+    for needle in (
+        "WECHAT_LOGIN_PAHT",
+        "WECHAT_APPID is required",
+        "callback_path",
+        "default_scope",
+    ):
         assert needle in out
 
 
@@ -206,8 +212,8 @@ def test_app_whose_options_would_fail_at_start_up(tmp_path):
     options = 'callback_path="wechat/callback", default_scope="snsapi_info"'
     (tmp_path / "badapp.py").write_text(APP_MODULE.format(options=options))
     status, out = check("--app", "badapp:app", cwd=tmp_path)
-    assert status == 1
-    assert "Invalid configuration in badapp:app:" in out
+    assert status == 2
+    assert "Invalid WeChatOAuthMiddleware configuration in badapp:app:" in out
     assert "callback_path must be a path" in out and "default_scope must be one of" in out
 
 
@@ -216,7 +222,10 @@ def test_app_without_the_middleware(tmp_path):
         "from starlette.applications import Starlette\napp = Starlette()\n"
     )
     status, out = check("--app", "plain:app", cwd=tmp_path)
-    assert (status, out.strip()) == (1, "No WeChatOAuthMiddleware found in plain:app.")
+    products = (
+        "WeChatOAuthMiddleware, WeComOAuthMiddleware, MiniProgramMiddleware or AccessTokenKeeper"
+    )
+    assert (status, out.strip()) == (1, f"No {products} found in plain:app.")
 
 
 def test_django_example_wrapped_by_hand(emulator_url):

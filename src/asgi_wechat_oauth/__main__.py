@@ -99,13 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
-        help="print and validate the middleware's configuration (--online: try it for real)",
+        help="print and validate every product's configuration (--online: try it for real)",
         description=(
-            "Print the effective configuration of the middleware (the secrets masked) and "
-            "validate it; exit 1 with every problem listed. Reads the environment "
-            "(WECHAT_APPID, WECHAT_SECRET, ...), or with --app the middleware in an app. "
-            "--online also trades a made-up code to learn whether WeChat accepts the appid "
-            "and secret (no user needed), and pings the Redis backend when one is configured."
+            "Print the effective configuration of every product found (the secrets masked) and "
+            "validate it: the web flow, WeCom, the mini-program, token keepers. Reads the "
+            "environment (WECHAT_*, WECOM_*, WECHAT_MINIPROGRAM_*: whichever are set), or with "
+            "--app the middlewares in an app (and the token keepers its module holds). "
+            "--online also tries each product's credentials once (a made-up code, a corp token, "
+            "a token fetch: no user needed) and pings each Redis backend. Exit 0 when all is "
+            "well, 1 when --online found a problem, 2 when a configuration is invalid or the app "
+            "cannot be loaded."
         ),
     )
     check.add_argument(
@@ -114,10 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the ASGI app to inspect, as uvicorn takes it (e.g. main:app)",
     )
     check.add_argument(
-        "--prefix", default="WECHAT_", help="the environment variables' prefix (WECHAT_)"
+        "--prefix",
+        action="append",
+        default=[],
+        metavar="[PRODUCT=]PREFIX",
+        help=(
+            "read a product's variables under another prefix (wecom=CORP_); a bare PREFIX is "
+            "the web flow's (default WECHAT_)"
+        ),
     )
     check.add_argument(
-        "--online", action="store_true", help="ask WeChat (and Redis) whether it all works"
+        "--online", action="store_true", help="ask WeChat, WeCom (and Redis) whether it all works"
     )
     return parser
 
@@ -125,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run_check(args: argparse.Namespace) -> int:
     import anyio
 
-    from .web._check import run
+    from ._check import run
 
-    return anyio.run(run, args.app, args.prefix, args.online, sys.stdout)
+    return anyio.run(run, args.app, args.prefix, args.online)
 
 
 def run_demo(args: argparse.Namespace) -> int:

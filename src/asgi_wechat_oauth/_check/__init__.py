@@ -9,10 +9,14 @@ A product added later is one more such module, listed in :data:`PRODUCTS`.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from . import miniprogram, tokens, web, wecom
 from ._base import Product, Verdict
+from ._run import run as _run
 from ._stack import Found, find
 
 #: Every product, in the order ``check`` reports them.
@@ -23,4 +27,17 @@ PRODUCTS: tuple[Product[Any], ...] = (
     tokens.PRODUCT,
 )
 
-__all__ = ["PRODUCTS", "Found", "Product", "Verdict", "find"]
+__all__ = ["PRODUCTS", "Found", "Product", "Verdict", "find", "run"]
+
+
+async def run(app: str | None, prefixes: Sequence[str], online: bool) -> int:
+    """``python -m asgi_wechat_oauth check``; returns the exit status."""
+    return await _run(
+        PRODUCTS,
+        app=app,
+        prefixes=prefixes,
+        online=online,
+        environ=os.environ,
+        out=sys.stdout,
+        err=sys.stderr,
+    )

@@ -40,7 +40,8 @@ async def made_up_code(
 
 
 async def ping(backend: Backend) -> Verdict | None:
-    """PING a Redis backend (nothing for any other); closes it afterwards."""
+    """PING a Redis backend (nothing for any other). The caller closes it, once every product
+    that may share it is done."""
     try:
         from ..backends.redis import RedisBackend
     except ImportError:
@@ -51,6 +52,4 @@ async def ping(backend: Backend) -> Verdict | None:
         await backend.ping()
     except Exception as exc:
         return False, f"Redis did not answer PING: {type(exc).__name__}"
-    finally:
-        await backend.aclose()
     return True, "Redis answered PING"

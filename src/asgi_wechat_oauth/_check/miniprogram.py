@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from ..miniprogram import MiniProgramClient, MiniProgramMiddleware
+from ..miniprogram import MiniProgramClient, MiniProgramConfig, MiniProgramMiddleware
 from ._base import Product, Verdict
 from ._online import PROBE_CODE, made_up_code
 
@@ -16,26 +15,26 @@ _WRONG = {
 }
 
 
-class MiniProgram(Product[Any]):
+class MiniProgram(Product[MiniProgramConfig]):
     name = "miniprogram"
     title = "MiniProgramMiddleware"
     kinds = (MiniProgramMiddleware,)
     env_prefix = "WECHAT_MINIPROGRAM_"
     labels = ("miniprogram",)
 
-    def from_env(self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]) -> Any:
-        from ..miniprogram import MiniProgramConfig  # type: ignore[attr-defined]
-
+    def from_env(
+        self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]
+    ) -> MiniProgramConfig:
         return MiniProgramConfig.from_env(prefix, environ, ignore=ignore)
 
-    def config_of(self, found: MiniProgramMiddleware) -> Any:
-        return found.config  # type: ignore[attr-defined]
+    def config_of(self, found: MiniProgramMiddleware) -> MiniProgramConfig:
+        config: MiniProgramConfig = found.config
+        return config
 
-    def summary(self, config: Any) -> dict[str, object]:
-        shown: dict[str, object] = config.summary()
-        return shown
+    def summary(self, config: MiniProgramConfig) -> dict[str, object]:
+        return config.summary()
 
-    async def probe(self, config: Any) -> list[Verdict]:
+    async def probe(self, config: MiniProgramConfig) -> list[Verdict]:
         """``jscode2session`` with a code that cannot exist: without a user's ``wx.login()``
         code, WeChat's answer still tells bad credentials (40013, 40125) from a bad code
         (40029)."""

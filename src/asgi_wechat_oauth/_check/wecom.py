@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from .._core.counters import Counters
-from ..wecom import WeComOAuthClient, WeComOAuthMiddleware
+from ..wecom import WeComOAuthClient, WeComOAuthConfig, WeComOAuthMiddleware
 from ._base import Product, Verdict
 from ._online import PROBE_CODE, made_up_code
 
@@ -16,7 +15,7 @@ _WRONG = {
 }
 
 
-class WeCom(Product[Any]):
+class WeCom(Product[WeComOAuthConfig]):
     name = "wecom"
     title = "WeComOAuthMiddleware"
     kinds = (WeComOAuthMiddleware,)
@@ -24,19 +23,22 @@ class WeCom(Product[Any]):
     #: The logins, and the corp token's fetches.
     labels = ("wecom", "tokens")
 
-    def from_env(self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]) -> Any:
-        from ..wecom import WeComOAuthConfig  # type: ignore[attr-defined]
-
+    def from_env(
+        self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]
+    ) -> WeComOAuthConfig:
         return WeComOAuthConfig.from_env(prefix, environ, ignore=ignore)
 
-    def config_of(self, found: WeComOAuthMiddleware) -> Any:
-        return found.config  # type: ignore[attr-defined]
+    def config_of(self, found: WeComOAuthMiddleware) -> WeComOAuthConfig:
+        config: WeComOAuthConfig = found.config
+        return config
 
-    def summary(self, config: Any) -> dict[str, object]:
-        shown: dict[str, object] = config.summary()
+    def summary(self, config: WeComOAuthConfig) -> dict[str, object]:
+        shown = config.summary()
+        shown["verify_state"] = config.resolved_verify_state
+        shown["on_invalid_code"] = config.resolved_on_invalid_code
         return shown
 
-    async def probe(self, config: Any) -> list[Verdict]:
+    async def probe(self, config: WeComOAuthConfig) -> list[Verdict]:
         """The corp token fetched with corpid and secret, then used at ``auth/getuserinfo``
         with a code that cannot exist: no user is needed."""
         client = WeComOAuthClient(
