@@ -26,8 +26,7 @@ from asgi_wechat_oauth import ServiceUnavailable, UpstreamError, WeChatIdentity
 from asgi_wechat_oauth.backends import register_result
 from asgi_wechat_oauth.backends._codec import dump_outcome, load_outcome
 from asgi_wechat_oauth.backends.redis import RedisBackend
-from asgi_wechat_oauth.testing import WeChatEmulator
-from asgi_wechat_oauth.testing._emulator import EmulatedUser
+from asgi_wechat_oauth.testing import EmulatedUser, WeChatEmulator
 from support import CALLBACK
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -15,10 +15,12 @@ and ``wecom_login``.
 """
 
 from ._browser import consent, double_callback, web_login, wecom_login
-from ._emulator import EmulatedUser, Fault, WeChatEmulator
+from ._emulator import WeChatEmulator
+from ._faults import Fault
 from ._miniprogram import double_login, miniprogram_login
 from ._server import EmulatorServer
 from ._tokens import ServerTokens
+from ._users import EmulatedUser
 from ._wecom import WeComEmulator, WeComMember
 
 __all__ = [

@@ -8,7 +8,8 @@ from functools import partial
 import httpx
 
 from ._browser import sent_twice
-from ._emulator import EmulatedUser, WeChatEmulator
+from ._emulator import WeChatEmulator
+from ._users import EmulatedUser
 
 DEFAULT_PATH = "/wechat/miniprogram/login"
 

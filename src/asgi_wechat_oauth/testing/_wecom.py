@@ -27,7 +27,8 @@ from starlette.routing import Route, Router
 from .._core.asgi import Receive, Scope, Send
 from .._core.singleflight import flight_key
 from ._base import EmulatorBase
-from ._emulator import _BEFORE_USE, Fault, _error, _flag, answer_fault, answer_with
+from ._control import flag
+from ._faults import BEFORE_USE, Fault, answer_fault, answer_with, error
 from ._tokens import ServerTokens
 
 AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_privateinfo"})
@@ -172,7 +173,7 @@ class WeComEmulator(EmulatorBase):
             if "latency" in params:
                 self.latency = max(0.0, float(params["latency"]))
             if "decline_qr_login" in params:
-                self.decline_qr_login = _flag(params["decline_qr_login"])
+                self.decline_qr_login = flag(params["decline_qr_login"])
             if "detail_userid" in params:
                 userid = params["detail_userid"]
                 self.detail_member = replace(self.user, userid=userid) if userid else None
@@ -181,9 +182,9 @@ class WeComEmulator(EmulatorBase):
                 self.inject_fault(params["fault"], count=count, endpoint=endpoint)
             if "errcode" in params:
                 self.inject_errcode(int(params["errcode"]), count=count, endpoint=endpoint)
-            if _flag(params.get("expire_tokens", "0")):
+            if flag(params.get("expire_tokens", "0")):
                 self.tokens.expire()
-            if _flag(params.get("revoke_tokens", "0")):
+            if flag(params.get("revoke_tokens", "0")):
                 self.tokens.revoke()
         except ValueError:
             return PlainTextResponse("bad settings", status_code=400)
@@ -232,9 +233,9 @@ class WeComEmulator(EmulatorBase):
 
     def _token_for(self, params: Any) -> dict[str, Any]:
         if params.get("corpid") != self.corpid:
-            return _error(40013, "invalid corpid")
+            return error(40013, "invalid corpid")
         if params.get("corpsecret") != self.secret:
-            return _error(40001, "invalid secret")
+            return error(40001, "invalid secret")
         token, expires_in = self.tokens.current()
         return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
 
@@ -247,15 +248,15 @@ class WeComEmulator(EmulatorBase):
         # WeCom checks the token before the code: a token error leaves the code unused (and
         # uncounted, see _api).
         if not token:
-            return _error(41001, "access_token missing")
+            return error(41001, "access_token missing")
         if errcode := self.tokens.check(token):
-            return _error(errcode, "invalid access_token" if errcode == 40014 else "expired")
+            return error(errcode, "invalid access_token" if errcode == 40014 else "expired")
         issued = self._codes.get(code)
         if issued is None:
-            return _error(40029, "invalid code")
+            return error(40029, "invalid code")
         issued.uses += 1
         if issued.uses > 1 or time.monotonic() > issued.expires_at:
-            return _error(40029, "invalid code")
+            return error(40029, "invalid code")
         user = issued.user
         if not user.member:
             return {
@@ -282,11 +283,11 @@ class WeComEmulator(EmulatorBase):
 
     def _detail_of(self, token: str, ticket: object) -> dict[str, Any]:
         if errcode := self.tokens.check(token):
-            return _error(errcode, "invalid access_token" if errcode == 40014 else "expired")
+            return error(errcode, "invalid access_token" if errcode == 40014 else "expired")
         held = self._tickets.get(ticket) if isinstance(ticket, str) else None
         if held is None or time.monotonic() > held[1]:
             # The emulator's choice of errcode for an unknown or expired ticket.
-            return _error(40089, "invalid user_ticket")
+            return error(40089, "invalid user_ticket")
         user = self.detail_member or held[0]
         fields = ("gender", "avatar", "qr_code", "mobile", "email", "biz_mail", "address")
         return {
@@ -304,8 +305,8 @@ class WeComEmulator(EmulatorBase):
         fault = queue.popleft() if queue else None
         errcodes = self._errcodes.get(endpoint)
         reply: dict[str, Any] | None = None  # None: the fault answers
-        if fault not in _BEFORE_USE:
-            reply = _error(errcodes.popleft(), "injected") if errcodes else answer()
+        if fault not in BEFORE_USE:
+            reply = error(errcodes.popleft(), "injected") if errcodes else answer()
         if code and (reply is None or reply.get("errcode") not in TOKEN_ERRCODES):
             self.exchanges[code] += 1
         if reply is None:

@@ -1,0 +1,40 @@
+"""Who the WeChat emulator logs in, and what it grants them: codes and access tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EmulatedUser:
+    """The user the emulator logs in. ``snapshot=True`` answers ``is_snapshotuser: 1``."""
+
+    openid: str = "oEmulatedOpenId0000000000001"
+    nickname: str = "微信用户 🐼"
+    headimgurl: str = "https://thirdwx.qlogo.cn/mmopen/emulated/132"
+    unionid: str | None = None
+    snapshot: bool = False
+    #: The same person's openid in the website app (one openid per app; ``unionid`` links them).
+    website_openid: str = "oEmulatedWebOpenId00000000001"
+
+
+@dataclass
+class Code:
+    """A code issued to ``user`` for ``appid``: valid once, until ``expires_at``."""
+
+    user: EmulatedUser
+    scope: str
+    appid: str
+    expires_at: float
+    uses: int = 0
+
+
+@dataclass
+class Token:
+    """An access token (and its refresh token), as ``sns/oauth2/access_token`` grants it."""
+
+    user: EmulatedUser
+    scope: str
+    expires_at: float
+    appid: str
+    openid: str
