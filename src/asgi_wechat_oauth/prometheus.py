@@ -197,7 +197,8 @@ def _sets_in(source: object) -> list[tuple[str, Counters]]:
         if found.found is not None:
             sets += found.product.counters(found.found)
         else:
-            sets += [(label, Counters()) for label in found.product.labels]
+            labels = found.product.labels or (found.product.name,)
+            sets += [(label, Counters()) for label in labels]
     return sets
 
 

@@ -34,7 +34,8 @@ class Product(Generic[C]):
     kinds: ClassVar[tuple[type, ...]]
     #: The environment prefix of its config; None when it is not configured from there.
     env_prefix: ClassVar[str | None] = None
-    #: The counter sets one object of it keeps, by metrics label (see :meth:`counters`).
+    #: The counter sets one object of it keeps, by metrics label (see :meth:`counters`);
+    #: empty means one, labelled :attr:`name`.
     labels: ClassVar[tuple[str, ...]] = ()
 
     def from_env(self, prefix: str, environ: Mapping[str, str], ignore: Iterable[str]) -> C:
