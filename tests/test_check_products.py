@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from _servers import free_port, process, uvicorn_args
 from asgi_wechat_oauth import Counters, WeChatOAuthMiddleware
-from asgi_wechat_oauth._check import PRODUCTS, Product
+from asgi_wechat_oauth._check import PRODUCTS, Product, Verdict
 from asgi_wechat_oauth._check._run import run
 from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator
 from test_check import check, emulator_env
@@ -427,8 +427,14 @@ class Platform(Product[PlatformConfig]):
     def summary(self, config: PlatformConfig) -> dict[str, object]:
         return config.summary()
 
+    async def probe(self, config: PlatformConfig) -> list[Verdict]:
+        # A failure of a kind no probe expects, whose message holds a URL with the secret.
+        raise RuntimeError(f"https://api.weixin.qq.com/x?secret={config.component_secret}")
 
-def run_check(*, app: str | None = None, environ: dict[str, str] | None = None) -> tuple[int, str]:
+
+def run_check(
+    *, app: str | None = None, environ: dict[str, str] | None = None, online: bool = False
+) -> tuple[int, str]:
     out = io.StringIO()
     status = anyio.run(
         partial(
@@ -436,7 +442,7 @@ def run_check(*, app: str | None = None, environ: dict[str, str] | None = None) 
             (*PRODUCTS, Platform()),
             app=app,
             prefixes=[],
-            online=False,
+            online=online,
             environ=environ or {},
             out=out,
             err=out,
@@ -475,3 +481,11 @@ def test_a_product_plugs_in_with_one_part(monkeypatch):
         "PlatformMiddleware configuration (platform_app:app):",
         "WeChatOAuthMiddleware configuration (platform_app:app):",
     ]
+
+
+def test_a_probe_that_fails_unexpectedly_is_a_problem_without_its_message():
+    environ = {"WECHAT_PLATFORM_APPID": "wxcomponent1", "WECHAT_PLATFORM_SECRET": "platform-secret"}
+    status, out = run_check(environ=environ, online=True)
+    assert status == 1, out
+    assert "PROBLEM: could not try the credentials: RuntimeError" in out
+    assert "platform-secret" not in out

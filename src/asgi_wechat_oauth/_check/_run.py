@@ -117,7 +117,11 @@ def _shown(value: object) -> str:
 
 async def try_online(entry: Entry, pinged: dict[int, Backend]) -> list[Verdict]:
     """The product's own probe, then a PING of its Redis backend (once per backend)."""
-    verdicts = await entry.product.probe(entry.config)
+    try:
+        verdicts = await entry.product.probe(entry.config)
+    except Exception as exc:  # the probes answer WeChatOAuthError; anything else, say what
+        # Only its type: an HTTP library's message may hold a URL, and URLs hold the secret.
+        verdicts = [(False, f"could not try the credentials: {type(exc).__name__}")]
     backend = entry.product.backend(entry.config)
     if backend is not None and id(backend) not in pinged:
         pinged[id(backend)] = backend
