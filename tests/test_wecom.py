@@ -524,3 +524,16 @@ async def test_browsers_get_a_page_that_says_wecom(make, wecom):
     wecom.inject_fault(Fault.BUSY, count=2, endpoint="getuserinfo")
     busy = await browser.get(await walk(browser), headers=html)
     assert busy.status_code == 502 and "企业微信繁忙" in busy.text
+
+
+async def test_max_codes_per_state_is_an_option_here_too(make, wecom):
+    """The option the web login had, from the options both share: one state and its cookie
+    trade at most this many distinct codes; past it, 403 before any call to WeCom."""
+    _, browser = await make(max_codes_per_state=1, on_invalid_code="error")
+    url = await walk(browser)
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    assert (await browser.get(url)).status_code == 200
+    refused = await browser.get(f"{CALLBACK}?code=madeupcode0001&state={state}")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "too_many_codes"
+    assert wecom.calls["getuserinfo"] == 1

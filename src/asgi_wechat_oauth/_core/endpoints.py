@@ -12,6 +12,7 @@ from ..errors import (
     InvalidCallbackRequest,
     LoginDeclined,
     MethodNotAllowed,
+    RiskyUserRejected,
     SnapshotUserRejected,
     StateRejected,
     UpstreamError,
@@ -31,8 +32,10 @@ def failure_level(error: WeChatOAuthError, *, has_nonce_cookie: bool) -> int:
     """The level a failed request is logged at: only failures a user sees log at WARNING."""
     if isinstance(error, (UpstreamError, CredentialsRejected)):
         return logging.DEBUG  # the exchange's own record already said it, once
-    if isinstance(error, (InvalidCallbackRequest, SnapshotUserRejected, LoginDeclined)):
-        return logging.INFO  # bad or refused input, not a failure of ours
+    if isinstance(
+        error, (InvalidCallbackRequest, SnapshotUserRejected, LoginDeclined, RiskyUserRejected)
+    ):
+        return logging.INFO  # bad or refused input, or the provider's verdict on the user
     if (
         isinstance(error, StateRejected)
         and error.reason == "invalid_state"
@@ -61,9 +64,12 @@ async def send_error(
     *,
     pages: ErrorPages | None = None,
     login_href: str | None = None,
+    allow: bytes = b"GET, HEAD",
 ) -> None:
     """Answer ``error`` with its status: a page for a browser (with ``pages``; its button logs
-    in again at ``login_href``), ``{"error": reason, "message": ...}`` for anyone else."""
+    in again at ``login_href``), ``{"error": reason, "message": ...}`` for anyone else; a 405
+    says the methods ``allow``ed, an error that knows when to try again says
+    ``Retry-After``."""
     if pages is not None and wants_html(scope):
         body = pages.render(
             error.reason,
@@ -84,7 +90,9 @@ async def send_error(
     if pages is not None:
         headers.append((b"vary", b"accept, accept-language"))
     if isinstance(error, MethodNotAllowed):
-        headers.append((b"allow", b"GET, HEAD"))
+        headers.append((b"allow", allow))
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(error.retry_after).encode()))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     if scope["method"] == "HEAD":
         body = b""

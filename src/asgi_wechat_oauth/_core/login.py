@@ -11,14 +11,12 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from typing import Literal
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import ErrorReason, InvalidCallbackRequest
 from .asgi import Scope
 from .cookies import (
     base_name,
-    check_cookie_name,
     cookie_name,
     expire_tossed,
     read_trusted,
@@ -69,43 +67,6 @@ def _is_local(path: str) -> bool:
         and not path.startswith(("//", "/\\"))
         and not any(unicodedata.category(char) in _FORBIDDEN for char in path)
     )
-
-
-def check_login_options(
-    *,
-    callback_path: str,
-    login_path: str | None,
-    verify_state: bool | None,
-    on_invalid_code: Literal["reauthorize", "error"] | None,
-    redirect_uri: str | None,
-    state_max_age: float,
-    nonce_cookie: str,
-) -> tuple[bool, Literal["reauthorize", "error"]]:
-    """Validate the options of the callback and login endpoints (``ValueError`` says which is
-    wrong); return ``verify_state`` and ``on_invalid_code`` with their defaults resolved: both
-    follow whether there is a login endpoint."""
-    if not callback_path.startswith("/"):
-        raise ValueError("callback_path must start with '/'")
-    if login_path is not None and (not login_path.startswith("/") or login_path == callback_path):
-        raise ValueError("login_path must start with '/' and differ from callback_path")
-    if verify_state is None:
-        verify_state = login_path is not None
-    if verify_state and login_path is None:
-        raise ValueError("verify_state needs login_path: the login endpoint sets the cookie")
-    if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
-        raise ValueError("redirect_uri must be an absolute http(s) URL")
-    if not 1 <= state_max_age < math.inf:  # NaN fails too
-        raise ValueError("state_max_age must be at least 1 second (and finite)")
-    problem = check_cookie_name("nonce_cookie", nonce_cookie)
-    if problem:
-        raise ValueError(problem)
-    if on_invalid_code is None:
-        on_invalid_code = "reauthorize" if login_path is not None else "error"
-    if on_invalid_code not in ("reauthorize", "error"):
-        raise ValueError("on_invalid_code must be 'reauthorize' or 'error'")
-    if on_invalid_code == "reauthorize" and login_path is None:
-        raise ValueError("on_invalid_code='reauthorize' needs login_path")
-    return verify_state, on_invalid_code
 
 
 class LoginEndpoint:

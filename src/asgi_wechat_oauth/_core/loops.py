@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 import re
 import time
 
@@ -28,14 +27,6 @@ COOKIE = "wechat_oauth_logins"
 #: The completed login that logs the WARNING (or the limit, when lower).
 WARN_AT = 3
 _VALUE = re.compile(r"(\d{1,4})\.(\d{1,12})\.([0-9a-f]{8})\.([0-9a-f]{32})")
-
-
-def check_loop_options(limit: int | None, window: float) -> None:
-    """Raise ``ValueError`` for unusable ``login_loop_limit`` / ``login_loop_window``."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
-        raise ValueError("login_loop_limit must be an int of at least 2, or None")
-    if not 0 < window < math.inf:  # the cookie's Max-Age is int(window)
-        raise ValueError("login_loop_window must be positive and finite")
 
 
 class LoginLoopGuard:

@@ -1,10 +1,11 @@
-"""The middleware every product is: its callback and login paths, everything else passed on.
+"""The middleware of a product whose users come back to a callback from a consent page that
+a login endpoint sends them to (WeChat's web login, WeCom's).
 
-A product subclasses :class:`OAuthMiddleware`, sets up its client, flight, signer and login
-endpoint in ``__init__``, and says how to trade a code (``_trade``); the request handling is
-this one class: the GET check, strict parsing, the state and its cookie, one exchange per
-code, the replay guard, one re-authorization for an unusable code, logging and the error
-answer.
+:class:`OAuthMiddleware` adds to :class:`.base.Middleware` the callback and the login page: the
+state signer and its cookie, the GET check and strict parsing, one exchange per code, the
+replay guard, one re-authorization for an unusable code, the login loop guard, logging and the
+error pages. A product's constructor builds its config and calls the base; it says how to
+trade a code (``_trade``) and builds its login endpoint (``_login_endpoint``).
 """
 
 from __future__ import annotations
@@ -16,25 +17,30 @@ from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from ..errors import UNUSABLE_CODE_REASONS, ErrorReason, LoginLoop, StateRejected, WeChatOAuthError
+from ..errors import (
+    UNUSABLE_CODE_REASONS,
+    ErrorReason,
+    LoginLoop,
+    StateRejected,
+    WeChatOAuthError,
+)
 from .asgi import ASGIApp, Receive, Scope, Send
+from .base import Middleware
 from .callback import CallbackParams, parse_callback_query
-from .contract import Backend, Outcome, Result
+from .contract import Result
 from .cookies import cookie_name
-from .counters import Counters
-from .endpoints import failure_level, require_get, send_error, send_redirect
-from .lifespan import serve_lifespan
+from .endpoints import require_get, send_redirect
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
-from .loops import LoginLoopGuard, check_loop_options, with_cookies
-from .pages import ErrorPages, wants_html
-from .paths import matches, remember, spellings
-from .singleflight import SingleFlight, code_hash
+from .loops import LoginLoopGuard, with_cookies
+from .options import OAuthOptions
+from .pages import wants_html
+from .paths import matches, spellings
+from .singleflight import code_hash
 from .state import StateSigner, UnverifiedState, VerifiedState, require_same_state
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
-OnError = Callable[[Scope, WeChatOAuthError], "ASGIApp | None"]
 #: Trades a code: ``(code, state, next_path) -> identity``.
 Trade = Callable[[str, "str | None", "str | None"], Awaitable[Result]]
 #: Sends a login endpoint's answer.
@@ -50,83 +56,43 @@ def redirect_answer(location: str, cookie: str) -> Answer:
     return answer
 
 
-def marking(app: ASGIApp, key: str, value: str) -> ASGIApp:
-    """``app``, called with ``scope[key] = value`` set. A plain function that returns the app's
-    awaitable: no coroutine of its own for every request."""
+class OAuthMiddleware(Middleware):
+    """A product whose users come back to a callback, sent from a login page: the request
+    handling of both, from an :class:`OAuthOptions`."""
 
-    def pass_on(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        scope[key] = value
-        return app(scope, receive, send)
-
-    return pass_on
-
-
-class OAuthMiddleware:
-    """Request handling shared by the products; subclasses set the attributes below."""
-
-    #: Where the identity goes in the ASGI scope, and its type.
-    scope_key: ClassVar[str]
-    identity_type: ClassVar[type[Any]]
-    #: The provider's name in messages, and the prefix of log events.
-    provider: ClassVar[str]
-    log_prefix: ClassVar[str]
     #: A scope key that tells the app's helpers where the login endpoint is (or None).
     login_path_key: ClassVar[str | None] = None
 
+    config: OAuthOptions
     callback_path: str
     login_path: str | None
     verify_state: bool
-    #: Distinct codes one verified state may trade (a product may make it an option).
-    max_codes_per_state: int = 3
+    max_codes_per_state: int
     nonce_cookie: str
     on_invalid_code: str
-    on_error: OnError | None
-    error_pages: ErrorPages | None
-    counters: Counters
-    backend: Backend
-    client: Any  # the product's client: closed with the middleware
-    _flight: SingleFlight
     _signer: StateSigner
     _login: LoginEndpoint
     _key_prefix: bytes
     _callback_paths: tuple[str, ...]
     _login_paths: tuple[str, ...]
-    _own_paths: tuple[str, ...]
-    _exact_paths: frozenset[str]
-    _app_paths: set[str]
-    _remembering: bool
-    #: What every request the app gets is told, for its login links (see login_url()).
-    _login_mark: tuple[str, str] | None = None
-    _app: ASGIApp
-    _pass_on: ASGIApp
     _loops: LoginLoopGuard | None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # This runs for every request of the app. The common case, one of the app's paths
-        # remembered (see remember()), costs a subscript and a set look-up: about what
-        # comparing the path with one string costs. Only lifespan scopes have no path;
-        # websocket ones are told apart by their type once the path matched.
-        try:
-            path = scope["path"]
-        except KeyError:
-            if scope["type"] == "lifespan":
-                await serve_lifespan(self.app, scope, receive, send, self.aclose)
-                return
-            path = ""
-        if path in self._app_paths:
-            await self._pass_on(scope, receive, send)
-            return
-        # Ours: one of our paths, or (when the server puts root_path in front) ending with one.
-        if path not in self._exact_paths:
-            try:
-                root_path = scope["root_path"]
-            except KeyError:  # optional in the ASGI spec, though servers send it
-                root_path = ""
-            if not (root_path and path.endswith(self._own_paths)):
-                if self._remembering:
-                    self._remembering = remember(self._app_paths, path, self._own_paths)
-                await self._pass_on(scope, receive, send)
-                return
+    def __init__(self, app: ASGIApp, config: OAuthOptions) -> None:
+        super().__init__(app, config)
+        self.callback_path = config.callback_path
+        self.login_path = config.login_path
+        self.verify_state = config.resolved_verify_state
+        self.on_invalid_code = config.resolved_on_invalid_code
+        self.max_codes_per_state = config.max_codes_per_state
+        self.nonce_cookie = config.nonce_cookie
+        self.on_error = config.on_error
+        self.error_pages = config.error_pages
+        self._signer = StateSigner(config.state_key, max_age=config.state_max_age)
+        self._set_paths(config.callback_path, config.login_path)
+        self._loops = self._loop_guard(config.login_loop_limit, config.login_loop_window)
+        self._login = self._login_endpoint()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._login_mark is not None:  # for the app, and for on_error's answers too
             scope[self._login_mark[0]] = self._login_mark[1]
         if scope["type"] == "http":
@@ -138,47 +104,13 @@ class OAuthMiddleware:
                 return
         await self._app(scope, receive, send)
 
-    @property
-    def app(self) -> ASGIApp:
-        """The app behind the middleware."""
-        return self._app
-
-    @app.setter
-    def app(self, app: ASGIApp) -> None:
-        self._app = app
-        # Requests passed on are told the login path by a plain function in front of the app.
-        mark = self._login_mark
-        self._pass_on = app if mark is None else marking(app, mark[0], mark[1])
-
-    async def aclose(self) -> None:
-        """Let exchanges in flight finish (bounded), then close the owned HTTP client and the
-        backend. Called on lifespan shutdown; call it yourself when there is no lifespan."""
-        await self._flight.runner.drain(timeout=self._flight.exchange_timeout)
-        await self.client.aclose()
-        await self.backend.aclose()
-
     def _set_paths(self, callback_path: str, login_path: str | None) -> None:
-        """The paths this middleware answers, each spelled with and without a trailing slash."""
         self._callback_paths = spellings(callback_path)
         self._login_paths = spellings(login_path)
-        self._own_paths = self._callback_paths + self._login_paths
-        self._exact_paths = frozenset(self._own_paths)
-        #: The app's first paths: one of them is passed on after a set look-up.
-        self._app_paths = set()
-        self._remembering = True
+        self._answer_at(callback_path, login_path)
         key = self.login_path_key
         self._login_mark = (key, login_path) if login_path and key else None
         self.app = self._app  # passed on with the mark, or without
-
-    def _set_pages_and_loops(
-        self, error_pages: ErrorPages | None, loop_limit: int | None, loop_window: float
-    ) -> None:
-        """Validate and set ``error_pages`` and the login loop guard (after ``login_path``)."""
-        if error_pages is not None and not isinstance(error_pages, ErrorPages):
-            raise ValueError("error_pages must be an ErrorPages or None")
-        check_loop_options(loop_limit, loop_window)
-        self.error_pages = error_pages
-        self._loops = self._loop_guard(loop_limit, loop_window)
 
     def _loop_guard(self, limit: int | None, window: float) -> LoginLoopGuard | None:
         """The login loop guard (after ``login_path`` and the state signer), or None."""
@@ -192,6 +124,10 @@ class OAuthMiddleware:
         return self._login.read_cookie(scope, LOOP_COOKIE, path)
 
     # --- what a product says ------------------------------------------------------------------
+
+    def _login_endpoint(self) -> LoginEndpoint:
+        """The product's login endpoint, from ``self.config`` and ``self._signer``."""
+        raise NotImplementedError
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> Result:
         """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
@@ -275,16 +211,8 @@ class OAuthMiddleware:
             )
             await send_redirect(send, self._login_url(scope, signed, retry=True))
             return
-        self.counters.errors[outcome.reason] += 1
-        logger.log(
-            failure_level(outcome, has_nonce_cookie=nonce is not None),
-            "%s.callback_failed reason=%s status=%s code_hash=%s",
-            self.log_prefix,
-            outcome.reason,
-            outcome.status_code,
-            code_hash(key) if key else None,
-        )
-        await self._respond_error(scope, receive, send, outcome, signed)
+        self._failed("callback_failed", outcome, key, nonce=nonce is not None)
+        await self._respond_error(scope, receive, send, outcome, signed=signed)
 
     async def _count_code(self, state: str | None, key: str) -> None:
         """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state
@@ -322,12 +250,6 @@ class OAuthMiddleware:
         url = f"{scope.get('root_path', '')}{self.login_path}"
         return f"{url}?{urlencode(query)}" if query else url
 
-    def _narrow(self, outcome: Outcome) -> Any:
-        """Under this middleware's keys only its own identities are stored."""
-        if isinstance(outcome, (self.identity_type, WeChatOAuthError)):
-            return outcome
-        raise TypeError(f"a {type(outcome).__name__} is stored under a {self.provider} key")
-
     async def _redirect_to_login(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             require_get(scope, "The login page")
@@ -354,13 +276,11 @@ class OAuthMiddleware:
         receive: Receive,
         send: Send,
         error: WeChatOAuthError,
+        login_href: str | None = None,
         signed: VerifiedState | None = None,
     ) -> None:
-        """``on_error``'s answer; else a page for a browser, JSON for anyone else."""
-        if self.on_error is not None:
-            replacement = self.on_error(scope, error)
-            if replacement is not None:
-                await replacement(scope, receive, send)
-                return
-        login_href = self._login_url(scope, signed, retry=False) if self.login_path else None
-        await send_error(scope, send, error, pages=self.error_pages, login_href=login_href)
+        """The error answer, whose page logs in again at the login endpoint (with the scope and
+        ``next`` the state said)."""
+        if login_href is None and self.login_path:
+            login_href = self._login_url(scope, signed, retry=False)
+        await super()._respond_error(scope, receive, send, error, login_href)

@@ -1,12 +1,12 @@
 """One options base for every product: each option one field, in one place.
 
-A product's config is a frozen dataclass that extends :class:`Options` (or :class:`OAuthOptions`,
-for products with a callback and a login page). Each option is a field whose metadata
-(:func:`option`) says how the environment spells it, how it is checked and whether it is a
-secret; so the config is validated where it is written, masks its secrets in ``repr``, reads
-the environment (:meth:`Options.from_env`) and refuses a misspelt name with the name meant,
-the same way, with the same messages, in every product. Checks that involve several options
-go in ``_problems``.
+A product's config is a frozen dataclass that extends :class:`Options` (or
+:class:`OAuthOptions`, for products with a callback and a login page). Each option is a field
+whose metadata (:func:`.checks.option`) says how the environment spells it, how it is checked
+and whether it is a secret. So every config is validated where it is written, masks its
+secrets in ``repr``, reads the environment (:meth:`Options.from_env`) and refuses a misspelt
+name with the name meant: the same way, with the same messages, in every product. Checks that
+involve several options go in ``_problems``.
 
 The core imports no backend: each product says, in ``_backend``, what ``backend=None`` and a
 ``{prefix}REDIS_URL`` variable make.
@@ -16,18 +16,36 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import httpx
 
 from ..errors import InvalidConfig
 from .apiclient import DEFAULT_API_BASE_URL
+from .checks import (
+    at_least_a_second,
+    boolean,
+    cookie_name,
+    error_pages,
+    integer,
+    is_path,
+    is_url,
+    long_secret,
+    non_negative,
+    number,
+    one_of,
+    option,
+    optional_integer,
+    positive,
+    required,
+    text,
+    whole_at_least,
+)
 from .contract import Backend, check_lease
-from .cookies import check_cookie_name
 from .counters import Counters
 from .pages import DEFAULT_ERROR_PAGES, ErrorPages
 from .state import derive_state_secret
@@ -40,10 +58,6 @@ if TYPE_CHECKING:
 else:
     OnError = Callable[..., Any]
 
-#: The problem with ``value`` given as option ``name``, or None.
-Check = Callable[[str, Any], "str | None"]
-#: Reads an option from an environment variable (``ValueError`` saying what it must be).
-Parse = Callable[[str], object]
 #: What an unusable code gets at the callback.
 InvalidCodeAction = Literal["reauthorize", "error"]
 
@@ -54,137 +68,6 @@ REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LEASE_TTL", "REDIS_CLUSTER", "R
 #: Every product's default prefix: one product's ``from_env`` leaves the variables under a
 #: longer one alone (``WECHAT_MINIPROGRAM_APPID`` is not a misspelt ``WECHAT_`` option).
 PRODUCT_PREFIXES = ("WECHAT_", "WECHAT_MINIPROGRAM_", "WECOM_")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-# --- reading the environment ------------------------------------------------------------------
-
-
-def text(value: str) -> str:
-    return value
-
-
-def number(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"must be a number, got {value!r}") from None
-
-
-def integer(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"must be a whole number, got {value!r}") from None
-
-
-def optional_integer(value: str) -> int | None:
-    return None if value.lower() in ("none", "off") else integer(value)
-
-
-def boolean(value: str) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ValueError("must be true or false (1/0, yes/no, on/off)")
-
-
-# --- checks: each says what is wrong, naming the option -----------------------------------------
-
-
-def _finite(value: object) -> TypeGuard[float]:
-    # Written so that NaN fails (every comparison with it is false); bools are not numbers here.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return -math.inf < value < math.inf
-
-
-def is_path(name: str, value: object) -> str | None:
-    """A path of this site: one leading ``/`` (``//host`` is another site), no query or
-    fragment (the path is matched as it is, never with a query)."""
-    if (
-        isinstance(value, str)
-        and value.startswith("/")
-        and not value.startswith("//")
-        and not any(mark in value for mark in "?#")
-    ):
-        return None
-    return (
-        f"{name} must be a path starting with '/' (not '//'), with no query or fragment, "
-        f"got {value!r}"
-    )
-
-
-def is_url(name: str, value: object) -> str | None:
-    if isinstance(value, str) and value.startswith(("https://", "http://")):
-        host = value.split("://", 1)[1].split("/", 1)[0]
-        if host and value.isprintable() and " " not in value:
-            return None
-    return f"{name} must be an absolute http(s) URL"
-
-
-def non_negative(name: str, value: object) -> str | None:
-    return None if _finite(value) and value >= 0 else f"{name} must not be negative (and finite)"
-
-
-def positive(name: str, value: object) -> str | None:
-    return None if _finite(value) and value > 0 else f"{name} must be positive (and finite)"
-
-
-def at_least_a_second(name: str, value: object) -> str | None:
-    # States carry their issue time in whole seconds: under a second, one may be expired as it
-    # is issued (and a cookie's whole-second Max-Age would be 0).
-    if _finite(value) and value >= 1:
-        return None
-    return f"{name} must be at least 1 second (and finite)"
-
-
-def whole_at_least(minimum: int, *, or_none: bool = False) -> Check:
-    def check(name: str, value: object) -> str | None:
-        if or_none and value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-            return None
-        return f"{name} must be an int of at least {minimum}" + (", or None" if or_none else "")
-
-    return check
-
-
-def one_of(*choices: str) -> Check:
-    said = " or ".join(map(repr, choices)) if len(choices) <= 2 else f"one of {sorted(choices)}"
-
-    def check(name: str, value: object) -> str | None:
-        return None if value in choices else f"{name} must be {said}, got {value!r}"
-
-    return check
-
-
-def cookie_name(name: str, value: object) -> str | None:
-    return check_cookie_name(name, value)
-
-
-def long_secret(name: str, value: object) -> str | None:
-    raw = value.encode() if isinstance(value, str) else value
-    if isinstance(raw, bytes) and len(raw) >= 16:
-        return None
-    return f"{name} must be at least 16 bytes"
-
-
-def error_pages(name: str, value: object) -> str | None:
-    if value is None or isinstance(value, ErrorPages):
-        return None
-    return f"{name} must be an ErrorPages or None"
-
-
-def option(
-    env: Parse | None = None, check: Check | None = None, *, secret: bool = False
-) -> dict[str, Any]:
-    """A field's metadata: read from ``{prefix}{NAME}`` with ``env`` (None: not from the
-    environment), checked by ``check`` (skipped for ``None`` when ``None`` is the default),
-    shown masked when ``secret``."""
-    return {"env": env, "check": check, "secret": secret}
 
 
 def default(cls: type[Options], name: str, value: object) -> Any:
@@ -192,11 +75,6 @@ def default(cls: type[Options], name: str, value: object) -> Any:
     kept: for a product whose default differs."""
     metadata = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
     return field(default=value, metadata=metadata)
-
-
-def required(*, secret: bool = False) -> dict[str, Any]:
-    """A credential: text that must not be empty ("appid is required")."""
-    return {"env": text, "check": None, "secret": secret, "required": True}
 
 
 # --- the base ---------------------------------------------------------------------------------
@@ -243,10 +121,30 @@ class Options:
         """Every option, secrets masked, the credentials first: what ``repr`` and
         ``python -m asgi_wechat_oauth check`` show."""
         shown: dict[str, object] = {}
-        for option in _ordered(type(self)):
-            value = getattr(self, option.name)
-            shown[option.name] = MASK if option.metadata.get("secret") and value else value
+        for spec in _ordered(type(self)):
+            value = getattr(self, spec.name)
+            shown[spec.name] = MASK if spec.metadata.get("secret") and value else value
         return shown
+
+    @classmethod
+    def chosen(cls: type[_O], config: _O | None, keywords: Mapping[str, Any]) -> _O:
+        """A middleware's config: ``config``, or one built from the options its constructor
+        was given as keywords (``keywords``: its ``locals()``). Both at once is a
+        ``TypeError``."""
+        fields = {spec.name: spec for spec in dataclasses.fields(cls)}
+        options = {name: keywords[name] for name in fields}
+        if config is None:
+            return cls(**options)
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__}, not {type(config).__name__}")
+        given = sorted(
+            name
+            for name, value in options.items()
+            if value is not _default(fields[name]) and value != _default(fields[name])
+        )
+        if given:
+            raise TypeError(f"pass either config= or options, not both (got {', '.join(given)})")
+        return config
 
     @staticmethod
     def _backend(redis_url: str | None = None, **options: Any) -> Backend:
@@ -262,16 +160,16 @@ class Options:
         """What is wrong, each naming its option; subclasses add the checks that involve
         several options."""
         problems: list[str] = []
-        for option in dataclasses.fields(self):
-            value = getattr(self, option.name)
-            check = option.metadata.get("check")
-            if option.metadata.get("required"):
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            check = spec.metadata.get("check")
+            if spec.metadata.get("required"):
                 if not value:
-                    problems.append(f"{option.name} is required")
+                    problems.append(f"{spec.name} is required")
                 elif not isinstance(value, str):
-                    problems.append(f"{option.name} must be text, got {type(value).__name__}")
-            elif check is not None and not (value is None and option.default is None):
-                problem = check(option.name, value)
+                    problems.append(f"{spec.name} must be text, got {type(value).__name__}")
+            elif check is not None and not (value is None and spec.default is None):
+                problem = check(spec.name, value)
                 if problem:
                     problems.append(problem)
         if self.backend is not None and positive("", self.exchange_timeout) is None:
@@ -303,23 +201,23 @@ class Options:
         values: dict[str, Any] = {}
         missing: list[str] = []
         variables = {prefix + name: name for name in REDIS_VARIABLES}
-        for option in _ordered(cls):
-            parse = option.metadata.get("env")
+        for spec in _ordered(cls):
+            parse = spec.metadata.get("env")
             if parse is None:
                 continue
-            variable = prefix + option.name.upper()
-            variables[variable] = option.name
+            variable = prefix + spec.name.upper()
+            variables[variable] = spec.name
             value = environ.get(variable, "")
             if not value:
-                if option.metadata.get("required") and option.name not in options:
-                    values[option.name] = ""  # the config's check would name the option alone
-                    missing.append(option.name)
+                if spec.metadata.get("required") and spec.name not in options:
+                    values[spec.name] = ""  # the config's check would name the option alone
+                    missing.append(spec.name)
                     problems.append(f"{variable} is required")
                 continue
             try:
-                values[option.name] = parse(value)
+                values[spec.name] = parse(value)
             except ValueError as exc:
-                problems.append(f"{variable} ({option.name}) {exc}")
+                problems.append(f"{variable} ({spec.name}) {exc}")
         known = set(variables) | {prefix + name for name in ignore}
         others = tuple(p for p in PRODUCT_PREFIXES if p != prefix and p.startswith(prefix))
         for variable in sorted(environ):
@@ -354,16 +252,37 @@ def unknown(cls: type[Options], name: str, what: str, known: Iterable[str] | Non
     return f"{said} (known: {', '.join(names)})"
 
 
+def keyword_problems(signature: inspect.Signature, config: type[Options]) -> list[str]:
+    """How a middleware constructor's keywords differ from ``config``'s options: each option
+    a keyword-only parameter, with the option's default (``""`` for a credential)."""
+    keywords = {
+        name: parameter.default
+        for name, parameter in signature.parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    problems = [f"no keyword for option {name!r}" for name in _names(config) - set(keywords)]
+    problems += [f"keyword {name!r} is no option" for name in set(keywords) - _names(config)]
+    for spec in dataclasses.fields(config):
+        if spec.name in keywords and keywords[spec.name] != _default(spec):
+            problems.append(f"keyword {spec.name!r} defaults to another value than the option")
+    return sorted(problems)
+
+
+def _default(spec: dataclasses.Field[Any]) -> object:
+    """An option's default; a credential's is empty (the keyword form's "not given")."""
+    return "" if spec.default is dataclasses.MISSING else spec.default
+
+
 def _names(cls: type[Options]) -> frozenset[str]:
-    return frozenset(option.name for option in dataclasses.fields(cls))
+    return frozenset(spec.name for spec in dataclasses.fields(cls))
 
 
 def _ordered(cls: type[Options]) -> list[dataclasses.Field[Any]]:
     """The credentials (secret last of them), then the rest in their declared order."""
 
-    def rank(option: dataclasses.Field[Any]) -> tuple[int, bool]:
-        if option.metadata.get("required"):
-            return 0, bool(option.metadata.get("secret"))
+    def rank(spec: dataclasses.Field[Any]) -> tuple[int, bool]:
+        if spec.metadata.get("required"):
+            return 0, bool(spec.metadata.get("secret"))
         return 1, False
 
     return sorted(dataclasses.fields(cls), key=rank)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .._core.options import Options, is_path, one_of, option, required, text
+from .._core.checks import is_path, one_of, option, required, text
+from .._core.options import Options
 from ..backends import Backend, MemoryBackend
 
 #: What a request with a code whose session another request was given gets: ``"share"`` the

@@ -15,15 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .._core.options import (
-    OAuthOptions,
-    boolean,
-    default,
-    one_of,
-    option,
-    required,
-    text,
-)
+from .._core.checks import boolean, one_of, option, required, text
+from .._core.options import OAuthOptions, default
 from ..backends import Backend, MemoryBackend
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 

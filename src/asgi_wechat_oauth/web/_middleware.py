@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 from functools import partial
-from typing import Any
 
 import anyio
 import httpx
@@ -17,16 +15,13 @@ from .._core.counters import Counters
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
-from .._core.singleflight import SingleFlight
-from .._core.state import StateSigner, VerifiedState, derive_state_secret
-from .._core.upstream import once_more_if_busy
-from ..backends import Backend, MemoryBackend
+from .._core.state import VerifiedState
+from ..backends import Backend
 from ..errors import (
     ErrorReason,
     InvalidCallbackRequest,
     SnapshotUserRejected,
     StateRejected,
-    UpstreamTimeout,
     WeChatOAuthError,
 )
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
@@ -56,11 +51,13 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     are verified against it. Everything else passes through untouched.
     """
 
+    config_type = WeChatOAuthConfig
     scope_key = "wechat"
     identity_type = WeChatIdentity
     provider = "WeChat"
     log_prefix = "wechat_oauth"
     login_path_key = LOGIN_PATH_KEY
+    config: WeChatOAuthConfig
     client: WeChatOAuthClient
     _login: LoginEndpoint
 
@@ -101,58 +98,33 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     ) -> None:
         # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
         # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
-        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
-        self.config = config = _config_of(config, options)
-        self.app = app
+        config = WeChatOAuthConfig.chosen(config, locals())
+        super().__init__(app, config)
         self.appid = config.appid
-        self.callback_path = config.callback_path
         self.fetch_profile = config.fetch_profile
-        self.exchange_timeout = config.exchange_timeout
-        self.on_error = config.on_error
-        self.backend: Backend = config.backend if config.backend is not None else MemoryBackend()
-        self.counters = config.counters if config.counters is not None else Counters()
-        self.client = WeChatOAuthClient(
-            config.appid,
-            config.secret,
+        self.snapshot_users = config.snapshot_users
+        self._key_prefix = f"{config.appid}:".encode()
+        self.client = self._client(config.appid, config.secret)
+        #: The website app's own client, with its own secret: used only for its codes.
+        self.website_client = (
+            self._client(config.website_appid, config.website_secret)
+            if config.website_appid and config.website_secret
+            else None
+        )
+
+    def _client(self, appid: str, secret: str) -> WeChatOAuthClient:
+        config = self.config
+        return WeChatOAuthClient(
+            appid,
+            secret,
             api_base_url=config.api_base_url,
             http_client=config.http_client,
             timeout=config.exchange_timeout,
         )
-        #: The website app's own client, with its own secret: used only for its codes.
-        self.website_client = (
-            WeChatOAuthClient(
-                config.website_appid,
-                config.website_secret,
-                api_base_url=config.api_base_url,
-                http_client=config.http_client,
-                timeout=config.exchange_timeout,
-            )
-            if config.website_appid and config.website_secret
-            else None
-        )
-        self._flight = SingleFlight(
-            self.backend,
-            exchange_timeout=config.exchange_timeout,
-            result_ttl=config.result_ttl,
-            counters=self.counters,
-        )
-        self._key_prefix = f"{config.appid}:".encode()
-        self.login_path = config.login_path
-        self._set_paths(config.callback_path, config.login_path)
-        self.on_invalid_code = config.resolved_on_invalid_code
-        self.snapshot_users = config.snapshot_users
-        self.verify_state = config.resolved_verify_state
-        self.max_codes_per_state = config.max_codes_per_state
-        self.nonce_cookie = config.nonce_cookie
-        self.error_pages = config.error_pages
-        state_secret = config.state_secret
-        if isinstance(state_secret, str):
-            state_secret = state_secret.encode()
-        if state_secret is None:
-            state_secret = derive_state_secret(config.secret)
-        self._signer = StateSigner(state_secret, max_age=config.state_max_age)
-        self._loops = self._loop_guard(config.login_loop_limit, config.login_loop_window)
-        self._login = LoginEndpoint(
+
+    def _login_endpoint(self) -> LoginEndpoint:
+        config = self.config
+        return LoginEndpoint(
             appid=config.appid,
             signer=self._signer,
             callback_path=config.callback_path,
@@ -264,11 +236,7 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self, client: WeChatOAuthClient, code: str, state: str | None, next_path: str | None
     ) -> WeChatIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
-        token: AccessToken | None = None
-        with anyio.move_on_after(self.exchange_timeout):
-            token = await once_more_if_busy(lambda: client.exchange_code(code))
-        if token is None:
-            raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeChat did not answer in time.")
+        token = await self._in_time(lambda: client.exchange_code(code))
         userinfo = None
         if self._wants_userinfo(token):
             userinfo = await self._fetch_userinfo(client, token, deadline)
@@ -300,28 +268,3 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         if self.fetch_profile is not None:
             return self.fetch_profile
         return bool(token.scopes & USERINFO_SCOPES)
-
-
-def _config_of(config: WeChatOAuthConfig | None, options: dict[str, Any]) -> WeChatOAuthConfig:
-    """The middleware's config: the one given, or one built from the keyword options."""
-    if config is None:
-        return WeChatOAuthConfig(**options)
-    if not isinstance(config, WeChatOAuthConfig):
-        raise TypeError(f"config must be a WeChatOAuthConfig, not {type(config).__name__}")
-    given = sorted(
-        name
-        for name, value in options.items()
-        if value is not _DEFAULTS[name] and value != _DEFAULTS[name]
-    )
-    if given:
-        raise TypeError(f"pass either config= or options, not both (got {', '.join(given)})")
-    return config
-
-
-_OPTION_NAMES = frozenset(option.name for option in dataclasses.fields(WeChatOAuthConfig))
-#: The constructor's defaults, to tell the options a caller gave from those left alone.
-_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(WeChatOAuthMiddleware.__init__).parameters.items()
-    if name in _OPTION_NAMES
-}

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .._core.apiclient import WECOM_API_BASE_URL
-from .._core.options import OAuthOptions, boolean, default, is_url, option, required, text
+from .._core.checks import boolean, is_url, option, required, text
+from .._core.options import OAuthOptions, default
 from .._core.pages import ErrorPages
 from ..backends import Backend, MemoryBackend
 from ..tokens import AccessTokenKeeper

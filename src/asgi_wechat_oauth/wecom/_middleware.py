@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Literal
 from urllib.parse import parse_qsl
 
 import anyio
@@ -15,22 +14,20 @@ from .._core.apiclient import WECOM_API_BASE_URL
 from .._core.asgi import ASGIApp
 from .._core.callback import CallbackParams, parse_callback_query
 from .._core.counters import Counters
-from .._core.login import check_login_options
-from .._core.middleware import OAuthMiddleware, OnError
+from .._core.middleware import OAuthMiddleware
+from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import ErrorPages
-from .._core.singleflight import SingleFlight
-from .._core.state import StateSigner, derive_state_secret
-from ..backends import Backend, MemoryBackend, check_lease
+from ..backends import Backend
 from ..errors import (
     ErrorReason,
     InvalidCallbackRequest,
     LoginDeclined,
-    UpstreamTimeout,
     WeChatOAuthError,
 )
 from ..tokens import AccessTokenKeeper
-from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL, SCOPES
+from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, DEFAULT_QR_LOGIN_BASE_URL
 from ._client import WeComOAuthClient
+from ._config import WeComOAuthConfig, WeComScope
 from ._identity import WeComIdentity, WeComUserDetail
 from ._login import WeComLoginEndpoint
 from ._pages import DEFAULT_WECOM_ERROR_PAGES
@@ -48,31 +45,35 @@ class WeComOAuthMiddleware(OAuthMiddleware):
     or its QR login page (elsewhere), with a signed state bound to the browser by a cookie.
     """
 
+    config_type = WeComOAuthConfig
     scope_key = "wecom"
     identity_type = WeComIdentity
     provider = "WeCom"
     log_prefix = "wecom_oauth"
+    config: WeComOAuthConfig
     client: WeComOAuthClient
 
     def __init__(
         self,
         app: ASGIApp,
+        config: WeComOAuthConfig | None = None,
         *,
-        corpid: str,
-        agentid: str,
-        secret: str,
+        corpid: str = "",
+        agentid: str = "",
+        secret: str = "",
         callback_path: str = "/wecom/callback",
         login_path: str | None = None,
         backend: Backend | None = None,
         fetch_profile: bool = False,
-        default_scope: str = "snsapi_base",
+        default_scope: WeComScope = "snsapi_base",
         redirect_uri: str | None = None,
         trust_forwarded: bool = False,
         state_secret: str | bytes | None = None,
         verify_state: bool | None = None,
         state_max_age: float = 600.0,
+        max_codes_per_state: int = 3,
         nonce_cookie: str = "wecom_oauth_nonce",
-        on_invalid_code: Literal["reauthorize", "error"] | None = None,
+        on_invalid_code: InvalidCodeAction | None = None,
         result_ttl: float = 120.0,
         exchange_timeout: float = 10.0,
         api_base_url: str = WECOM_API_BASE_URL,
@@ -86,66 +87,36 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         login_loop_limit: int | None = 5,
         login_loop_window: float = 120.0,
     ) -> None:
-        verify_state, on_invalid_code = check_login_options(
-            callback_path=callback_path,
-            login_path=login_path,
-            verify_state=verify_state,
-            on_invalid_code=on_invalid_code,
-            redirect_uri=redirect_uri,
-            state_max_age=state_max_age,
-            nonce_cookie=nonce_cookie,
-        )
-        if default_scope not in SCOPES:
-            raise ValueError(f"default_scope must be one of {sorted(SCOPES)}")
-        if not (result_ttl >= 0 and exchange_timeout > 0):  # NaN too
-            raise ValueError("result_ttl must not be negative, exchange_timeout must be positive")
-        self.app = app
-        self.callback_path = callback_path
-        self.login_path = login_path
-        self.fetch_profile = fetch_profile
-        self.verify_state = verify_state
-        self.nonce_cookie = nonce_cookie
-        self.on_invalid_code = on_invalid_code
-        self.exchange_timeout = exchange_timeout
-        self.on_error = on_error
-        self.backend: Backend = backend if backend is not None else MemoryBackend()
-        check_lease(self.backend, exchange_timeout, "exchange_timeout")
-        self.counters = counters if counters is not None else Counters()
+        # The keywords are WeComOAuthConfig's fields, spelled out for type checkers (and
+        # Starlette's ``Middleware(cls, **options)``); the config validates them.
+        config = WeComOAuthConfig.chosen(config, locals())
+        super().__init__(app, config)
+        self.fetch_profile = config.fetch_profile
+        self._key_prefix = f"wecom:{config.corpid}:{config.agentid}:".encode()
         self.client = WeComOAuthClient(
-            corpid,
-            agentid,
-            secret,
+            config.corpid,
+            config.agentid,
+            config.secret,
             backend=self.backend,
-            api_base_url=api_base_url,
-            http_client=http_client,
-            timeout=exchange_timeout,
-            token_keeper=token_keeper,
+            api_base_url=config.api_base_url,
+            http_client=config.http_client,
+            timeout=config.exchange_timeout,
+            token_keeper=config.token_keeper,
         )
-        self._flight = SingleFlight(
-            self.backend,
-            exchange_timeout=exchange_timeout,
-            result_ttl=result_ttl,
-            counters=self.counters,
-        )
-        self._key_prefix = f"wecom:{corpid}:{agentid}:".encode()
-        self._set_paths(callback_path, login_path)
-        if isinstance(state_secret, str):
-            state_secret = state_secret.encode()
-        self._signer = StateSigner(
-            state_secret or derive_state_secret(secret), max_age=state_max_age
-        )
-        self._set_pages_and_loops(error_pages, login_loop_limit, login_loop_window)
-        self._login = WeComLoginEndpoint(
-            corpid=corpid,
-            agentid=agentid,
+
+    def _login_endpoint(self) -> WeComLoginEndpoint:
+        config = self.config
+        return WeComLoginEndpoint(
+            corpid=config.corpid,
+            agentid=config.agentid,
             signer=self._signer,
-            callback_path=callback_path,
-            redirect_uri=redirect_uri,
-            default_scope=default_scope,
-            trust_forwarded=trust_forwarded,
-            cookie_name=nonce_cookie,
-            authorize_base_url=authorize_base_url,
-            qr_login_base_url=qr_login_base_url,
+            callback_path=config.callback_path,
+            redirect_uri=config.redirect_uri,
+            default_scope=config.default_scope,
+            trust_forwarded=config.trust_forwarded,
+            cookie_name=config.nonce_cookie,
+            authorize_base_url=config.authorize_base_url,
+            qr_login_base_url=config.qr_login_base_url,
         )
 
     def __repr__(self) -> str:
@@ -164,11 +135,8 @@ class WeComOAuthMiddleware(OAuthMiddleware):
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeComIdentity:
         deadline = anyio.current_time() + self.exchange_timeout
-        identity: WeComIdentity | None = None
-        with anyio.move_on_after(self.exchange_timeout):
-            identity = await self.client.get_identity(code)
-        if identity is None:
-            raise UpstreamTimeout(ErrorReason.UPSTREAM_TIMEOUT, "WeCom did not answer in time.")
+        # The client retries a busy answer itself, within the corp token's call.
+        identity = await self._in_time(lambda: self.client.get_identity(code), busy_retry=False)
         detail = None
         if self.fetch_profile and identity.user_ticket:
             detail = await self._fetch_detail(identity.user_ticket, identity.userid, deadline)
