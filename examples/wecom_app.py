@@ -5,10 +5,11 @@ authorize page inside WeCom, a signed session, and the corp token shared by all 
     WECOM_CORPID=ww... WECOM_AGENTID=1000002 WECOM_SECRET=... WECOM_SESSION_SECRET=... \\
     WECOM_REDIS_URL=redis://localhost:6379/0 uvicorn examples.wecom_app:app --workers 4
 
-Try it without WeCom: run ``uvicorn --factory asgi_wechat_oauth.testing:WeComEmulator
---port 8901`` and set ``WECOM_API_BASE_URL``, ``WECOM_AUTHORIZE_BASE_URL`` and
-``WECOM_QR_LOGIN_BASE_URL`` to ``http://127.0.0.1:8901`` (the emulator's credentials are the
-defaults below).
+Every option comes from a ``WECOM_*`` variable (``WeComOAuthConfig.from_env``: a misspelt one
+is refused with the name meant). Try it without WeCom: run ``uvicorn --factory
+asgi_wechat_oauth.testing:WeComEmulator --port 8901`` and set ``WECOM_API_BASE_URL``,
+``WECOM_AUTHORIZE_BASE_URL`` and ``WECOM_QR_LOGIN_BASE_URL`` to ``http://127.0.0.1:8901`` (the
+emulator's credentials are the defaults below).
 """
 
 from __future__ import annotations
@@ -22,42 +23,35 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.middleware.sessions import SessionMiddleware
 
-from asgi_wechat_oauth.wecom import WeComIdentity, WeComOAuthMiddleware
+from asgi_wechat_oauth.wecom import WeComIdentity, WeComOAuthConfig, WeComOAuthMiddleware
 
 LOGIN = "/wecom/login"
 
 
-def _backend() -> Any:
-    """A RedisBackend when ``WECOM_REDIS_URL`` is set (several workers), else the default."""
-    url = os.environ.get("WECOM_REDIS_URL")
-    if not url:
-        return None
-    from asgi_wechat_oauth.backends.redis import RedisBackend
-
-    return RedisBackend(url, prefix=os.environ.get("WECOM_REDIS_PREFIX", "wecom-oauth"))
+#: The emulator's credentials: used where the environment sets none.
+EMULATED = {
+    "WECOM_CORPID": "wwemulated00000001",
+    "WECOM_AGENTID": "1000002",
+    "WECOM_SECRET": "emulated-wecom-agent-secret-0123456789",
+}
 
 
 def create_app(*, session_secret: str | None = None, **wecom_options: Any) -> FastAPI:
-    """The app; ``wecom_options`` override the middleware options (tests pass
+    """The app; ``wecom_options`` override the options read from the environment (tests pass
     ``http_client=`` and the emulator's URLs)."""
-    env = os.environ.get
-    options: dict[str, Any] = {
-        "corpid": env("WECOM_CORPID", "wwemulated00000001"),
-        "agentid": env("WECOM_AGENTID", "1000002"),
-        "secret": env("WECOM_SECRET", "emulated-wecom-agent-secret-0123456789"),
-        "api_base_url": env("WECOM_API_BASE_URL", "https://qyapi.weixin.qq.com"),
-        "authorize_base_url": env("WECOM_AUTHORIZE_BASE_URL", "https://open.weixin.qq.com"),
-        "qr_login_base_url": env("WECOM_QR_LOGIN_BASE_URL", "https://login.work.weixin.qq.com"),
-        "login_path": LOGIN,
-        "backend": _backend(),
-        **wecom_options,
-    }
+    config = WeComOAuthConfig.from_env(
+        environ={**EMULATED, **os.environ},
+        ignore=["SESSION_SECRET"],  # this app's own variable
+        **{"login_path": LOGIN, **wecom_options},
+    )
     app = FastAPI(title="WeCom login with FastAPI")
-    app.add_middleware(WeComOAuthMiddleware, **options)
+    app.add_middleware(WeComOAuthMiddleware, config=config)
     app.add_middleware(
         SessionMiddleware,
         # Set WECOM_SESSION_SECRET in production, the same on every worker.
-        secret_key=session_secret or env("WECOM_SESSION_SECRET") or secrets.token_urlsafe(32),
+        secret_key=(
+            session_secret or os.environ.get("WECOM_SESSION_SECRET") or secrets.token_urlsafe(32)
+        ),
         same_site="lax",  # the callback is a top-level navigation from WeCom: Lax sends it
         https_only=False,  # True in production
     )
