@@ -25,7 +25,7 @@ token-store operations) and ``_backend`` (the protocol operations, with the loca
 """
 
 try:
-    import redis.asyncio  # noqa: F401 - only to say what is missing
+    import redis.asyncio as _redis  # noqa: F401 - to say what is missing, before the modules
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "RedisBackend needs redis-py: pip install 'asgi-wechat-oauth[redis]'"
