@@ -77,6 +77,15 @@ def test_without_uvicorn_the_commands_say_how_to_install_it(
     assert "pip install 'asgi-wechat-oauth[demo]'" in capsys.readouterr().err
 
 
+def test_without_rich_the_demo_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "rich_available", lambda: False)
+
+    assert cli.main(["demo"]) == 2
+    assert "The demo needs rich" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option", [["--logins", "0"], ["--concurrency", "0"], ["--gap", "-1"]])
 def test_demo_refuses_nonsense_options(
     option: list[str], capsys: pytest.CaptureFixture[str]

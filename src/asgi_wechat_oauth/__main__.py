@@ -1,8 +1,8 @@
 """``python -m asgi_wechat_oauth``: the demo, the WeChat emulator as a server, and ``check``.
 
-The demo and the emulator need uvicorn, an optional dependency (``pip install
-'asgi-wechat-oauth[demo]'``); it is checked before anything imports it so that a missing install
-gets a clear message, not a traceback.
+The demo and the emulator need uvicorn (and the demo rich), optional dependencies (``pip install
+'asgi-wechat-oauth[demo]'``); they are checked before anything imports them so that a missing
+install gets a clear message, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +18,18 @@ UVICORN_MISSING = (
     "This command needs uvicorn, which is not installed.\n"
     "Install it with: pip install 'asgi-wechat-oauth[demo]'"
 )
+RICH_MISSING = (
+    "The demo needs rich, which is not installed.\n"
+    "Install it with: pip install 'asgi-wechat-oauth[demo]'"
+)
 
 
 def uvicorn_available() -> bool:
     return importlib.util.find_spec("uvicorn") is not None
+
+
+def rich_available() -> bool:
+    return importlib.util.find_spec("rich") is not None
 
 
 def positive_int(text: str) -> int:
@@ -184,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args)
     if not uvicorn_available():
         print(UVICORN_MISSING, file=sys.stderr)
+        return 2
+    if args.command == "demo" and not rich_available():
+        print(RICH_MISSING, file=sys.stderr)
         return 2
     try:
         return run_demo(args) if args.command == "demo" else run_emulator(args)
