@@ -31,7 +31,8 @@ import anyio
 import httpx
 import uvicorn
 
-from asgi_wechat_oauth import Backend, Claim, Outcome, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import Backend, Claim, Outcome
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 Scope = dict[str, Any]

@@ -60,7 +60,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 NAIVE, LOCKDICT, MW_MEMORY, MW_REDIS = (

@@ -57,7 +57,7 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import MemoryBackend
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 MINIMAL, MIDDLEWARE = "minimal single flight", "middleware, memory"

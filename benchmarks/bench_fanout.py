@@ -59,7 +59,8 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 MINIMAL = "minimal"

@@ -51,7 +51,8 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import MemoryBackend, WeChatIdentity, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 VARIANTS = {

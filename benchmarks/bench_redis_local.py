@@ -67,7 +67,8 @@ from _common import (
     verdict,
 )
 
-from asgi_wechat_oauth import MemoryBackend, WeChatIdentity
+from asgi_wechat_oauth import WeChatIdentity
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 BACKEND_CPU, PREENCODED_CPU, BARE_CPU, ENCODING_CPU = (

@@ -40,7 +40,8 @@ from _common import (
     title,
 )
 
-from asgi_wechat_oauth import Backend, Claim, MemoryBackend, Outcome, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import Backend, Claim, MemoryBackend, Outcome
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 COMPONENTS = (

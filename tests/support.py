@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx
 
-from asgi_wechat_oauth import Backend, Claim, Outcome
+from asgi_wechat_oauth.backends import Backend, Claim, Outcome
 
 APP_URL = "http://app.test"
 WECHAT_URL = "http://wechat.test"

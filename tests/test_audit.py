@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthError, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthMiddleware
+from asgi_wechat_oauth.errors import WeChatOAuthError
 from asgi_wechat_oauth.miniprogram import MiniProgramClient, MiniProgramMiddleware
 from asgi_wechat_oauth.tokens import StableTokenFetcher, WeComTokenFetcher
 from asgi_wechat_oauth.wecom import WeComOAuthMiddleware

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from asgi_wechat_oauth import Claim, MemoryBackend
+from asgi_wechat_oauth.backends import Claim, MemoryBackend
 from support import CALLBACK, CountingBackend, wait_until
 
 pytestmark = pytest.mark.anyio

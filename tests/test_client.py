@@ -6,14 +6,12 @@ import socket
 
 import pytest
 
-from asgi_wechat_oauth import (
-    AccessToken,
+from asgi_wechat_oauth import AccessToken, UserInfo, WeChatOAuthClient
+from asgi_wechat_oauth.errors import (
     CodeRejected,
     CredentialsRejected,
     UpstreamError,
     UpstreamTimeout,
-    UserInfo,
-    WeChatOAuthClient,
     WeChatOAuthError,
 )
 from asgi_wechat_oauth.testing import EmulatedUser, Fault

@@ -21,13 +21,9 @@ import anyio.abc
 import httpx
 import pytest
 
-from asgi_wechat_oauth import (
-    UpstreamError,
-    UpstreamTimeout,
-    WeChatOAuthClient,
-    WeChatOAuthMiddleware,
-)
+from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.upstream import MAX_ANSWER_BYTES, request_json
+from asgi_wechat_oauth.errors import UpstreamError, UpstreamTimeout
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import APP_URL, CALLBACK
 

@@ -13,7 +13,8 @@ import anyio
 import pytest
 from starlette.applications import Starlette
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from support import CALLBACK, WECHAT_URL, wait_until
 
 pytestmark = pytest.mark.anyio

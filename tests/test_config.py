@@ -12,7 +12,8 @@ import textwrap
 import pytest
 from starlette.applications import Starlette
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthConfig, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthConfig, WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.backends.redis import RedisBackend
 from asgi_wechat_oauth.web import WeChatOAuthConfig as FromWeb
 

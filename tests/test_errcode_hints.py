@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
-from asgi_wechat_oauth import UpstreamError, WeChatOAuthClient
-from asgi_wechat_oauth.errors import errcode_hint, error_from_errcode
+from asgi_wechat_oauth import WeChatOAuthClient
+from asgi_wechat_oauth._core.errcodes import errcode_hint, error_from_errcode
+from asgi_wechat_oauth.errors import UpstreamError
 from support import CALLBACK, WECHAT_URL
 
 pytestmark = pytest.mark.anyio

@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 from _servers import emulator_process
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import APP_URL, CALLBACK, CountingBackend, wait_until
 

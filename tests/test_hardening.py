@@ -17,10 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
-from asgi_wechat_oauth import MemoryBackend, Outcome, WeChatOAuthError, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.login import COOKIE_GRACE
 from asgi_wechat_oauth._core.state import StateSigner
+from asgi_wechat_oauth.backends import MemoryBackend, Outcome
 from asgi_wechat_oauth.backends._codec import dump_outcome
+from asgi_wechat_oauth.errors import WeChatOAuthError
 from asgi_wechat_oauth.testing import EmulatedUser
 from support import CALLBACK, WECHAT_URL, CountingBackend, code_key, wait_until
 

@@ -24,10 +24,10 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import MemoryBackend, UpstreamError
 from asgi_wechat_oauth._core.contract import LEASE_GRACE
 from asgi_wechat_oauth._core.singleflight import _GRACE
-from asgi_wechat_oauth.backends import Backend, TokenStore, check_lease
+from asgi_wechat_oauth.backends import Backend, MemoryBackend, TokenStore, check_lease
+from asgi_wechat_oauth.errors import UpstreamError
 from asgi_wechat_oauth.testing import WeChatEmulator
 from asgi_wechat_oauth.tokens import (
     AccessTokenKeeper,

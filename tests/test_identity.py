@@ -11,7 +11,8 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import AccessToken, MemoryBackend, UserInfo, WeChatIdentity
+from asgi_wechat_oauth import AccessToken, UserInfo, WeChatIdentity
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import EmulatedUser
 from support import CALLBACK, CountingBackend, wait_until
 

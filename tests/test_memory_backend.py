@@ -7,16 +7,9 @@ import logging
 import anyio
 import pytest
 
-from asgi_wechat_oauth import (
-    AccessToken,
-    Backend,
-    Claim,
-    CodeRejected,
-    MemoryBackend,
-    ServiceUnavailable,
-    UpstreamError,
-    WeChatIdentity,
-)
+from asgi_wechat_oauth import AccessToken, WeChatIdentity
+from asgi_wechat_oauth.backends import Backend, Claim, MemoryBackend
+from asgi_wechat_oauth.errors import CodeRejected, ServiceUnavailable, UpstreamError
 from support import CALLBACK, CountingBackend, wait_until
 
 pytestmark = pytest.mark.anyio

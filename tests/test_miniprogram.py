@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from _miniprogram_app import LOGIN, mp_app
-from asgi_wechat_oauth import CodeRejected, MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.singleflight import flight_key
+from asgi_wechat_oauth.backends import MemoryBackend
+from asgi_wechat_oauth.errors import CodeRejected
 from asgi_wechat_oauth.miniprogram import (
     MiniProgramClient,
     MiniProgramIdentity,

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from _servers import free_port
-from asgi_wechat_oauth import MemoryBackend
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.backends._codec import dump_outcome
 from asgi_wechat_oauth.web._kept import MAX_INLINE_LINK, KeptNext
 from support import APP_URL

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from asgi_wechat_oauth import WeChatOAuthError
+from asgi_wechat_oauth.errors import WeChatOAuthError
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "asgi_wechat_oauth"

@@ -16,15 +16,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from _servers import RedisServer, free_port
-from asgi_wechat_oauth import (
-    Claim,
-    CodeRejected,
-    ServiceUnavailable,
-    UpstreamError,
-    WeChatIdentity,
-    WeChatOAuthClient,
-)
+from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthClient
+from asgi_wechat_oauth.backends import Claim
 from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.errors import CodeRejected, ServiceUnavailable, UpstreamError
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import CountingBackend, call_asgi, http_scope, wait_until
 

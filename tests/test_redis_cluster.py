@@ -22,8 +22,9 @@ from _servers import (
     process,
     uvicorn_args,
 )
-from asgi_wechat_oauth import UpstreamError, WeChatIdentity
+from asgi_wechat_oauth import WeChatIdentity
 from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.errors import UpstreamError
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import CALLBACK, code_key
 

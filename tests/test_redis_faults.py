@@ -22,10 +22,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from _servers import RedisServer
-from asgi_wechat_oauth import ServiceUnavailable, UpstreamError, WeChatIdentity
+from asgi_wechat_oauth import WeChatIdentity
 from asgi_wechat_oauth.backends import register_result
 from asgi_wechat_oauth.backends._codec import dump_outcome, load_outcome
 from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.errors import ServiceUnavailable, UpstreamError
 from asgi_wechat_oauth.testing import EmulatedUser, WeChatEmulator
 from support import CALLBACK
 

@@ -9,14 +9,9 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import (
-    CodeRejected,
-    MemoryBackend,
-    WeChatIdentity,
-    WeChatOAuthClient,
-    WeChatOAuthError,
-)
-from asgi_wechat_oauth.backends import Outcome
+from asgi_wechat_oauth import WeChatIdentity, WeChatOAuthClient
+from asgi_wechat_oauth.backends import MemoryBackend, Outcome
+from asgi_wechat_oauth.errors import CodeRejected, WeChatOAuthError
 from asgi_wechat_oauth.testing import Fault, double_callback
 from support import (
     CALLBACK,

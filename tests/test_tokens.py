@@ -13,12 +13,9 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import (
-    CredentialsRejected,
-    MemoryBackend,
-    UpstreamError,
-    WeChatIdentity,
-)
+from asgi_wechat_oauth import WeChatIdentity
+from asgi_wechat_oauth.backends import MemoryBackend
+from asgi_wechat_oauth.errors import CredentialsRejected, UpstreamError
 from asgi_wechat_oauth.testing import Fault, WeChatEmulator, WeComEmulator
 from asgi_wechat_oauth.tokens import (
     AccessTokenKeeper,

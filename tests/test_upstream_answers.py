@@ -17,7 +17,8 @@ import anyio
 import httpx
 import pytest
 
-from asgi_wechat_oauth import AccessToken, UpstreamError, UserInfo, WeChatOAuthClient
+from asgi_wechat_oauth import AccessToken, UserInfo, WeChatOAuthClient
+from asgi_wechat_oauth.errors import UpstreamError
 from asgi_wechat_oauth.testing import Fault, WeChatEmulator
 from support import CALLBACK, WECHAT_URL
 

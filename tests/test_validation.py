@@ -10,13 +10,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 
-from asgi_wechat_oauth import (
-    MemoryBackend,
-    WeChatOAuthClient,
-    WeChatOAuthError,
-    WeChatOAuthMiddleware,
-    login_url,
-)
+from asgi_wechat_oauth import WeChatOAuthClient, WeChatOAuthMiddleware, login_url
+from asgi_wechat_oauth.backends import MemoryBackend
+from asgi_wechat_oauth.errors import WeChatOAuthError
 from asgi_wechat_oauth.testing import Fault
 from support import APP_URL, CALLBACK, WECHAT_URL, Gate, call_asgi, http_scope
 

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from asgi_wechat_oauth import MemoryBackend, WeChatOAuthMiddleware
+from asgi_wechat_oauth import WeChatOAuthMiddleware
 from asgi_wechat_oauth._core.state import StateSigner
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.testing import EmulatedUser
 from support import APP_URL, CALLBACK, WECHAT_URL, CountingBackend, code_key, wait_until
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from asgi_wechat_oauth import MemoryBackend
+from asgi_wechat_oauth.backends import MemoryBackend
 from asgi_wechat_oauth.backends._codec import dump_outcome, load_outcome
 from asgi_wechat_oauth.testing import Fault, WeComEmulator, WeComMember, double_callback
 from asgi_wechat_oauth.wecom import (

@@ -67,6 +67,8 @@ CounterSource = (
     | ASGIApp
 )
 
+__all__ = ["PRODUCT_LABEL", "WeChatOAuthCollector"]
+
 _HELP = {
     "exchanges": (
         "Codes traded (or access tokens fetched) by this process: sns/oauth2/access_token, "

@@ -17,19 +17,14 @@ from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from ..errors import (
-    UNUSABLE_CODE_REASONS,
-    ErrorReason,
-    LoginLoop,
-    StateRejected,
-    WeChatOAuthError,
-)
+from ..errors import ErrorReason, LoginLoop, StateRejected, WeChatOAuthError
 from .asgi import ASGIApp, Receive, Scope, Send
 from .base import Middleware
 from .callback import CallbackParams, parse_callback_query
 from .contract import Result
 from .cookies import cookie_name
 from .endpoints import require_get, send_redirect
+from .errcodes import UNUSABLE_CODE_REASONS
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
 from .loops import LoginLoopGuard, with_cookies

@@ -10,7 +10,6 @@ from functools import partial
 import anyio
 
 from ..errors import (
-    CODE_USED_ERRCODES,
     CodeRejected,
     CredentialsRejected,
     ErrorReason,
@@ -23,6 +22,7 @@ from ..errors import (
 from .contract import Backend, Claim, Outcome, Peekable, Result
 from .counters import Counters
 from .detached import Answer, DetachedRunner, answers_early
+from .errcodes import CODE_USED_ERRCODES
 
 logger = logging.getLogger("asgi_wechat_oauth")
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from .._core.apiclient import APIClient
+from .._core.errcodes import ErrcodeTable, error_from_errcode
 from .._core.redact import install as _install_log_redaction
 from .._core.upstream import request_json
-from ..errors import (
-    ErrcodeTable,
-    ErrorReason,
-    RateLimited,
-    RiskyUserRejected,
-    UpstreamError,
-    error_from_errcode,
-)
+from ..errors import ErrorReason, RateLimited, RiskyUserRejected, UpstreamError
 from ._identity import MiniProgramIdentity
 
 #: The errcodes of ``jscode2session`` that the other WeChat endpoints do not answer.

@@ -12,8 +12,9 @@ from typing import Protocol
 import httpx
 
 from .._core.apiclient import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
+from .._core.errcodes import configuration_error
 from .._core.upstream import UpstreamClient, once_more_if_busy
-from ..errors import ErrorReason, UpstreamError, WeChatOAuthError, configuration_error
+from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ._grant import TokenGrant
 
 WECHAT_API_BASE_URL = "https://api.weixin.qq.com"

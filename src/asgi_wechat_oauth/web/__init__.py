@@ -1,7 +1,8 @@
 """WeChat web OAuth: official-account pages (``snsapi_base``, ``snsapi_userinfo``) and website
 QR login (``snsapi_login``), all traded at ``sns/oauth2/access_token``.
 
-Everything here is also importable from the top level, ``asgi_wechat_oauth``.
+The implementation of the web product: import its names from the top level,
+``asgi_wechat_oauth``, their one public home.
 """
 
 from ._authorize import authorize_url

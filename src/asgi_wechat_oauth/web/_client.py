@@ -7,9 +7,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from .._core.apiclient import APIClient
+from .._core.errcodes import error_from_errcode
 from .._core.redact import install as _install_log_redaction
 from .._core.upstream import request_json
-from ..errors import ErrorReason, UpstreamError, WeChatOAuthError, error_from_errcode
+from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ._identity import AccessToken, UserInfo
 
 _T = TypeVar("_T")

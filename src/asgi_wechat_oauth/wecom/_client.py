@@ -7,15 +7,10 @@ from typing import Any
 import httpx
 
 from .._core.apiclient import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
+from .._core.errcodes import configuration_error, error_from_errcode
 from .._core.upstream import UpstreamClient, once_more_if_busy
 from ..backends import Backend
-from ..errors import (
-    ErrorReason,
-    UpstreamError,
-    WeChatOAuthError,
-    configuration_error,
-    error_from_errcode,
-)
+from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ..tokens import AccessTokenKeeper, WeComTokenFetcher
 from ._identity import WeComIdentity, WeComUserDetail
 
