@@ -301,14 +301,16 @@ class RedisClusterServers:
             time.sleep(0.05)
 
     def masters(self) -> list[int]:
-        """The ports of the nodes that are masters now (seen from a live node)."""
+        """The ports of the live nodes that are masters now (seen from a live node; a master
+        killed moments ago is not one, although the others do not know yet)."""
         live = next(p for p, proc in self.procs.items() if proc.poll() is None)
         lines = self.cli_call(live, "cluster", "nodes").splitlines()
-        return [
+        ports = [
             int(line.split()[1].split("@")[0].rsplit(":", 1)[1])
             for line in lines
             if "master" in line.split()[2] and "fail" not in line.split()[2]
         ]
+        return [port for port in ports if port in self.procs]
 
     def failed_over(self) -> bool:
         """Three masters serve every slot again, as every live node sees it."""
