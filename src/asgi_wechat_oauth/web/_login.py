@@ -82,16 +82,6 @@ class LoginEndpoint(_LoginEndpoint):
         self.authorize_base_url = authorize_base_url
         self.connect_redirect = connect_redirect
 
-    def authorize(self, scope: Scope, redirect_uri: str, oauth_scope: str, state: str) -> str:
-        return authorize_url(
-            self.appid,
-            redirect_uri,
-            scope=oauth_scope,
-            state=state,
-            connect_redirect=self.connect_redirect,
-            base_url=self.authorize_base_url,
-        )
-
     def read_query(self, scope: Scope) -> LoginQuery:
         """The checked query; raises a 400 error for a bad ``scope``/``next``/``format``/``id``."""
         params = self.params(scope)
