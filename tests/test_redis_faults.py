@@ -221,7 +221,10 @@ async def stall(server: RedisServer, seconds: float) -> None:
 async def test_a_claim_that_timed_out_but_ran_leaves_no_orphan_lease(
     server, raw, prefix, make_backend, make_app, emulator
 ) -> None:
-    a, b = make_backend(redis_timeout=1.0), make_backend(redis_timeout=1.0)
+    # failover_timeout=0: a call that timed out is an outage at once (by default it is sent
+    # again, and the stall is waited out: test_cluster_burst.py), so worker A falls back.
+    a = make_backend(redis_timeout=1.0, failover_timeout=0)
+    b = make_backend(redis_timeout=1.0)
     worker_a, worker_b = await warm_workers(make_app, emulator, raw, prefix, a, b)
     code = emulator.issue_code()
     async with anyio.create_task_group() as tg:
@@ -298,7 +301,8 @@ async def warm_up(backend: RedisBackend) -> None:
 
 
 async def test_with_fail_a_timed_out_claim_is_released(server, raw, prefix, make_backend) -> None:
-    backend = make_backend(redis_timeout=0.5, on_unavailable="fail")
+    # failover_timeout=0: the timed-out claim is an outage at once (by default it is sent again)
+    backend = make_backend(redis_timeout=0.5, on_unavailable="fail", failover_timeout=0)
     await warm_up(backend)
     async with anyio.create_task_group() as tg:
         tg.start_soon(stall, server, 1.0)
@@ -312,7 +316,7 @@ async def test_with_fail_a_timed_out_claim_is_released(server, raw, prefix, make
 async def test_a_transient_error_under_a_timed_out_claim_is_released_not_stored(
     server, raw, prefix, make_backend, emulator
 ) -> None:
-    backend = make_backend(redis_timeout=0.5)
+    backend = make_backend(redis_timeout=0.5, failover_timeout=0)  # a timeout: an outage at once
     key = key_for(emulator, emulator.issue_code())
     await warm_up(backend)
     async with anyio.create_task_group() as tg:

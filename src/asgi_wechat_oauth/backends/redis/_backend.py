@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..._core.contract import Claim, Outcome
 from ...errors import CodeRejected, ErrorReason, ExchangeLost, ServiceUnavailable, WeChatOAuthError
-from ._calls import Busy, Unavailable, connect, ms, require_asyncio
+from ._calls import Busy, Unavailable, connect, ms, overloaded, require_asyncio
 from ._ledger import LOCAL, Ledger
 from ._tokens import RedisTokenStore
 from ._wakeups import Slot, Wakeups
@@ -27,6 +28,10 @@ logger = logging.getLogger("asgi_wechat_oauth")
 _HOLDERS_TTL_MS = 15 * 60 * 1000
 #: What peek() answers for a code this process leads: wait for that flight.
 _WAIT = Claim()
+#: How long a claim holds back from leading over a holder that stored nothing yet, after a
+#: failover or a stall: that holder's worker settles what it owes within about a second of its
+#: slot answering again (see _ledger), far within this.
+SETTLE_GRACE = 5.0
 
 
 class RedisBackend(RedisTokenStore):
@@ -39,10 +44,20 @@ class RedisBackend(RedisTokenStore):
     ``lease_ttl``: how long a lease outlives a leader that
     died; waiters take over after it. ``on_unavailable``: ``"local"`` dedupes within the process
     while Redis is down (logged once as a warning) and returns to Redis by itself;
-    ``"fail"`` answers 503 ``backend_unavailable``. ``redis_timeout`` bounds every Redis
-    call; after a failure Redis is retried every ``retry_interval`` seconds. A URL gets a
-    blocking pool of ``max_connections`` (a client you pass keeps its own pool: make it a
-    ``BlockingConnectionPool`` too, or bursts beyond its size look like an outage).
+    ``"fail"`` answers 503 ``backend_unavailable``. ``redis_timeout`` bounds each Redis
+    call. A call that timed out (it may have run) or whose cluster slot has no master (a
+    failover) is not an outage: it is sent again until answered, for up to
+    ``failover_timeout`` seconds (0: never, the first such failure is an outage); only an
+    outage (refused connections, no node of the cluster answering, or no answer for
+    ``failover_timeout``) falls back, and the backend comes back once every master answers a
+    probe, tried every ``retry_interval`` seconds.
+
+    A URL gets at most ``max_connections`` calls in flight per process (one Redis: a blocking
+    pool of that size, one connection being the subscription's; a cluster: in all, across the
+    nodes' pools of that size): a burst beyond waits its turn, and only one beyond
+    ``max_queued`` waiting calls is answered 503 ``overloaded`` (``Retry-After``). A client you
+    pass keeps its own pool: make it a ``BlockingConnectionPool``, or a burst beyond its size
+    is answered 503 ``overloaded``.
 
     Results (tokens included) live under the result key for the middleware's ``result_ttl``;
     keys hold the code's hash, never the code. ``encryption_key`` (16, 24 or 32 bytes, the same
@@ -61,6 +76,8 @@ class RedisBackend(RedisTokenStore):
         retry_interval: float = 2.0,
         encryption_key: bytes | None = None,
         max_connections: int = 50,
+        max_queued: int = 5000,
+        failover_timeout: float = 30.0,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty")
@@ -72,6 +89,12 @@ class RedisBackend(RedisTokenStore):
             raise ValueError("max_connections must be at least 2 (one is the subscription)")
         if redis_timeout <= 0 or retry_interval < 0:
             raise ValueError("redis_timeout must be positive, retry_interval not negative")
+        if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 0:
+            raise ValueError("max_queued must be a whole number of calls, 0 or more")
+        if not 0 <= failover_timeout <= 120:
+            raise ValueError(
+                "failover_timeout must be between 0 and 120 seconds (a code lives 5 minutes)"
+            )
         client, owns_client = connect(
             url_or_client,
             cluster=cluster,
@@ -85,7 +108,10 @@ class RedisBackend(RedisTokenStore):
             on_unavailable=on_unavailable,
             redis_timeout=redis_timeout,
             retry_interval=retry_interval,
+            failover_timeout=failover_timeout,
             encryption_key=encryption_key,
+            max_connections=max_connections,
+            max_queued=max_queued,
         )
         self.lease_ttl = lease_ttl
         self._wakeups = Wakeups(client, f"{prefix}:done", retry_interval=self._retry_interval)
@@ -95,7 +121,10 @@ class RedisBackend(RedisTokenStore):
         self._leading: dict[str, list[str]] = {}
         #: Keys whose state in Redis this process must still settle (see _ledger).
         self._unsettled = Ledger(
-            complete=self._settle, dump=self._dump, retry_interval=self._retry_interval
+            complete=self._settle,
+            dump=self._dump,
+            retry_interval=self._retry_interval,
+            down=lambda: self._down,
         )
 
     def __repr__(self) -> str:
@@ -111,18 +140,24 @@ class RedisBackend(RedisTokenStore):
 
     async def claim(self, key: str) -> Claim:
         require_asyncio()
-        if (self._down and self._skip_redis()) or (
-            not self._local.is_empty() and self._local.knows(key)
-        ):
+        if not await self._use_redis() or (not self._local.is_empty() and self._local.knows(key)):
             # Down, or this process handled the code while Redis was down: stay local for it,
             # or a duplicate here would take a Redis lease and trade the code again.
             return await self._claim_locally(key)
         token = secrets.token_hex(16)
         keys = self._keys(key)
         try:
-            answer = await self._call(
-                self._scripts.claim, keys, [token, ms(self.lease_ttl), _HOLDERS_TTL_MS]
-            )
+            answer = await self._claim(keys, token, hold_back=True)
+            if answer[0] == 4:
+                # No lease, but a holder that stored nothing: a leader that died, or, after a
+                # failover or a stall (seen here lately, this claim's own included), one whose
+                # lease expired while Redis did not answer it, and which has not stored its
+                # outcome yet. That one is waited for; a dead one is taken over at once.
+                if self._troubled_lately():
+                    delivered = await self._held_back(key)
+                    if delivered is not None:
+                        return Claim(outcome=delivered)
+                answer = await self._claim(keys, token, hold_back=False)
         except Unavailable:
             # The CLAIM may still run on the server and take the lease under this token:
             # remember it, to store this process's outcome under it (or release it) later.
@@ -137,15 +172,40 @@ class RedisBackend(RedisTokenStore):
                 self._unsettled.release_later(key, token)  # known here: settled, or released
             return claim
         except Busy:
-            raise ServiceUnavailable(
-                ErrorReason.OVERLOADED, "Too many logins in progress; try again."
-            ) from None
+            raise overloaded() from None
         if answer[0] == 1:
             return Claim(outcome=self._load(key, answer[1]))
         if answer[0] == 2:
             self._leading[key] = keys
             return Claim(lease=token)
         return Claim()
+
+    def _troubled_lately(self) -> bool:
+        """Whether a call of this process timed out or found its slot without a master (or
+        Redis was down) recently enough that a lease may have expired meanwhile."""
+        return time.monotonic() - self.trouble_at < self.failover_timeout + self.lease_ttl
+
+    async def _claim(self, keys: list[str], token: str, hold_back: bool) -> Any:
+        args = [token, ms(self.lease_ttl), _HOLDERS_TTL_MS, b"1" if hold_back else b"0"]
+        return await self._call(self._scripts.claim, keys, args)
+
+    async def _held_back(self, key: str) -> Outcome | None:
+        """CLAIM held back (no lease, and a holder that stored nothing): wait up to
+        :data:`SETTLE_GRACE` for that holder's outcome. ``None``: claim (and lead) all the
+        same, as after a dead leader's lease expired."""
+        deadline = time.monotonic() + SETTLE_GRACE
+        while (left := deadline - time.monotonic()) > 0:
+            async with self._watch(key, left) as (slot, answer):
+                if answer[0] == 1:
+                    return self._load(key, answer[1])
+                if answer[1] >= 0 or answer[2] == 0:
+                    return None  # someone leads now, or the holder settled, storing nothing
+                with anyio.move_on_after(left):
+                    await slot.event.wait()
+                outcome = self._read_delivery(key, slot)
+                if outcome is not None:
+                    return outcome
+        return None
 
     async def complete(
         self, key: str, lease: str, outcome: Outcome, *, ttl: float
@@ -159,7 +219,13 @@ class RedisBackend(RedisTokenStore):
             local = lease[len(LOCAL) :] if lease.startswith(LOCAL) else ""
             await self._local.complete(key, local, outcome, ttl=ttl)  # ends a local flight
             await self._finish_locally(key, outcome, ttl)
-            self._unsettled.release_later(key, lease)
+            try:
+                # Stored later, so that a duplicate elsewhere gets it rather than trading the
+                # code again; released only, if even that fails.
+                token = None if lease.startswith(LOCAL) else lease
+                self._unsettled.settle_later(key, outcome, ttl, token=token)
+            except Exception:
+                self._unsettled.release_later(key, lease)
             return None
 
     async def _complete_or_defer(
@@ -187,9 +253,12 @@ class RedisBackend(RedisTokenStore):
             return None
         try:
             # The outcome travels in the message (sealed when results are), so a woken waiter
-            # needs no further round trip.
+            # needs no further round trip. Sent again for a moment (it is idempotent), then
+            # left to the ledger, which keeps trying in the background.
             published = await self._call(
-                self._scripts.complete, *self._complete_args(key, lease, data, ttl, keys)
+                self._scripts.complete,
+                *self._complete_args(key, lease, data, ttl, keys),
+                budget=self.redis_timeout,
             )
         except (Unavailable, Busy):
             # Waiters in this process still get the outcome, now and (kept locally) later.
@@ -197,6 +266,11 @@ class RedisBackend(RedisTokenStore):
             await self._finish_locally(key, outcome, ttl)
             self._unsettled.settle_later(key, outcome, ttl, token=lease)
             return None
+        except BaseException:
+            # Cancelled (the flight's own bound, a shutdown): what Redis may not know yet is
+            # settled later all the same, or a duplicate elsewhere would lead again.
+            self._unsettled.settle_later(key, outcome, ttl, token=lease)
+            raise
         if key in self._unsettled:  # a timed-out CLAIM of this key may hold a lease too
             self._unsettled.settle_later(key, outcome, ttl)
         if early:
@@ -217,8 +291,9 @@ class RedisBackend(RedisTokenStore):
         return keys or self._keys(key), args
 
     async def _settle(self, key: str, token: str, data: bytes, ttl: float) -> None:
-        """COMPLETE for the ledger: store ``data`` (``b""``: only release ``token``)."""
-        await self._call(self._scripts.complete, *self._complete_args(key, token, data, ttl))
+        """COMPLETE for the ledger, once: store ``data`` (``b""``: only release ``token``)."""
+        args = self._complete_args(key, token, data, ttl)
+        await self._call(self._scripts.complete, *args, budget=0)
 
     def _retry_interval(self) -> float:
         return self.retry_interval
@@ -228,10 +303,10 @@ class RedisBackend(RedisTokenStore):
             return await self._local.wait(key, timeout=timeout)
         if key in self._leading:
             return await self._wait_for_own_leader(key, timeout)
-        if self._skip_redis():
+        if not await self._use_redis():
             return None  # claim again: the fallback takes over
         try:
-            async with self._watch(key) as (slot, answer):
+            async with self._watch(key, timeout) as (slot, answer):
                 if answer[0] == 1:
                     return self._load(key, answer[1])
                 lease_left = answer[1] / 1000
@@ -257,13 +332,14 @@ class RedisBackend(RedisTokenStore):
 
     async def recover(self, key: str, *, timeout: float) -> Outcome | None:
         local = await self._local.recover(key, timeout=timeout)
-        if local is not None or self._skip_redis():
+        if local is not None or not await self._use_redis():
             return local
         deadline = anyio.current_time() + timeout
         outcome: Outcome | None = None
         try:
             while outcome is None and anyio.current_time() < deadline:
-                async with self._watch(key) as (slot, answer):
+                left = deadline - anyio.current_time()
+                async with self._watch(key, left) as (slot, answer):
                     if answer[0] == 1:
                         return self._load(key, answer[1])
                     if answer[2] <= 1:
@@ -288,7 +364,7 @@ class RedisBackend(RedisTokenStore):
 
     async def note_code(self, group: str, key: str, *, limit: int, ttl: float) -> bool:
         require_asyncio()
-        if not self._skip_redis():
+        if await self._use_redis():
             try:
                 answer = await self._call(
                     self._scripts.note_code,
@@ -299,9 +375,7 @@ class RedisBackend(RedisTokenStore):
             except Unavailable:
                 pass  # counted in this process meanwhile, as claims are
             except Busy:
-                raise ServiceUnavailable(
-                    ErrorReason.OVERLOADED, "Too many logins in progress; try again."
-                ) from None
+                raise overloaded() from None
         return await self._local.note_code(group, key, limit=limit, ttl=ttl)
 
     async def aclose(self) -> None:
@@ -312,17 +386,24 @@ class RedisBackend(RedisTokenStore):
         await self._local.aclose()
 
     @contextlib.asynccontextmanager
-    async def _watch(self, key: str) -> AsyncIterator[tuple[Slot, Any]]:
+    async def _watch(self, key: str, budget: float) -> AsyncIterator[tuple[Slot, Any]]:
         """Listen for ``key``'s outcome, *then* read its state (CHECK): in this order an
-        outcome published in between is not missed."""
+        outcome published in between is not missed. Both are tried again for up to ``budget``
+        seconds (the subscription moves off a failed node by itself)."""
+        give_up = time.monotonic() + budget
         slot = self._wakeups.register(key)
         try:
-            try:
-                await self._wakeups.subscribe(self.redis_timeout)
-            except TimeoutError as exc:
-                self._mark_down(exc)
-                raise Unavailable from None
-            yield slot, await self._call(self._scripts.check, self._keys(key), [])
+            while True:
+                try:
+                    await self._wakeups.subscribe(min(self.redis_timeout, max(budget, 0.001)))
+                    break
+                except TimeoutError:
+                    self.trouble_at = time.monotonic()
+                    budget = give_up - time.monotonic()
+                    if budget <= 0:
+                        raise Unavailable from None
+            left = give_up - time.monotonic()
+            yield slot, await self._call(self._scripts.check, self._keys(key), [], budget=left)
         finally:
             self._wakeups.unregister(key, slot)
 

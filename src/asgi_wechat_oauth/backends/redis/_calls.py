@@ -1,11 +1,26 @@
-"""The client and every call made with it: one timer bounds them all, Redis's failures become
-:class:`Unavailable` (did not answer) or :class:`Busy` (no connection free), and whether Redis
-is up follows from their answers. Also how a code's keys are named and its outcome stored."""
+"""The client and every call made with it, and whether Redis is up.
+
+A call's failure is one of three things, and only one of them is an outage:
+
+- **busy**: no connection free (a client passed in whose pool does not wait), or this
+  process's queue of calls is full (:mod:`._gate`). The call did not run: 503 ``overloaded``.
+- **wait**: the call timed out (it may have run: "maybe happened"), or its cluster slot has no
+  master (a failover: connection refused by that master, ``CLUSTERDOWN``, ``TRYAGAIN``). Redis
+  is not down: the call is sent again (every script is idempotent) until it is answered or
+  ``failover_timeout`` has passed; only a wait that long is taken for an outage.
+- **down**: Redis refused the connection (one Redis), no node of the cluster answers, or a wait
+  lasted ``failover_timeout``. The backend falls back (or fails) as configured, logs it once,
+  and comes back only once a probe finds every master answering again (no sooner than
+  ``retry_interval``): it does not flap with each call.
+
+Also how a code's keys are named and its outcome stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -13,32 +28,89 @@ from typing import Any, Literal
 import anyio
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    BusyLoadingError,
+    ClusterError,
     MaxConnectionsError,
     NoScriptError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._core.contract import Outcome
 from ...errors import ErrorReason, ServiceUnavailable
 from .._codec import ResultCipher, dump_outcome, load_outcome
 from .._deadlines import Deadlines
 from ..memory import MemoryBackend
+from ._gate import Full, Gate
 from ._scripts import Script, Scripts
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
 #: Redis errors that mean "did not answer" (a cluster without a node for a slot included).
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+#: What a failed call means (see the module's docstring).
+Failure = Literal["busy", "wait", "down"]
+#: The first pause before a call is sent again, and the longest.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 0.5
+#: Retry-After of a 503 ``overloaded``: about how long a full queue takes to drain.
+OVERLOADED_RETRY_AFTER = 5
 
 
 class Unavailable(Exception):
-    """Redis did not answer; the caller falls back or fails as configured."""
+    """Redis did not answer this call; the caller falls back or fails as configured."""
 
 
 class Busy(Exception):
-    """Redis is up but the client's pool is exhausted: not an outage."""
+    """No connection free, or this process's queue of calls is full: the call did not run."""
+
+
+class Overloaded(ServiceUnavailable):
+    """503 ``overloaded`` with ``Retry-After``: more Redis calls waiting in this process than
+    ``max_queued``."""
+
+    retry_after = OVERLOADED_RETRY_AFTER
+
+
+def overloaded() -> Overloaded:
+    return Overloaded(
+        ErrorReason.OVERLOADED,
+        f"Too many logins at once; please try again in {OVERLOADED_RETRY_AFTER} seconds.",
+    )
+
+
+def classify(exc: BaseException, *, cluster: bool) -> Failure:
+    """What a call's exception means: ``busy``, ``wait`` (may have run, or a failover) or
+    ``down`` (an outage)."""
+    if isinstance(exc, MaxConnectionsError):
+        return "busy"  # a pool passed in that does not wait: Redis is up
+    if isinstance(exc, (TimeoutError, RedisTimeoutError)):
+        return "wait"  # it may have run: send it again, never split the code
+    if isinstance(exc, AuthenticationError):
+        return "down"  # the credentials: waiting will not fix them
+    if isinstance(exc, (BusyLoadingError, ReadOnlyError, TryAgainError, ClusterError)):
+        return "wait"  # a node loading, a replica promoted elsewhere, CLUSTERDOWN, TRYAGAIN
+    if isinstance(exc, (AskError, SlotNotCoveredError)):
+        return "wait"  # a slot moving, or one without a master
+    if isinstance(exc, RedisClusterException):
+        return "down"  # no node of the cluster answers, or none can be found
+    if isinstance(exc, ResponseError):
+        return "down"  # Redis refused the command itself
+    if isinstance(exc, (RedisConnectionError, OSError)):
+        # On a cluster: one master is gone (its slots wait for a replica to take over); the
+        # whole cluster gone is RedisClusterException above. One Redis gone is an outage.
+        return "wait" if cluster else "down"
+    return "wait"  # the client failed in a way it does not document: it may have run
 
 
 def connect(
@@ -50,19 +122,20 @@ def connect(
 ) -> tuple[aioredis.Redis | RedisCluster, bool]:
     """The client for a URL (and True: the backend owns it), or the one passed in (False)."""
     if isinstance(url_or_client, str) and cluster:
-        # One pool per node, of max_connections each (redis-py's cluster client has no
-        # blocking pool: a burst beyond it is answered 503 "overloaded").
+        # A pool per node; the backend's gate keeps calls within it (redis-py's cluster pools
+        # do not wait). Few retries of the client's own: the backend sends a call again itself
+        # while a slot fails over, within failover_timeout.
         client = RedisCluster.from_url(
             url_or_client,
             max_connections=max_connections,
             socket_timeout=redis_timeout,
             socket_connect_timeout=redis_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
         return client, True
     if isinstance(url_or_client, str):
-        # A blocking pool: a burst beyond max_connections waits (bounded by
-        # redis_timeout) for a connection, instead of failing at once and being taken
-        # for an outage, which would drop those claims to in-process dedupe.
+        # A blocking pool (the gate keeps calls within it, one connection being the
+        # subscription's): a burst waits for a connection instead of being taken for an outage.
         pool = aioredis.BlockingConnectionPool.from_url(
             url_or_client,
             max_connections=max_connections,
@@ -89,27 +162,43 @@ class RedisCalls:
         on_unavailable: Literal["local", "fail"],
         redis_timeout: float,
         retry_interval: float,
+        failover_timeout: float,
         encryption_key: bytes | None,
+        max_connections: int,
+        max_queued: int,
     ) -> None:
         if client.get_encoder().decode_responses:
             raise ValueError("the Redis client must not use decode_responses=True")
         self._client = client
         self._owns_client = owns_client
+        self._cluster = isinstance(client, RedisCluster)
         self.prefix = prefix
         self.on_unavailable = on_unavailable
         #: One timer bounds every Redis call in flight (see _deadlines).
         self._deadlines = Deadlines(redis_timeout)
         self.retry_interval = retry_interval
+        self.failover_timeout = failover_timeout
         #: Redis calls answered (scripts and GETs), for round-trip accounting.
         self.round_trips = 0
         self._scripts = Scripts(client)
         self._cipher = ResultCipher(encryption_key) if encryption_key is not None else None
         #: The fallback: flights and outcomes of this process while Redis does not answer.
         self._local = MemoryBackend()
-        self._discovered = not isinstance(client, RedisCluster)
+        self._discovered = not self._cluster
         self._discovery = anyio.Lock()
-        self._down_until = 0.0
+        #: The queue in front of a client the backend built (one it was given keeps its own
+        #: pool's behaviour); on one Redis, a connection of the pool is the subscription's.
+        self._gate: Gate | None = None
+        if owns_client:
+            self._gate = Gate(max_connections - (0 if self._cluster else 1), max_queued)
         self._down = False
+        self._down_since = 0.0
+        self._down_until = 0.0
+        self._probing: anyio.Event | None = None
+        #: Calls being sent again now, since when, and the last time one had to be.
+        self._retrying = 0
+        self._retrying_since = 0.0
+        self.trouble_at = -float("inf")
 
     @property
     def redis_timeout(self) -> float:
@@ -127,16 +216,74 @@ class RedisCalls:
         """False while Redis is considered down (the fallback, or 503s, are in use)."""
         return not self._down
 
+    @property
+    def queued(self) -> int:
+        """Redis calls of this process waiting for a connection now."""
+        return self._gate.queued if self._gate is not None else 0
+
     async def ping(self) -> None:
         """Raise unless Redis answers PING within ``redis_timeout`` (for
         ``python -m asgi_wechat_oauth check --online``)."""
         with anyio.fail_after(self.redis_timeout):
             await self._client.ping()
 
-    async def _call(self, command: Callable[..., Any], *args: Any) -> Any:
-        """``await command(*args)`` within ``redis_timeout``, Redis's failures mapped to
-        ``Unavailable`` (did not answer) or ``Busy`` (no connection free)."""
-        failure: type[Exception] | None = None
+    async def _call(
+        self,
+        command: Callable[..., Any],
+        *args: Any,
+        retry: bool = True,
+        budget: float | None = None,
+    ) -> Any:
+        """``await command(*args)``, each attempt within ``redis_timeout``. An attempt that
+        timed out or found its slot without a master is sent again (``retry``) for up to
+        ``budget`` seconds (``failover_timeout``), then raises ``Unavailable``; an outage
+        raises ``Unavailable`` at once, no connection free ``Busy``."""
+        started = time.monotonic()
+        give_up = started + (self.failover_timeout if budget is None else budget)
+        pause, retrying, fresh = _FIRST_PAUSE, False, False
+        try:
+            while True:
+                failure, error, answer = await self._attempt(command, args, give_up)
+                if failure is None:
+                    return answer
+                if failure == "busy":
+                    raise Busy
+                if failure == "down":
+                    if not fresh:
+                        # Once more at once, on a new connection: the pool's may be older
+                        # than a Redis restarted meanwhile (the failed one was dropped).
+                        fresh = True
+                        continue
+                    self._mark_down(error)
+                    raise Unavailable
+                now = time.monotonic()
+                self.trouble_at = now
+                if not retry or now >= give_up:
+                    if now - started >= self.failover_timeout:
+                        self._mark_down(error)  # no answer for that long: an outage
+                    raise Unavailable
+                if not retrying:
+                    retrying = True
+                    self._start_retrying(error)
+                await anyio.sleep(min(pause * random.uniform(0.5, 1.0), give_up - now))
+                pause = min(pause * 2, _LONGEST_PAUSE)
+        finally:
+            if retrying:
+                self._stop_retrying()
+
+    async def _attempt(
+        self, command: Callable[..., Any], args: tuple[Any, ...], give_up: float
+    ) -> tuple[Failure | None, str, Any]:
+        """One attempt: ``(None, "", answer)``, or what failed and the exception's name. The
+        exception is not raised, so that no traceback or context holds the arguments."""
+        gate = self._gate
+        if gate is not None:
+            try:
+                # Even a call sent once waits its turn behind a burst (for redis_timeout).
+                await gate.acquire(max(give_up - time.monotonic(), self.redis_timeout))
+            except Full:
+                return "busy", "Full", None
+        failure: Failure | None = None
         try:
             with self._deadlines.bound():
                 if not self._discovered:
@@ -146,28 +293,21 @@ class RedisCalls:
                 except NoScriptError:
                     if not isinstance(command, Script):
                         raise
-                    await command.load()  # the server lost it (a restart, SCRIPT FLUSH)
+                    await command.load()  # the server lost it (a restart, a promoted replica)
                     answer = await command(*args)
-        except MaxConnectionsError:
-            # The pool is exhausted (a client passed in without a blocking pool): Redis is up
-            # and busy. Not an outage: falling back would break other workers' dedupe.
-            failure = Busy
-        except REDIS_ERRORS as exc:
-            self._mark_down(exc)
-            failure = Unavailable
         except Exception as exc:
-            # The client library failed in a way it does not document (redis-py's cluster
-            # client has raced on its own connections during a topology change): as if Redis
-            # had not answered, since the call may or may not have run.
-            logger.error("wechat_oauth.redis_client_error error=%s", type(exc).__name__)
-            self._mark_down(exc)
-            failure = Unavailable
+            failure, error = classify(exc, cluster=self._cluster), type(exc).__name__
+            if not isinstance(exc, REDIS_ERRORS):
+                # redis-py's cluster client has raced on its own connections during a
+                # topology change: as if Redis had not answered (the call may have run).
+                logger.error("wechat_oauth.redis_client_error error=%s", error)
+        finally:
+            if gate is not None:
+                gate.release()
         if failure is not None:
-            raise failure  # outside the handler: no context holding the command's arguments
+            return failure, error, None
         self.round_trips += 1
-        if self._down:
-            self._mark_up()
-        return answer
+        return None, "", answer
 
     async def _discover(self) -> None:
         """A cluster client learns the topology once, alone, before the first commands:
@@ -181,30 +321,78 @@ class RedisCalls:
                 await self._client.initialize()
                 self._discovered = True
 
-    def _skip_redis(self) -> bool:
-        if self._down and time.monotonic() < self._down_until:
-            if self.on_unavailable == "fail":
-                raise ServiceUnavailable(
-                    ErrorReason.BACKEND_UNAVAILABLE,
-                    "The login service is unavailable; try again soon.",
-                )
+    async def _use_redis(self) -> bool:
+        """Whether to send calls to Redis: True unless it is down. While down, the first
+        caller past ``retry_interval`` probes it, and the callers meanwhile wait for the
+        probe; ``on_unavailable="fail"`` raises 503 ``backend_unavailable`` instead of False."""
+        if not self._down:
             return True
+        if self._probing is not None:
+            await self._probing.wait()
+        elif time.monotonic() >= self._down_until:
+            await self._probe()
+        if not self._down:
+            return True
+        if self.on_unavailable == "fail":
+            raise ServiceUnavailable(
+                ErrorReason.BACKEND_UNAVAILABLE,
+                "The login service is unavailable; try again soon.",
+            )
         return False
 
-    def _mark_down(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + self.retry_interval
+    async def _probe(self) -> None:
+        """Back to Redis once every master answers (one Redis: it answers), else stay down
+        for another ``retry_interval``."""
+        self._probing = probing = anyio.Event()
+        try:
+            with anyio.fail_after(self.redis_timeout):
+                if not self._discovered:
+                    await self._discover()
+                if isinstance(self._client, RedisCluster):
+                    await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+                else:
+                    await self._client.ping()
+        except Exception:
+            self._down_until = time.monotonic() + self.retry_interval
+        else:
+            self._mark_up()
+        finally:
+            self._probing = None
+            probing.set()
+
+    def _mark_down(self, error: str) -> None:
+        now = time.monotonic()
+        self._down_until = now + self.retry_interval
+        self.trouble_at = now
         if not self._down:
-            self._down = True
+            self._down, self._down_since = True, now
             logger.warning(
-                "wechat_oauth.redis_unavailable error=%s fallback=%s",
-                type(exc).__name__,
-                self.on_unavailable,
+                "wechat_oauth.redis_unavailable error=%s fallback=%s", error, self.on_unavailable
             )
 
     def _mark_up(self) -> None:
         if self._down:
             self._down = False
-            logger.warning("wechat_oauth.redis_recovered")
+            self.trouble_at = time.monotonic()
+            logger.warning(
+                "wechat_oauth.redis_recovered down_ms=%d",
+                (time.monotonic() - self._down_since) * 1000,
+            )
+
+    def _start_retrying(self, error: str) -> None:
+        """Log the first call of this process sent again (once until none is)."""
+        self._retrying += 1
+        if self._retrying == 1:
+            self._retrying_since = time.monotonic()
+            logger.warning("wechat_oauth.redis_waiting error=%s", error)
+
+    def _stop_retrying(self) -> None:
+        self._retrying -= 1
+        if self._retrying == 0:
+            logger.warning(
+                "wechat_oauth.redis_answering waited_ms=%d",
+                (time.monotonic() - self._retrying_since) * 1000,
+            )
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}:{{{key}}}"

@@ -27,6 +27,8 @@ logger = logging.getLogger("asgi_wechat_oauth")
 LOCAL = "local:"
 #: At most this many unsettled keys are remembered (a long outage drops the oldest).
 MAX_UNSETTLED = 10_000
+#: The longest pause between two rounds of settling.
+_LONGEST_PAUSE = 0.5
 
 
 @dataclass
@@ -46,7 +48,10 @@ class Ledger:
 
     ``complete(key, token, data, ttl)`` runs COMPLETE in Redis (raising ``Unavailable`` or
     ``Busy`` when it cannot), ``dump`` encodes an outcome for ``key`` (``None``: it cannot be
-    stored), ``retry_interval()`` is the longest wait between two tries."""
+    stored), ``retry_interval()`` is the longest wait between two tries (half a second at
+    most: after a failover, a duplicate on another worker may be waiting for what is settled
+    here), ``down()`` whether Redis is down (then a round stops at the first failure; else a
+    key whose slot has no master does not hold up the others)."""
 
     def __init__(
         self,
@@ -54,10 +59,12 @@ class Ledger:
         complete: Callable[[str, str, bytes, float], Awaitable[object]],
         dump: Callable[[str, Outcome], bytes | None],
         retry_interval: Callable[[], float],
+        down: Callable[[], bool] = lambda: False,
     ) -> None:
         self._complete = complete
         self._dump = dump
         self._retry_interval = retry_interval
+        self._down = down
         self._entries: dict[str, Unsettled] = {}
         self._settler: asyncio.Task[None] | None = None
 
@@ -125,16 +132,17 @@ class Ledger:
             self._settler = asyncio.get_running_loop().create_task(self._settle_until_done())
 
     async def _settle_until_done(self) -> None:
-        """Retries (every ``retry_interval``, sooner at first) until everything known is
-        settled, including what arrived while it ran."""
+        """Retries (every ``retry_interval`` or half a second, whichever is shorter; sooner at
+        first) until everything known is settled, including what arrived while it ran."""
         delay = 0.05
         while any(entry.data is not None for entry in self._entries.values()):
             if await self._settle_ready():
                 await anyio.sleep(delay)
-                delay = min(delay * 2, max(self._retry_interval(), 0.05))
+                delay = min(delay * 2, max(min(self._retry_interval(), _LONGEST_PAUSE), 0.05))
 
     async def _settle_ready(self) -> bool:
         """Run COMPLETE for every key whose outcome is known; True if Redis failed."""
+        failed = False
         for key, entry in list(self._entries.items()):
             if entry.data is None:
                 continue  # its flight is still running here; its complete() will settle it
@@ -143,13 +151,21 @@ class Ledger:
             if not data and not entry.tokens:
                 self._entries.pop(key, None)
                 continue
-            # A key's own tokens, or any token: storing needs no lease.
-            for token in sorted(entry.tokens) or [secrets.token_hex(16)]:
-                try:
-                    await self._complete(key, token, data, max(left, 0))
-                except (Unavailable, Busy):
+            if not await self._settle_key(entry, key, data, max(left, 0)):
+                if self._down():
                     return True
-                entry.tokens.discard(token)
-            if self._entries.get(key) is entry and not entry.tokens:
+                failed = True  # its slot may have no master: the other keys go on
+            elif self._entries.get(key) is entry and not entry.tokens:
                 del self._entries[key]
-        return False
+        return failed
+
+    async def _settle_key(self, entry: Unsettled, key: str, data: bytes, ttl: float) -> bool:
+        """COMPLETE under each of the key's tokens, or any token (storing needs no lease);
+        whether Redis answered."""
+        for token in sorted(entry.tokens) or [secrets.token_hex(16)]:
+            try:
+                await self._complete(key, token, data, ttl)
+            except (Unavailable, Busy):
+                return False
+            entry.tokens.discard(token)
+        return True

@@ -8,20 +8,25 @@ import hashlib
 from collections.abc import Awaitable
 from typing import Any
 
-# KEYS: lease, result, holders. ARGV: token, lease ms, holders ms.
+# KEYS: lease, result, holders. ARGV: token, lease ms, holders ms, '1' to hold back.
 # -> {1, stored outcome} | {2} lease taken | {3} someone else leads
+#    | {4} held back: no lease, but a holder that stored nothing yet (not taken)
 # A lease held under this very token is this CLAIM run twice: redis-py sends a command again
-# when the connection drops before its answer (and the cluster client after a failover).
+# when the connection drops before its answer, and so does the backend after a timeout (the
+# first may have run) or while a slot fails over. Holding back: after a failover, a leader
+# whose lease expired while its master was down may not have stored its outcome yet.
 CLAIM = """
 local stored = redis.call('GET', KEYS[2])
 if stored then return {1, stored} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SADD', KEYS[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
-  return {2}
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return {2} end
-return {3}
+local lease = redis.call('GET', KEYS[1])
+if lease == ARGV[1] then return {2} end
+if lease then return {3} end
+if ARGV[4] == '1' and redis.call('SCARD', KEYS[3]) > redis.call('SISMEMBER', KEYS[3], ARGV[1])
+then return {4} end
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {2}
 """
 
 # KEYS: lease, result, holders. -> {1, stored outcome} | {0, lease pttl, holders}

@@ -25,9 +25,10 @@ class RedisTokenStore(RedisCalls):
         if local is not None:
             return local
         try:
-            if self._skip_redis():
+            if not await self._use_redis():
                 return None
-            answer = await self._call(self._scripts.lookup, self._keys(key)[1:2], [])
+            # Once: on no answer the keeper claims, which waits out a failover itself.
+            answer = await self._call(self._scripts.lookup, self._keys(key)[1:2], [], budget=0)
         except (Unavailable, Busy, ServiceUnavailable):
             return None
         if answer[0] != 1:
@@ -46,9 +47,11 @@ class RedisTokenStore(RedisCalls):
         local = await self._local.take_mark(key, spacing=spacing)
         spacing_ms = max(ms(spacing), 1) if spacing > 0 else 0
         try:
-            if self._skip_redis():
+            if not await self._use_redis():
                 return local
-            answer = await self._call(self._scripts.take_mark, self._mark_keys(key), [spacing_ms])
+            # Not sent again: taking a mark twice would find it gone.
+            take = self._scripts.take_mark
+            answer = await self._call(take, self._mark_keys(key), [spacing_ms], retry=False)
         except (Unavailable, Busy, ServiceUnavailable):
             return local
         return _MARKS[int(answer)] if answer else local
@@ -62,14 +65,15 @@ class RedisTokenStore(RedisCalls):
         # stored bytes are still the ones checked: a newer result stored meanwhile stays.
         result_key, mark_key = self._keys(key)[1], self._mark_keys(key)[0]
         try:
-            if self._skip_redis():
+            if not await self._use_redis():
                 return False
-            data = await self._call(self._client.get, result_key)
+            data = await self._call(self._client.get, result_key, budget=0)
             if data is None or (only_if is not None and not only_if(self._load(key, data))):
                 return False
             mark_ms = max(ms(mark_ttl), 1) if mark_ttl > 0 else 0
+            forget = self._scripts.forget  # not sent again: a second run would answer "gone"
             return bool(
-                await self._call(self._scripts.forget, [result_key, mark_key], [data, mark_ms])
+                await self._call(forget, [result_key, mark_key], [data, mark_ms], retry=False)
             )
         except (Unavailable, Busy, ServiceUnavailable):
             return False
