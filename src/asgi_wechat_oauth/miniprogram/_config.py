@@ -28,11 +28,36 @@ class MiniProgramConfig(Options):
 
     env_prefix: ClassVar[str] = "WECHAT_MINIPROGRAM_"
 
-    appid: str = field(metadata=required())
+    # ``doc`` and ``doc_zh``: the option's meaning on the documentation site (docs/hooks.py).
+    appid: str = field(
+        metadata=required()
+        | {
+            "doc": "The mini-program's AppID (not the official account's).",
+            "doc_zh": "小程序的 AppID（不是公众号的）。",
+        }
+    )
     #: Where the mini-program POSTs its ``wx.login()`` code.
-    login_path: str = field(default="/wechat/miniprogram/login", metadata=option(text, is_path))
+    login_path: str = field(
+        default="/wechat/miniprogram/login",
+        metadata=option(text, is_path)
+        | {
+            "doc": "Where the mini-program POSTs its `wx.login()` code; every other request "
+            "passes through untouched.",
+            "doc_zh": "小程序 POST `wx.login()` code 的路径；其他请求一概原样放行。",
+        },
+    )
     duplicates: Duplicates = field(
-        default="share", metadata=option(text, one_of("share", "reject"))
+        default="share",
+        metadata=option(text, one_of("share", "reject"))
+        | {
+            "doc": '`"share"`: a request with a code whose session another request got gets '
+            'the same session (within `result_ttl`). `"reject"`: one request takes the '
+            "session, the others 400 `code_used`; requests with the same `Idempotency-Key` "
+            "count as one.",
+            "doc_zh": '`"share"`：带着已被别的请求兑换的 code 来的请求，在 `result_ttl` 内拿到'
+            '同一个会话。`"reject"`：会话只给一个请求，其他请求得到 400 `code_used`；带相同 '
+            "`Idempotency-Key` 的请求算作同一个请求。",
+        },
     )
 
     @staticmethod

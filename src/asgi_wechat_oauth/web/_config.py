@@ -40,17 +40,68 @@ class WeChatOAuthConfig(OAuthOptions):
     env_prefix: ClassVar[str] = "WECHAT_"
     scopes: ClassVar[frozenset[str]] = SCOPES
 
-    appid: str = field(metadata=required())
-    fetch_profile: bool | None = field(default=None, metadata=option(boolean))
+    # ``doc`` and ``doc_zh``: the option's meaning on the documentation site (docs/hooks.py).
+    appid: str = field(
+        metadata=required()
+        | {
+            "doc": "Your official account's or website app's AppID.",
+            "doc_zh": "公众号或网站应用的 AppID。",
+        }
+    )
+    fetch_profile: bool | None = field(
+        default=None,
+        metadata=option(boolean)
+        | {
+            "doc": "`None`: call `sns/userinfo` when the granted scope is `snsapi_userinfo` or "
+            "`snsapi_login`. `True`/`False`: always / never.",
+            "doc_zh": "`None`：授权 scope 为 `snsapi_userinfo` 或 `snsapi_login` 时调用 "
+            "`sns/userinfo` 拉取用户信息。`True`/`False`：总是/从不。",
+        },
+    )
     default_scope: WeChatScope = default(OAuthOptions, "default_scope", "snsapi_base")
-    connect_redirect: bool = field(default=True, metadata=option(boolean))
+    connect_redirect: bool = field(
+        default=True,
+        metadata=option(boolean)
+        | {
+            "doc": "Add the undocumented `connect_redirect=1` to the authorize URL (harmless; "
+            "never relied on).",
+            "doc_zh": "在授权链接里加上未公开文档的 `connect_redirect=1`（无害，但从不依赖它）。",
+        },
+    )
     snapshot_users: SnapshotPolicy = field(
-        default="allow", metadata=option(text, one_of("allow", "reject"))
+        default="allow",
+        metadata=option(text, one_of("allow", "reject"))
+        | {
+            "doc": '`"reject"`: snapshot-mode identities get 403 `snapshot_user` instead of '
+            "reaching your handler.",
+            "doc_zh": '`"reject"`：快照页模式的用户得到 403 `snapshot_user`，'
+            "不会进入你的处理函数。",
+        },
     )
     #: A website app (QR login) beside the official account ``appid``: browsers other than
     #: WeChat's log in with it. Both or neither.
-    website_appid: str | None = field(default=None, metadata=option(text))
-    website_secret: str | None = field(default=None, metadata=option(text, secret=True))
+    website_appid: str | None = field(
+        default=None,
+        metadata=option(text)
+        | {
+            "doc": "A website app (open platform, QR login) beside the official account "
+            "`appid`: with `login_path`, browsers other than WeChat's log in with it "
+            "(`connect/qrconnect`, `snsapi_login`). Give it with `website_secret`.",
+            "doc_zh": "与公众号 `appid` 并存的网站应用（开放平台，扫码登录）：设置了 `login_path` "
+            "时，微信以外的浏览器用它登录（`connect/qrconnect`，`snsapi_login`）。须与 "
+            "`website_secret` 一起给出。",
+        },
+    )
+    website_secret: str | None = field(
+        default=None,
+        metadata=option(text, secret=True)
+        | {
+            "doc": "The website app's AppSecret: used only to trade the website app's codes "
+            "(its own `WeChatOAuthClient`). Never logged.",
+            "doc_zh": "网站应用的 AppSecret：只用来兑换网站应用的 code（它有自己的 "
+            "`WeChatOAuthClient`）。从不写进日志。",
+        },
+    )
 
     @staticmethod
     def _backend(redis_url: str | None = None, **options: Any) -> Backend:
