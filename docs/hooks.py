@@ -1,9 +1,435 @@
-"""The site's build hook (listed under ``hooks:`` in mkdocs.yml)."""
+"""The site's build machinery, listed under ``hooks:`` in mkdocs.yml (and its Griffe extension
+under mkdocstrings' ``extensions:``).
+
+- ``<!-- options: WeChatOAuthConfig -->`` on a line of its own becomes the table of that
+  class's options: name, type, default, environment variable and meaning, the meaning from the
+  field's metadata (``doc``, or ``doc_zh`` on a Chinese page). The config classes are the one
+  source of truth; a field without both is a failing test (tests/test_docs.py). The backends'
+  constructors (``<!-- options: RedisBackend -->``, ``MemoryBackend``) are read from their
+  signatures, their meanings from :data:`BACKEND_DOCS` below.
+- The docstrings are written with Sphinx roles (``:class:`~asgi_wechat_oauth.errors.X```);
+  :class:`SphinxRoles` turns them into cross-references of the API reference (or into code
+  where the object has no page there), so the reference reads as text, not as markup.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+MARKER = re.compile(r"^<!-- options: (?P<name>[A-Za-z_][A-Za-z0-9_]*) -->[ \t]*$", re.M)
 
-def on_page_markdown(markdown: str, **_: Any) -> str:
-    return markdown
+#: The classes a marker may name: config classes (dataclasses) and backend constructors.
+CLASSES = {
+    "WeChatOAuthConfig": "asgi_wechat_oauth:WeChatOAuthConfig",
+    "WeComOAuthConfig": "asgi_wechat_oauth.wecom:WeComOAuthConfig",
+    "MiniProgramConfig": "asgi_wechat_oauth.miniprogram:MiniProgramConfig",
+    "MemoryBackend": "asgi_wechat_oauth.backends:MemoryBackend",
+    "RedisBackend": "asgi_wechat_oauth.backends.redis:RedisBackend",
+}
+
+HEADERS = {
+    "en": ("option", "type", "default", "environment variable", "meaning"),
+    "zh": ("选项", "类型", "默认值", "环境变量", "含义"),
+}
+REQUIRED = {"en": "required", "zh": "必填"}
+
+#: What each backend constructor option means (the backends are classes, not dataclasses: their
+#: options are their signatures, read by :func:`table`; a parameter missing here fails
+#: tests/test_docs.py). English, then Chinese.
+BACKEND_DOCS: dict[str, dict[str, tuple[str, str]]] = {
+    "MemoryBackend": {
+        "max_entries": (
+            "Bounds the stored results (least recently used first out) and the codes in flight "
+            "(a new code beyond it is answered 503 `overloaded`; in-flight entries are never "
+            "evicted).",
+            "限制保存的结果数（最久未用的先淘汰）和进行中的 code 数（超出后新的 code 得到 503 "
+            "`overloaded`；进行中的条目从不淘汰）。",
+        ),
+        "max_errors": (
+            "Bounds the errors kept for late duplicates (a code WeChat called invalid, used or "
+            "expired), so a flood of made-up codes cannot push out real logins' results. "
+            "Default: a tenth of `max_entries`.",
+            "为迟到的重复请求保留的错误（微信说无效、已使用或已过期的 code）的上限，"
+            "这样大量编造的 code 挤不掉真实登录的结果。默认是 `max_entries` 的十分之一。",
+        ),
+    },
+    "RedisBackend": {
+        "url_or_client": (
+            "A `redis://`, `rediss://` or `unix://` URL, or a `redis.asyncio.Redis` or "
+            "`RedisCluster` client you already have (the backend does not close a client you "
+            "pass).",
+            "`redis://`、`rediss://` 或 `unix://` 地址，或者你已有的 `redis.asyncio.Redis`、"
+            "`RedisCluster` 客户端（传入的客户端由你负责关闭）。",
+        ),
+        "cluster": (
+            "Read the URL as one node of a Redis Cluster.",
+            "把地址当作 Redis Cluster 的一个节点。",
+        ),
+        "prefix": (
+            "The prefix of every key; every worker must use the same one.",
+            "所有键的前缀；所有 worker 必须用同一个。",
+        ),
+        "lease_ttl": (
+            "How long a lease lasts: when its leader dies, a waiter takes over after that. At "
+            "least `exchange_timeout` + 1 s.",
+            "租约的时长：持有者挂掉后，等待者过这么久接手。至少为 `exchange_timeout` + 1 秒。",
+        ),
+        "on_unavailable": (
+            '`"local"`: while Redis is down, dedupe within the process and go back to Redis by '
+            'itself; `"fail"`: answer 503 `backend_unavailable`.',
+            '`"local"`：Redis 不可用期间在进程内去重，恢复后自动回到 Redis；`"fail"`：返回 503 '
+            "`backend_unavailable`。",
+        ),
+        "redis_timeout": (
+            "Bound on every Redis call, in seconds: never a hang.",
+            "每次 Redis 调用的时限（秒）：绝不会卡住。",
+        ),
+        "retry_interval": (
+            "Seconds between attempts to go back to Redis after an outage.",
+            "Redis 故障后，每隔多少秒尝试回到 Redis。",
+        ),
+        "encryption_key": (
+            "16, 24 or 32 random bytes, the same on every worker: results are sealed with "
+            "AES-GCM, so Redis never holds a token or an openid in clear (extra `encryption`).",
+            "16、24 或 32 个随机字节，每个 worker 相同：结果用 AES-GCM 加密，Redis 里不会有明文的 "
+            "token 或 openid（需要 `encryption` 扩展）。",
+        ),
+        "max_connections": (
+            "The size of the connection pool a URL gets (per node on a cluster): a burst beyond "
+            "it waits for a connection within `redis_timeout`.",
+            "由地址创建的连接池大小（集群上每个节点一个池）：超出时在 `redis_timeout` 内等待连接。",
+        ),
+        "max_queued": (
+            "Bound on the calls waiting for a connection; beyond it a call is answered 503 "
+            "`overloaded` at once.",
+            "等待连接的调用数上限；超出后立即返回 503 `overloaded`。",
+        ),
+        "failover_timeout": (
+            "Seconds a call waits for a Redis Cluster to finish a failover before the worker "
+            "falls back to in-process dedupe (0 to 120).",
+            "Redis Cluster 故障转移时，调用最多等多少秒，之后该 worker 改为进程内去重"
+            "（0 到 120）。",
+        ),
+    },
+}
+#: The variables ``from_env`` reads for a ``RedisBackend`` (the product's prefix in front).
+BACKEND_VARIABLES = {
+    "url_or_client": "REDIS_URL",
+    "prefix": "REDIS_PREFIX",
+    "lease_ttl": "LEASE_TTL",
+    "cluster": "REDIS_CLUSTER",
+    "redis_timeout": "REDIS_TIMEOUT",
+}
+
+
+@dataclasses.dataclass
+class Row:
+    """One option: what the table shows of it."""
+
+    name: str
+    type: str
+    default: str  # a Python expression, or "" when required
+    variable: str
+    doc: str
+    doc_zh: str
+
+
+def load(name: str) -> type:
+    module, attr = CLASSES[name].split(":")
+    __import__(module)
+    cls: type = getattr(sys.modules[module], attr)
+    return cls
+
+
+def rows(name: str) -> list[Row]:
+    """The options of class ``name``: a config's fields, or a backend's constructor keywords."""
+    cls = load(name)
+    if dataclasses.is_dataclass(cls):
+        return [_field_row(cls, spec) for spec in _ordered_fields(cls)]
+    return _signature_rows(name, cls)
+
+
+def _ordered_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields in the order ``check`` and ``repr`` show them (credentials first)."""
+    from asgi_wechat_oauth._core.options import _ordered
+
+    return _ordered(cls)  # type: ignore[arg-type]
+
+
+def _field_row(cls: type, spec: dataclasses.Field[Any]) -> Row:
+    prefix = getattr(cls, "env_prefix", "")
+    if spec.metadata.get("env") is not None:
+        variable = prefix + spec.name.upper()
+    elif spec.name == "backend":
+        variable = f"{prefix}REDIS_URL"  # from_env makes a RedisBackend of it
+    else:
+        variable = ""
+    if spec.default is not dataclasses.MISSING:
+        default = _expression(spec.default)
+    elif spec.default_factory is not dataclasses.MISSING:
+        default = _expression(spec.default_factory())
+    else:
+        default = ""
+    return Row(
+        name=spec.name,
+        type=_annotation(cls, spec.name, spec.type),
+        default=default,
+        variable=variable,
+        doc=spec.metadata.get("doc", ""),
+        doc_zh=spec.metadata.get("doc_zh", ""),
+    )
+
+
+def _signature_rows(name: str, cls: type) -> list[Row]:
+    docs = BACKEND_DOCS.get(name, {})
+    hints = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    found = []
+    for parameter in hints.values():
+        if parameter.name == "self" or parameter.kind in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+        ):
+            continue
+        empty = parameter.default is inspect.Parameter.empty
+        variable = BACKEND_VARIABLES.get(parameter.name, "") if name == "RedisBackend" else ""
+        doc, doc_zh = docs.get(parameter.name, ("", ""))
+        found.append(
+            Row(
+                name=parameter.name,
+                type=_annotation(cls.__init__, parameter.name, parameter.annotation),  # type: ignore[misc]
+                default="" if empty else _expression(parameter.default),
+                variable=f"WECHAT_{variable}" if variable else "",
+                doc=doc,
+                doc_zh=doc_zh,
+            )
+        )
+    return found
+
+
+# --- rendering types and defaults --------------------------------------------------------------
+
+
+def _namespaces(owner: Any, name: str) -> list[dict[str, Any]]:
+    """The module namespaces an annotation of ``owner``'s ``name`` is written in: for a
+    dataclass field, the module of the class in its MRO that declares it (a subclass may
+    redeclare it with another type)."""
+    if inspect.isclass(owner):
+        for klass in owner.__mro__:
+            if name in vars(klass).get("__annotations__", {}):
+                return [vars(sys.modules[klass.__module__])]
+    module = sys.modules.get(getattr(owner, "__module__", ""), None)
+    return [vars(module)] if module else []
+
+
+#: Type aliases whose runtime value says less than their name: spelt as written for readers.
+SPELLED = {"OnError": "Callable[[Scope, WeChatOAuthError], ASGIApp | None]"}
+
+
+def _annotation(owner: Any, name: str, annotation: Any) -> str:
+    """An annotation as written, ``Literal`` types and aliases of them spelt out
+    (``WeChatScope`` → ``"snsapi_base" | "snsapi_userinfo" | ...``) and modules by their
+    names (``aioredis.Redis`` → ``redis.asyncio.Redis``)."""
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if not isinstance(annotation, str):
+        return inspect.formatannotation(annotation)
+    namespaces = _namespaces(owner, name)
+
+    def literal(match: re.Match[str]) -> str:
+        values = [value.strip() for value in match.group(1).split(",")]
+        return " | ".join(_expression(eval(value, {})) for value in values)  # noqa: S307
+
+    def spell(match: re.Match[str]) -> str:
+        word = match.group(0)
+        first, dot, rest = word.partition(".")
+        if word in SPELLED:
+            return SPELLED[word]
+        for namespace in namespaces:
+            value = namespace.get(first)
+            if dot and inspect.ismodule(value):
+                return f"{value.__name__}.{rest}"
+            if not dot and typing.get_origin(value) is typing.Literal:
+                return " | ".join(_expression(arg) for arg in typing.get_args(value))
+        return word
+
+    spelt = re.sub(r"\bLiteral\[([^\]]*)\]", literal, annotation)
+    return re.sub(r"\b[A-Za-z_][A-Za-z0-9_.]*\b", spell, spelt)
+
+
+def _expression(value: object) -> str:
+    """A default as Python would write it (strings in double quotes, as black does); an object
+    made of its defaults as ``Type()``, of others as ``Type(field=NAME)`` with the public name
+    of the value (``ErrorPages(texts=WECOM_TEXTS)``)."""
+    if isinstance(value, str) and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    if value is None or isinstance(value, (bool, str, bytes, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return f"{value:_}" if abs(value) >= 10_000 else repr(value)
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        given = []
+        for spec in dataclasses.fields(value):
+            if not spec.init:
+                continue
+            if spec.default is not dataclasses.MISSING:
+                default = spec.default
+            elif spec.default_factory is not dataclasses.MISSING:
+                default = spec.default_factory()
+            else:
+                default = dataclasses.MISSING
+            mine = getattr(value, spec.name)
+            if mine != default:
+                given.append(f"{spec.name}={_public_name(mine) or '…'}")
+        return f"{type(value).__name__}({', '.join(given)})"
+    return f"{type(value).__name__}(…)"
+
+
+def _public_name(value: object) -> str | None:
+    """The name a public module of the package gives ``value``, if one does."""
+    for module_name, module in sorted(sys.modules.items()):
+        if not module_name.startswith("asgi_wechat_oauth") or "._" in module_name:
+            continue
+        for name in getattr(module, "__all__", ()):
+            if getattr(module, name, None) is value:
+                return name
+    return None
+
+
+# --- the markdown table ------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    return f"`{_cell(text)}`" if text else "—"
+
+
+def table(name: str, language: str) -> str:
+    """The markdown table of class ``name``'s options in ``language`` (``en`` or ``zh``)."""
+    language = "zh" if language.startswith("zh") else "en"
+    lines = [
+        "| " + " | ".join(HEADERS[language]) + " |",
+        "|" + "---|" * len(HEADERS[language]),
+    ]
+    for row in rows(name):
+        default = _code(row.default) if row.default else REQUIRED[language]
+        doc = row.doc_zh if language == "zh" else row.doc
+        cells = [_code(row.name), _code(row.type), default, _code(row.variable), _cell(doc)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def expand(markdown: str, language: str) -> str:
+    """``markdown`` with each options marker replaced by its table."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in CLASSES:
+            raise ValueError(f"<!-- options: {name} -->: no such class (known: {sorted(CLASSES)})")
+        return table(name, language)
+
+    return MARKER.sub(replace, markdown)
+
+
+def page_language(src_uri: str) -> str:
+    """A page's language from its place under docs/ (``zh/...`` is Chinese)."""
+    return "zh" if Path(src_uri).parts[:1] == ("zh",) else "en"
+
+
+# --- mkdocs hooks ------------------------------------------------------------------------------
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """The package is imported from src/ (the checkout), as mkdocstrings reads it."""
+    src = str(Path(config["config_file_path"]).parent / "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    return config
+
+
+def on_page_markdown(markdown: str, *, page: Any, **_: Any) -> str:
+    return expand(markdown, page_language(page.file.src_uri))
+
+
+# --- Griffe: the docstrings' Sphinx roles as cross-references ---------------------------------
+
+ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|attr|exc|data|obj|const):`(~?)([^`<>]+)`")
+
+try:
+    import griffe
+except ImportError:  # only mkdocstrings loads the extension; the hook needs no Griffe
+    griffe = None  # type: ignore[assignment]
+
+
+def _objects(obj: Any) -> Iterator[Any]:
+    """``obj`` and every object defined inside it (aliases, which are imports, left out)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from _objects(member)
+
+
+def cross_reference(target: str, shown: str) -> str:
+    """HTML that mkdocs-autorefs makes a link when ``target`` has a place on the site, and
+    leaves as code otherwise (``optional``: no warning either way)."""
+    return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+
+def resolve(name: str, where: Any, paths: set[str]) -> str | None:
+    """The path of the object a role names in ``where``'s docstring: a full path, or a name
+    looked up as Python would from there (the class's own and inherited members, then the
+    module's names and imports), or else the one object whose path ends with it."""
+    name = name.strip().removesuffix("()").lstrip(".")
+    if name in paths:
+        return name
+    first, _, rest = name.partition(".")
+    scope = where
+    while scope is not None:
+        members = scope.all_members if scope.is_class else scope.members
+        member = members.get(first)
+        if member is not None:
+            if member.is_alias and not getattr(member, "inherited", False):
+                base = member.target_path  # an import: the object imported
+            else:
+                base = member.path
+            return f"{base}.{rest}" if rest else base
+        scope = scope.parent
+    found = [path for path in paths if path.endswith("." + name)]
+    return found[0] if len(found) == 1 else None
+
+
+def rewrite(text: str, where: Any, paths: set[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        tilde, name = match.groups()
+        written = name.strip().lstrip(".")
+        shown = written.rsplit(".", 1)[-1] if tilde else written
+        target = resolve(name, where, paths)
+        return cross_reference(target, shown) if target else f"`{shown}`"
+
+    return ROLE.sub(replace, text)
+
+
+if griffe is not None:
+
+    class SphinxRoles(griffe.Extension):
+        """Rewrite ``:class:`X``` and its kin, once the package is loaded."""
+
+        def on_package(self, *, pkg: Any, **_: Any) -> None:
+            objects = list(_objects(pkg))
+            paths = {obj.path for obj in objects}
+            for obj in objects:
+                if obj.docstring is not None:
+                    obj.docstring.value = rewrite(obj.docstring.value, obj, paths)
+
