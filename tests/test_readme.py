@@ -15,92 +15,20 @@ for the few that cannot run alone (a Django project, calls to the real WeChat).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from _blocks import RUNNER, Block, markdown_blocks
 from asgi_wechat_oauth.testing import WeChatEmulator
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-FENCE = re.compile(r"^( *)```python\s*$")
-MARKER = re.compile(r"^\s*<!-- readme-test: (skip|continues)\b.*-->\s*$")
-
-RUNNER = """
-import ast, inspect, sys, types
-
-import anyio
-import httpx
-from starlette.applications import Starlette
-
-from asgi_wechat_oauth import WeChatOAuthMiddleware
-
-
-async def lifespan(app):
-    to_app, app_receives = anyio.create_memory_object_stream(4)
-    app_sends, from_app = anyio.create_memory_object_stream(4)
-    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(app, scope, app_receives.receive, app_sends.send)
-        await to_app.send({"type": "lifespan.startup"})
-        started = await from_app.receive()
-        assert started["type"] == "lifespan.startup.complete", started
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
-            response = await client.get("/")
-            assert response.status_code < 500, (response.status_code, response.text)
-        await to_app.send({"type": "lifespan.shutdown"})
-        stopped = await from_app.receive()
-        assert stopped["type"] == "lifespan.shutdown.complete", stopped
-
-
-async def main():
-    code = compile(sys.stdin.read(), "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    module = sys.modules["readme"] = types.ModuleType("readme")  # frameworks look it up
-    namespace = module.__dict__
-    namespace.update(app=Starlette(), WeChatOAuthMiddleware=WeChatOAuthMiddleware)
-    result = eval(code, namespace)
-    if inspect.isawaitable(result):
-        await result
-    if callable(namespace.get("app")):
-        await lifespan(namespace["app"])
-
-
-anyio.run(main)
-"""
-
-
-@dataclass
-class Block:
-    line: int
-    source: str
-    skip: str | None = None
 
 
 def readme_blocks() -> list[Block]:
-    lines = README.read_text(encoding="utf-8").splitlines()
-    blocks: list[Block] = []
-    index = 0
-    while index < len(lines):
-        fence = FENCE.match(lines[index])
-        if not fence:
-            index += 1
-            continue
-        indent = fence.group(1)
-        end = lines.index(f"{indent}```", index + 1)
-        body = "\n".join(line[len(indent) :] for line in lines[index + 1 : end]) + "\n"
-        marker = MARKER.match(lines[index - 1]) if index else None
-        kind = marker.group(1) if marker else None
-        if kind == "continues":
-            blocks[-1].source += "\n" + body
-        else:
-            skip = lines[index - 1].strip() if kind == "skip" else None
-            blocks.append(Block(index + 1, body, skip))
-        index = end + 1
-    return blocks
+    return markdown_blocks(README)
 
 
 BLOCKS = readme_blocks()
