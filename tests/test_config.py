@@ -171,9 +171,9 @@ def test_from_env_prefix_ignore_and_overrides():
     environ = {"MYAPP_APPID": "wx9", "MYAPP_SECRET": "x" * 8, "MYAPP_SESSION_SECRET": "x"}
     backend = MemoryBackend()
     config = WeChatOAuthConfig.from_env(
-        "MYAPP_", environ, ignore=["SESSION_SECRET"], backend=backend, appid="wx-override"
+        "MYAPP_", environ, ignore=["SESSION_SECRET"], backend=backend, appid="wxoverride"
     )
-    assert (config.appid, config.backend) == ("wx-override", backend)
+    assert (config.appid, config.backend) == ("wxoverride", backend)
     with pytest.raises(ValueError, match="MYAPP_SESSION_SECRET"):
         WeChatOAuthConfig.from_env("MYAPP_", environ)
 

@@ -119,10 +119,11 @@ async def test_forwarded_headers_are_honoured_only_when_trusted(make_app, trust)
 
 
 async def test_explicit_redirect_uri_wins(make_app):
-    _, client = await make_app(login_path=LOGIN, redirect_uri="https://login.example.com/cb")
+    explicit = f"https://login.example.com{CALLBACK}"
+    _, client = await make_app(login_path=LOGIN, redirect_uri=explicit)
     response = await client.get(LOGIN)
     redirect_uri = dict(parse_qsl(urlsplit(response.headers["location"]).query))["redirect_uri"]
-    assert redirect_uri == "https://login.example.com/cb"
+    assert redirect_uri == explicit
     # An https callback gets a __Host- cookie, which browsers hold to Path=/ and this host.
     assert response.headers["set-cookie"].startswith("__Host-wechat_oauth_nonce=")
     assert "Path=/;" in response.headers["set-cookie"]

@@ -237,7 +237,7 @@ async def test_slow_userinfo_does_not_lose_a_traded_code(emulator, make_app, ups
 @pytest.mark.parametrize("option", ["secret", "appid"])
 async def test_wrong_credentials_are_500_and_logged_loudly(emulator, make_app, caplog, option):
     caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
-    middleware, client = await make_app(**{option: "wrong-" + option})
+    middleware, client = await make_app(**{option: "wrong" + option})
     response = await client.get(f"{CALLBACK}?code={emulator.issue_code()}")
     assert response.status_code == 500
     assert response.json()["error"] == "configuration_error"
@@ -245,10 +245,10 @@ async def test_wrong_credentials_are_500_and_logged_loudly(emulator, make_app, c
     assert len(errors) == 1
     assert "configuration_error" in errors[0].getMessage()
     if option == "secret":
-        assert "wrong-secret" not in caplog.text  # in no logger's records, httpx's included
+        assert "wrongsecret" not in caplog.text  # in no logger's records, httpx's included
     else:  # the appid is public (it is in every authorize URL); the package still keeps it out
         assert not [r for r in caplog.records if r.name.startswith("asgi_wechat_oauth")
-                    and "wrong-appid" in r.getMessage()]  # fmt: skip
+                    and "wrongappid" in r.getMessage()]  # fmt: skip
 
 
 async def test_configuration_error_is_not_cached(emulator, make_app):

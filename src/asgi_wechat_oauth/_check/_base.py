@@ -62,6 +62,11 @@ class Product(Generic[C]):
         """What ``check`` prints: every option, secrets masked."""
         raise NotImplementedError
 
+    def warnings(self, config: C) -> list[str]:
+        """What in a valid config will not work, though the config cannot know it (an AppID
+        that is not of WeChat's form, when the config talks to WeChat itself)."""
+        return []
+
     def backend(self, config: C) -> Backend | None:
         """The backend ``check --online`` pings, if the config names one."""
         backend: Backend | None = getattr(config, "backend", None)

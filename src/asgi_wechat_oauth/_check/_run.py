@@ -106,6 +106,8 @@ def show(entry: Entry, out: TextIO) -> None:
     width = max(len(name) for name in options)
     for name, value in options.items():
         print(f"  {name:<{width}}  {_shown(value)}", file=out)
+    for warning in entry.product.warnings(entry.config):
+        print(f"WARNING: {warning}", file=out)
 
 
 def _shown(value: object) -> str:
@@ -164,7 +166,11 @@ async def run(
     finally:
         for backend in pinged.values():
             await backend.aclose()
-    print("OK" if not problems else f"{problems} problem(s)", file=out)
+    warned = sum(
+        len(entry.product.warnings(entry.config)) for entry in entries if not entry.problems
+    )
+    verdict = "OK" if not problems else f"{problems} problem(s)"
+    print(f"{verdict}, {warned} warning(s)" if warned else verdict, file=out)
     if any(entry.problems for entry in entries):
         return 2
     return 1 if problems else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .._core.options import appid_form_warning
 from ..miniprogram import MiniProgramClient, MiniProgramConfig, MiniProgramMiddleware
 from ._base import Product, Verdict
 from ._online import PROBE_CODE, made_up_code
@@ -33,6 +34,10 @@ class MiniProgram(Product[MiniProgramConfig]):
 
     def summary(self, config: MiniProgramConfig) -> dict[str, object]:
         return config.summary()
+
+    def warnings(self, config: MiniProgramConfig) -> list[str]:
+        warning = appid_form_warning("appid", config.appid, config.api_base_url)
+        return [warning] if warning else []
 
     async def probe(self, config: MiniProgramConfig) -> list[Verdict]:
         """``jscode2session`` with a code that cannot exist: without a user's ``wx.login()``

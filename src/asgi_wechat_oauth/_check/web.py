@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .._core.options import appid_form_warning
 from ..web import WeChatOAuthClient, WeChatOAuthConfig, WeChatOAuthMiddleware
 from ._base import Product, Verdict
 from ._online import NO_ANSWER, PROBE_CODE, made_up_code
@@ -34,6 +35,13 @@ class Web(Product[WeChatOAuthConfig]):
         shown["verify_state"] = config.resolved_verify_state
         shown["on_invalid_code"] = config.resolved_on_invalid_code
         return shown
+
+    def warnings(self, config: WeChatOAuthConfig) -> list[str]:
+        found = (
+            appid_form_warning(name, getattr(config, name), config.api_base_url)
+            for name in ("appid", "website_appid")
+        )
+        return [warning for warning in found if warning]
 
     async def probe(self, config: WeChatOAuthConfig) -> list[Verdict]:
         """The official account's appid and secret; the website app's too, when there is one

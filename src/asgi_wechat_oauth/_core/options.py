@@ -18,9 +18,11 @@ import dataclasses
 import difflib
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -601,4 +603,67 @@ class OAuthOptions(Options):
             and self.login_path.rstrip("/") == self.callback_path.rstrip("/")
         ):
             problems.append("login_path must differ from callback_path")
+        problem = redirect_uri_problem(self.redirect_uri, self.callback_path)
+        if problem:
+            problems.append(problem)
         return problems
+
+
+def redirect_uri_problem(redirect_uri: object, callback_path: object) -> str | None:
+    """``redirect_uri`` must lead to ``callback_path``: the user comes back to the one, and
+    the middleware answers at the other (under a ``root_path``, the URL's path ends
+    with it). Either option invalid on its own is said by its own check."""
+    if not (isinstance(redirect_uri, str) and isinstance(callback_path, str)):
+        return None
+    if is_url("", redirect_uri) or is_path("", callback_path):
+        return None
+    path = urlsplit(redirect_uri).path or "/"
+    wanted = callback_path.rstrip("/") or "/"
+    if wanted == "/" or (path.rstrip("/") or "/").endswith(wanted):
+        return None
+    return (
+        f"redirect_uri's path ({path}) must be callback_path ({callback_path}), or end with "
+        "it under a root_path: the user comes back to redirect_uri, and the middleware answers "
+        "at callback_path"
+    )
+
+
+#: WeChat's AppIDs (official accounts, website apps, mini-programs): ``wx`` and 16 hex digits.
+WECHAT_APPID = re.compile(r"wx[0-9a-f]{16}")
+
+
+def appid_problem(name: str, value: object) -> str | None:
+    """What no WeChat AppID can be, for option ``name``: spaces around it, punctuation (the
+    placeholder ``wx...``), the account's original ID ``gh_...``. Its exact form is not
+    checked here (see :func:`appid_form_warning`): an emulator, or a test's mock of WeChat,
+    takes any AppID."""
+    if not isinstance(value, str) or not value:
+        return None  # the required check says it
+    if value != value.strip():
+        return f"{name} has spaces around it: {value!r}"
+    if value.startswith("gh_"):
+        return (
+            f"{name} {value!r} is the account's original ID (原始ID), not its AppID: copy the "
+            "AppID (wx followed by 16 hex digits) from the admin console's 基本配置 page"
+        )
+    if not (value.isascii() and value.isalnum()):
+        return (
+            f"{name} must be letters and digits only (WeChat's are wx followed by 16 hex "
+            f"digits, such as wx0123456789abcdef), got {value!r}"
+        )
+    return None
+
+
+def appid_form_warning(name: str, value: object, api_base_url: object) -> str | None:
+    """Why WeChat will refuse AppID ``value`` (option ``name``): against WeChat itself
+    (``api_base_url`` on ``weixin.qq.com``), any other form than ``wx`` + 16 hex digits.
+    ``check`` says it; at run time WeChat's own answer (40013, invalid appid) is logged."""
+    if not isinstance(value, str) or not value or WECHAT_APPID.fullmatch(value):
+        return None
+    host = urlsplit(api_base_url).hostname if isinstance(api_base_url, str) else None
+    if host is None or not (host == "weixin.qq.com" or host.endswith(".weixin.qq.com")):
+        return None
+    return (
+        f"{name} {value!r} is not of the form of WeChat's AppIDs (wx followed by 16 hex "
+        "digits, 0-9 and a-f): WeChat will answer 40013 (invalid appid)"
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .._core.checks import is_path, one_of, option, required, text
-from .._core.options import Options
+from .._core.options import Options, appid_problem
 from ..backends import Backend, MemoryBackend
 
 #: What a request with a code whose session another request was given gets: ``"share"`` the
@@ -67,3 +67,7 @@ class MiniProgramConfig(Options):
         from ..backends.redis import RedisBackend  # the redis extra: imported when used
 
         return RedisBackend(redis_url, **options)
+
+    def _problems(self) -> list[str]:
+        problem = appid_problem("appid", self.appid)
+        return super()._problems() + ([problem] if problem else [])

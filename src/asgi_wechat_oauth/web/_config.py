@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .._core.checks import boolean, one_of, option, required, text
-from .._core.options import OAuthOptions, default
+from .._core.options import OAuthOptions, appid_problem, default
 from ..backends import Backend, MemoryBackend
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
@@ -112,7 +112,12 @@ class WeChatOAuthConfig(OAuthOptions):
         return RedisBackend(redis_url, **options)
 
     def _problems(self) -> list[str]:
-        return super()._problems() + self._website_app_problems()
+        problems = super()._problems()
+        for name in ("appid", "website_appid"):
+            problem = appid_problem(name, getattr(self, name))
+            if problem:
+                problems.append(problem)
+        return problems + self._website_app_problems()
 
     def _website_app_problems(self) -> list[str]:
         """The website app: both options or neither, and a login endpoint whose signed state
