@@ -20,7 +20,7 @@ import inspect
 import re
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -432,4 +432,3 @@ if griffe is not None:
             for obj in objects:
                 if obj.docstring is not None:
                     obj.docstring.value = rewrite(obj.docstring.value, obj, paths)
-
