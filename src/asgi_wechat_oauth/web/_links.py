@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
@@ -30,11 +31,10 @@ def login_url(
     user comes back to the page behind the same prefix.
 
     Raises ``LookupError`` when no :class:`WeChatOAuthMiddleware` with a ``login_path`` is in
-    front of the request, and ``ValueError`` for a ``next`` that is not a path or an unknown
+    front of the request (a WSGI request never has one: the error says how to serve the app
+    over ASGI), and ``ValueError`` for a ``next`` that is not a path or an unknown
     ``scope``."""
-    asgi_scope: Mapping[str, Any] = (
-        request_or_scope if isinstance(request_or_scope, Mapping) else request_or_scope.scope
-    )
+    asgi_scope = _asgi_scope(request_or_scope)
     login_path = asgi_scope.get(LOGIN_PATH_KEY)
     if login_path is None:
         raise LookupError(
@@ -54,3 +54,34 @@ def login_url(
         query["scope"] = scope
     url = f"{root_path}{login_path}"
     return f"{url}?{urlencode(query, quote_via=quote, safe='/')}" if query else url
+
+
+def _asgi_scope(request_or_scope: object) -> Mapping[str, Any]:
+    """The request's ASGI scope. A WSGI request has none (Django's ``manage.py runserver``,
+    gunicorn's sync workers): it went around the middleware, which only an ASGI server runs."""
+    if isinstance(request_or_scope, Mapping):
+        return request_or_scope
+    scope = getattr(request_or_scope, "scope", None)
+    if isinstance(scope, Mapping):
+        return scope
+    environ = getattr(request_or_scope, "environ", None)
+    if isinstance(environ, Mapping) and "wsgi.version" in environ:
+        raise LookupError(
+            "login_url() got a WSGI request: this app is served by a WSGI server (Django's "
+            "manage.py runserver, or gunicorn without an ASGI worker), which never runs "
+            "WeChatOAuthMiddleware. Serve the ASGI application with an ASGI server instead, "
+            f"such as uvicorn: {_serve_command()}"
+        )
+    raise TypeError(
+        "login_url() takes a request with an ASGI scope (Starlette, FastAPI, Django under "
+        f"ASGI, Litestar, Quart) or the scope itself, not {type(request_or_scope).__name__}"
+    )
+
+
+def _serve_command() -> str:
+    """``uvicorn <project>.asgi:application``, with Django's project when its settings say it."""
+    settings = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    project, _, name = settings.rpartition(".")
+    if name == "settings" and project:
+        return f"uvicorn {project}.asgi:application"
+    return "uvicorn mysite.asgi:application (your project's asgi.py, with its application)"
