@@ -309,6 +309,8 @@ def _public_name(value: object) -> str | None:
 
 
 def _cell(text: str) -> str:
+    """Text for a table cell: a ``|`` escaped (as GitHub wants it, in code spans too; the
+    site unescapes those, see :func:`code_pipes`)."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -360,7 +362,26 @@ def on_config(config: Any, **_: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, *, page: Any, **_: Any) -> str:
-    return expand(markdown, page_language(page.file.src_uri))
+    return code_pipes(expand(markdown, page_language(page.file.src_uri)))
+
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+CODE_SPAN = re.compile(r"`[^`\n]+`")
+
+
+def code_pipes(markdown: str) -> str:
+    """``\\|`` inside a code span of a table row becomes ``|``: a code host (GitHub's
+    Markdown) needs the escape there to keep the cell, and Python-Markdown, which never splits
+    a cell inside a code span, would show the backslash. So a page's tables read right in
+    both places."""
+    lines = markdown.split("\n")
+    fenced = False
+    for index, line in enumerate(lines):
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and line.lstrip().startswith("|") and "\\|" in line:
+            lines[index] = CODE_SPAN.sub(lambda span: span.group(0).replace("\\|", "|"), line)
+    return "\n".join(lines)
 
 
 # --- Griffe: the docstrings' Sphinx roles as cross-references ---------------------------------

@@ -234,6 +234,14 @@ def test_the_table_spells_types_and_defaults_as_written():
     assert "| `corpid` | `str` | 必填 | `WECOM_CORPID` | 企业 ID" in wecom
 
 
+def test_a_pipe_in_a_table_s_code_reads_right_on_the_site_and_on_a_code_host():
+    # GitHub needs `int \| None` in a table cell; Python-Markdown would show the backslash.
+    row = "| `int \\| None` | either \\| or |"
+    assert hooks.code_pipes(row) == "| `int | None` | either \\| or |"
+    fenced = "```text\n| `x \\| y` |\n```"
+    assert hooks.code_pipes(fenced) == fenced
+
+
 def test_an_unknown_marker_fails_the_build():
     with pytest.raises(ValueError, match="NoSuchConfig"):
         hooks.expand("<!-- options: NoSuchConfig -->\n", "en")
@@ -495,3 +503,6 @@ def test_mkdocs_build_strict_passes():
     assert 'id="asgi_wechat_oauth.WeChatOAuthConfig"' in reference
     assert ":class:" not in reference  # the Sphinx roles became links or code
     assert (site / "assets" / "performance-zh.svg").exists()
+    for html in site.rglob("*.html"):
+        shown = re.findall(r"<code>[^<]*\\\|", html.read_text("utf-8"))
+        assert not shown, f"{html.relative_to(site)} shows a backslash before a pipe: {shown}"
