@@ -112,7 +112,7 @@ class OAuthMiddleware(Middleware):
         if not (self.login_path and limit):
             return None
         key = self._signer.derive(b"asgi-wechat-oauth/login-loops/v1")
-        return LoginLoopGuard(limit=limit, window=window, key=key)
+        return LoginLoopGuard(limit=limit, window=window, key=key, ours=[self.nonce_cookie])
 
     def _read_loops(self, scope: Scope, path: str) -> tuple[str | None, list[str]]:
         """The login counter cookie, trusted only when sent once (see :mod:`.cookies`)."""
@@ -189,8 +189,9 @@ class OAuthMiddleware(Middleware):
                 counter, expiries = self._read_loops(scope, self.callback_path)
                 https = self._login.is_https(scope)
                 name = cookie_name(LOOP_COOKIE, https=https)
-                counted = self._loops.completed(counter, outcome.state, name=name, https=https)
-                send = with_cookies(send, counted, *expiries)
+                send = self._loops.counting(
+                    send, counter, outcome.state, name=name, https=https, also=expiries
+                )
             await self._app(scope, receive, self._watch_answer(scope, send))
             return
         # What a state we signed says, verified or not: enough to start that login again.
@@ -250,8 +251,11 @@ class OAuthMiddleware(Middleware):
             require_get(scope, "The login page")
             if self._loops is not None:
                 counter, expiries = self._read_loops(scope, self.login_path or "/")
-                send = with_cookies(send, *expiries)
-                if self._loops.exceeded(counter):
+                https = self._login.is_https(scope)
+                name = cookie_name(LOOP_COOKIE, https=https)
+                exceeded, ended = self._loops.at_login(scope, counter, name=name, https=https)
+                send = with_cookies(send, *expiries, *ended)
+                if exceeded:
                     raise LoginLoop(
                         ErrorReason.LOGIN_LOOP,
                         "This browser keeps logging in, but its session is not kept: "
