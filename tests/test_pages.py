@@ -37,6 +37,14 @@ WECHAT_BROWSER = {
     "accept-language": "zh-CN,zh;q=0.9,en-US;q=0.8,en;q=0.7",
 }
 DESKTOP_EN = {**WECHAT_BROWSER, "accept-language": "en-US,en;q=0.9"}
+#: Chrome on a desktop, Chinese UI: not WeChat's browser.
+CHROME_ZH = {
+    **WECHAT_BROWSER,
+    "user-agent": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36"
+    ),
+}
 
 
 def _scope(method: str = "GET", **headers: str) -> dict[str, object]:
@@ -421,9 +429,12 @@ async def test_a_lost_cookie_goes_through_login_once_then_the_page(flow, consent
     second = await browser.get(to_callback.headers["location"], headers=WECHAT_BROWSER)
     assert second.status_code == 403
     page = _Page(second.text)
-    assert "登录已失效" in page.text and "Cookie" in page.text
+    # WeChat's browser has no cookie settings and no private mode: no advice about them.
+    assert "登录已失效" in page.text and "Cookie" not in page.text and "转发" in page.text
     assert page.links == {"重新登录": f"{LOGIN}?scope=snsapi_base"}
     assert emulator.total_exchanges == 0
+    desktop = await browser.get(to_callback.headers["location"], headers=CHROME_ZH)
+    assert "登录已失效" in _Page(desktop.text).text and "Cookie" in _Page(desktop.text).text
 
 
 async def test_a_forged_state_gets_the_page_not_a_new_login(flow, consent, emulator):

@@ -519,11 +519,25 @@ async def test_browsers_get_a_page_that_says_wecom(make, wecom):
     declined = await browser.get(back, headers=html)
     assert declined.status_code == 403
     assert declined.headers["content-type"].startswith("text/html")
-    assert "没有完成授权" in declined.text and 'href="/wecom/login"' in declined.text
+    # The button starts the same login again (its scope, and its next when it had one).
+    assert "没有完成授权" in declined.text
+    assert 'href="/wecom/login?scope=snsapi_base"' in declined.text
     wecom.decline_qr_login = False
     wecom.inject_fault(Fault.BUSY, count=2, endpoint="getuserinfo")
     busy = await browser.get(await walk(browser), headers=html)
     assert busy.status_code == 502 and "企业微信繁忙" in busy.text
+
+
+async def test_a_declined_qr_login_logs_in_again_to_the_same_next(make, wecom):
+    """The page after a login declined in WeCom starts the same login again (issue 28): its
+    button keeps the scope and ``next``; nothing is traded."""
+    wecom.decline_qr_login = True
+    _, browser = await make()
+    back = await walk(browser, next="/orders/42")
+    declined = await browser.get(back, headers={"accept": "text/html", "user-agent": DESKTOP})
+    assert declined.status_code == 403 and "login_declined" in declined.text
+    assert 'href="/wecom/login?scope=snsapi_base&amp;next=%2Forders%2F42"' in declined.text
+    assert wecom.calls["getuserinfo"] == 0
 
 
 async def test_max_codes_per_state_is_an_option_here_too(make, wecom):

@@ -19,7 +19,7 @@ from ..errors import (
     WeChatOAuthError,
 )
 from .asgi import Scope, Send
-from .pages import ErrorPages, preferred_language, wants_html
+from .pages import ErrorPages, in_app_browser, preferred_language, wants_html
 
 
 def require_get(scope: Scope, what: str) -> None:
@@ -77,6 +77,7 @@ async def send_error(
             preferred_language(scope),
             login_href=login_href,
             back_href=f"{scope.get('root_path', '')}/",
+            in_app=in_app_browser(scope),
         )
         content_type = b"text/html; charset=utf-8"
     else:

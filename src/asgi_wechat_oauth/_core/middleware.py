@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from ..errors import ErrorReason, LoginLoop, StateRejected, WeChatOAuthError
 from .asgi import ASGIApp, Receive, Scope, Send
 from .base import Middleware
-from .callback import CallbackParams, parse_callback_query
+from .callback import CallbackParams, form_pairs, parse_callback_query
 from .contract import Result
 from .cookies import cookie_name
 from .endpoints import require_get, send_redirect
@@ -40,6 +40,8 @@ logger = logging.getLogger("asgi_wechat_oauth")
 Trade = Callable[[str, "str | None", "str | None"], Awaitable[Result]]
 #: Sends a login endpoint's answer.
 Answer = Callable[[Send], Awaitable[None]]
+#: A callback without a code: its page logs in again to the state's ``next``.
+_NO_CODE = frozenset({ErrorReason.MISSING_CODE, ErrorReason.LOGIN_DECLINED})
 
 
 def redirect_answer(location: str, cookie: str) -> Answer:
@@ -196,6 +198,8 @@ class OAuthMiddleware(Middleware):
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
+        if signed is None and self.verify_state and outcome.reason in _NO_CODE:
+            signed = self._state_without_code(scope, nonce)
         if self._reauthorizes(scope, outcome, signed):
             assert signed is not None
             self.counters.reauthorized += 1
@@ -209,6 +213,22 @@ class OAuthMiddleware(Middleware):
             return
         self._failed("callback_failed", outcome, key, nonce=nonce is not None)
         await self._respond_error(scope, receive, send, outcome, signed=signed)
+
+    def _state_without_code(self, scope: Scope, nonce: str | None) -> VerifiedState | None:
+        """What the state of a callback without a code says (the user declined, or nothing
+        came back), so that its page logs in again to the same ``next``; nothing is traded."""
+        try:
+            states = [v for k, v in form_pairs(scope["query_string"]) if k == "state"]
+        except ValueError:
+            return None
+        if len(states) != 1:
+            return None
+        try:
+            return self._signer.verify(states[0], nonce)
+        except UnverifiedState as exc:
+            return exc.signed
+        except StateRejected:
+            return None
 
     async def _count_code(self, state: str | None, key: str) -> None:
         """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state

@@ -33,13 +33,6 @@ _BAD_LOGIN_LINK = {
     "zh": ("无法开始登录", "这个登录入口的链接有误，请返回后重试。"),
     "en": ("This login link is wrong", "The login could not start. Please go back and try again."),
 }
-_SPENT_CODE = {
-    "zh": ("登录已失效", "这个登录链接已经用过或已失效，请重新登录。"),
-    "en": (
-        "This login no longer works",
-        "It was already used or is no longer valid. Please log in again.",
-    ),
-}
 _NO_WECHAT = {
     "zh": ("暂时无法连接微信", "现在无法完成微信登录，请稍后重新登录。"),
     "en": (
@@ -74,8 +67,20 @@ DEFAULT_TEXTS: Texts = {
         "zh": ("登录链接已用过", "这个登录链接已经被使用多次，请重新登录。"),
         "en": ("This login link was used too often", "Please log in again."),
     },
-    "code_invalid": _SPENT_CODE,
-    "code_used": _SPENT_CODE,
+    "code_invalid": {
+        "zh": ("授权无效", "这次登录的授权无效或已过期，请重新登录。"),
+        "en": (
+            "This login's authorization is not valid",
+            "It has expired, or is not this site's. Please log in again.",
+        ),
+    },
+    "code_used": {
+        "zh": ("授权已被使用", "这次登录的授权已经用过了，不能再用一次，请重新登录。"),
+        "en": (
+            "This login's authorization was already used",
+            "It can be used only once. Please log in again.",
+        ),
+    },
     "code_expired": {
         "zh": ("登录已超时", "登录等待的时间太长，已经失效，请重新登录。"),
         "en": (
@@ -187,6 +192,22 @@ DEFAULT_TEXTS: Texts = {
         ),
     },
 }
+#: What a page says instead in WeChat's (or WeCom's) browser, where the default's advice does
+#: not apply: it has no cookie settings and no private mode. A reason an app's ``texts`` give
+#: says the app's text there too.
+IN_APP_TEXTS: Texts = {
+    "invalid_state": {
+        "zh": (
+            "登录已失效",
+            "这次登录已过期，或者登录链接是从别处打开的（比如聊天里转发的链接）。请重新登录。",
+        ),
+        "en": (
+            "This login has expired",
+            "It took too long, or the login link was opened from somewhere else (a link "
+            "forwarded in a chat, say). Please log in again.",
+        ),
+    },
+}
 _FALLBACK = {
     "zh": ("登录没有完成", "出了点问题，请稍后重新登录。"),
     "en": ("The login did not complete", "Something went wrong. Please try again later."),
@@ -274,6 +295,7 @@ class ErrorPages:
     texts: Texts = field(default_factory=dict)
     template: str | None = None
     _texts: Texts = field(init=False, repr=False, compare=False)
+    _in_app: Texts = field(init=False, repr=False, compare=False)
     _template: Template = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -294,7 +316,16 @@ class ErrorPages:
                     )
                 merged.setdefault(reason, dict(_FALLBACK))[language] = text
         _check_template(self.template)
+        in_app = {
+            reason: {
+                language: text
+                for language, text in by_language.items()
+                if language not in self.texts.get(reason, {})
+            }
+            for reason, by_language in IN_APP_TEXTS.items()
+        }
         object.__setattr__(self, "_texts", MappingProxyType(merged))
+        object.__setattr__(self, "_in_app", MappingProxyType(in_app))
         object.__setattr__(self, "_template", Template(self.template or DEFAULT_TEMPLATE))
 
     def render(
@@ -305,10 +336,14 @@ class ErrorPages:
         *,
         login_href: str | None,
         back_href: str,
+        in_app: bool = False,
     ) -> bytes:
         """The page for ``reason``. Its button logs in again at ``login_href`` (``None``: no
-        login endpoint) when that can help, else goes back to ``back_href``."""
+        login endpoint) when that can help, else goes back to ``back_href``. ``in_app``: for
+        WeChat's (or WeCom's) browser (see :func:`in_app_browser`)."""
         title, body = self._texts.get(reason, _FALLBACK).get(language, _FALLBACK[language])
+        if in_app:
+            title, body = self._in_app.get(reason, {}).get(language, (title, body))
         action = "login" if login_href is not None and reason not in _NO_RELOGIN else "back"
         values = {
             "lang": _HTML_LANG[language],
@@ -352,6 +387,12 @@ def wants_html(scope: Scope) -> bool:
         (weights[r] for r in ("application/json", "application/*", "*/*") if r in weights), 0.0
     )
     return html_weight > json_weight
+
+
+def in_app_browser(scope: Scope) -> bool:
+    """Whether the request comes from WeChat's browser, or WeCom's (``MicroMessenger`` in the
+    User-Agent of both): no cookie settings, no private mode, links opened from chats."""
+    return "micromessenger" in _header(scope, b"user-agent").lower()
 
 
 def preferred_language(scope: Scope) -> Language:
