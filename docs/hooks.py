@@ -2,7 +2,7 @@
 under mkdocstrings' ``extensions:``).
 
 - ``<!-- options: WeChatOAuthConfig -->`` on a line of its own becomes the table of that
-  class's options: name, type, default, environment variable and meaning, the meaning from the
+  class's options: name and environment variable, type, default and meaning, the meaning from the
   field's metadata (``doc``, or ``doc_zh`` on a Chinese page). The config classes are the one
   source of truth; a field without both is a failing test (tests/test_docs.py). The backends'
   constructors (``<!-- options: RedisBackend -->``, ``MemoryBackend``) are read from their
@@ -35,9 +35,11 @@ CLASSES = {
     "RedisBackend": "asgi_wechat_oauth.backends.redis:RedisBackend",
 }
 
+#: Four columns, the environment variable under the option's name: a fifth column leaves the
+#: meaning too little room on a page of the site.
 HEADERS = {
-    "en": ("option", "type", "default", "environment variable", "meaning"),
-    "zh": ("选项", "类型", "默认值", "环境变量", "含义"),
+    "en": ("option / environment variable", "type", "default", "meaning"),
+    "zh": ("选项 / 环境变量", "类型", "默认值", "含义"),
 }
 REQUIRED = {"en": "required", "zh": "必填"}
 
@@ -328,19 +330,21 @@ def table(name: str, language: str) -> str:
     for row in rows(name):
         default = _code(row.default) if row.default else REQUIRED[language]
         doc = row.doc_zh if language == "zh" else row.doc
-        cells = [_code(row.name), _code(row.type), default, _code(row.variable), _cell(doc)]
+        name = _code(row.name) + (f"<br>{_code(row.variable)}" if row.variable else "")
+        cells = [name, _code(row.type), default, _cell(doc)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def expand(markdown: str, language: str) -> str:
-    """``markdown`` with each options marker replaced by its table."""
+    """``markdown`` with each options marker replaced by its table (in a ``div`` of class
+    ``options-table``, which docs/assets/extra.css lays out)."""
 
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
         if name not in CLASSES:
             raise ValueError(f"<!-- options: {name} -->: no such class (known: {sorted(CLASSES)})")
-        return table(name, language)
+        return f'<div class="options-table" markdown>\n\n{table(name, language)}\n\n</div>'
 
     return MARKER.sub(replace, markdown)
 

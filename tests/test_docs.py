@@ -205,11 +205,13 @@ def test_every_backend_option_has_its_meaning_in_both_languages(name):
 def test_the_marker_becomes_the_table_of_every_option(cls):
     marker = f"before\n\n<!-- options: {cls.__name__} -->\n\nafter\n"
     for language, header in (
-        ("en", "| option | type | default | environment variable | meaning |"),
-        ("zh", "| 选项 | 类型 | 默认值 | 环境变量 | 含义 |"),
+        ("en", "| option / environment variable | type | default | meaning |"),
+        ("zh", "| 选项 / 环境变量 | 类型 | 默认值 | 含义 |"),
     ):
         text = hooks.expand(marker, language)
-        assert text.startswith("before\n\n" + header) and text.endswith("\n\nafter\n")
+        opening = '<div class="options-table" markdown>\n\n'
+        assert text.startswith(f"before\n\n{opening}{header}")
+        assert text.endswith("\n\n</div>\n\nafter\n")
         rows = [line for line in text.splitlines() if line.startswith("| `")]
         names = [re.match(r"\| `(\w+)`", row).group(1) for row in rows]
         assert sorted(names) == sorted(spec.name for spec in dataclasses.fields(cls))
@@ -217,21 +219,22 @@ def test_the_marker_becomes_the_table_of_every_option(cls):
         for spec in dataclasses.fields(cls):
             (row,) = [row for row, name in zip(rows, names, strict=True) if name == spec.name]
             assert spec.metadata[key].replace("|", "\\|") in row
-        (secret,) = [row for row in rows if row.startswith("| `secret` |")]
+        (secret,) = [row for row in rows if row.startswith("| `secret`<br>")]
         required = "必填" if language == "zh" else "required"
-        assert f" | {required} | `{cls.env_prefix}SECRET` | " in secret
+        assert secret.startswith(f"| `secret`<br>`{cls.env_prefix}SECRET` | `str` | {required} |")
 
 
 def test_the_table_spells_types_and_defaults_as_written():
     table = hooks.table("WeChatOAuthConfig", "en")
     scope = next(line for line in table.splitlines() if line.startswith("| `default_scope`"))
     assert '`"snsapi_base" \\| "snsapi_userinfo" \\| "snsapi_login"`' in scope
-    assert '| `"snsapi_base"` | `WECHAT_DEFAULT_SCOPE` |' in scope
+    assert scope.startswith("| `default_scope`<br>`WECHAT_DEFAULT_SCOPE` | ")
+    assert '\\| "snsapi_login"` | `"snsapi_base"` |' in scope
     pages_row = next(line for line in table.splitlines() if line.startswith("| `error_pages`"))
     assert "`ErrorPages()`" in pages_row
     wecom = hooks.table("WeComOAuthConfig", "zh")
     assert "`ErrorPages(texts=WECOM_TEXTS)`" in wecom
-    assert "| `corpid` | `str` | 必填 | `WECOM_CORPID` | 企业 ID" in wecom
+    assert "| `corpid`<br>`WECOM_CORPID` | `str` | 必填 | 企业 ID" in wecom
 
 
 def test_a_pipe_in_a_table_s_code_reads_right_on_the_site_and_on_a_code_host():
@@ -310,8 +313,8 @@ FAQ_ERRCODES = [40029, 40163, 42003, 40125, 40013, 48001, 41008, 45011, 40226]
 WECOM_FAQ_ERRCODES = [40001, 40014, 42001, 40056, 50001, 60020]
 
 OPTION_TABLES = {
-    "en": re.compile(r"\| (?:argument|option) \| type \| default \|"),
-    "zh": re.compile(r"\| (?:参数|选项) \| 类型 \| 默认值 \|"),
+    "en": re.compile(r"\| (?:argument|option)\b[^|]*\| type \| default \|"),
+    "zh": re.compile(r"\| (?:参数|选项)[^|]*\| 类型 \| 默认值 \|"),
 }
 REASON_TABLES = {
     "en": re.compile(r"\| status \| reason \|"),
@@ -377,7 +380,8 @@ def reasons_in_code() -> set[str]:
 
 
 def table_column(text: str, header: re.Pattern[str], column: int) -> set[str]:
-    """The backticked names in one column of every table whose header row matches."""
+    """The backticked name opening one column's cells in every table whose header row
+    matches (the options tables write the environment variable after it)."""
     names: set[str] = set()
     in_table = False
     for line in text.splitlines():
@@ -388,7 +392,7 @@ def table_column(text: str, header: re.Pattern[str], column: int) -> set[str]:
         if header.match(line.strip()):
             in_table = True
         elif in_table and len(cells) > column:
-            names.update(re.findall(r"^`([a-z_]+)`$", cells[column]))
+            names.update(re.findall(r"^`([a-z_]+)`(?:$|<br>)", cells[column]))
     return names
 
 
