@@ -346,3 +346,64 @@ async def test_duplicate_exchanges_name_each_code_by_its_products_key(emulator, 
     }
     emulator.reset()
     assert emulator.duplicate_exchanges() == {}
+
+
+# --- the control surface's settings (issue 28) ------------------------------------------------
+
+SETTINGS = ["count", "double_navigation", "endpoint", "fault", "latency", "snapshot"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"latancy": "0.5"}, "unknown setting 'latancy' (did you mean latency?)"),
+        ({"latency": "soon"}, "latency='soon': not a number of seconds (0 or more)"),
+        ({"latency": "-1"}, "latency='-1': not a number of seconds (0 or more)"),
+        (
+            {"double_navigation": "maybe"},
+            "double_navigation='maybe': not a boolean (1/0, true/false, on/off, yes/no)",
+        ),
+        ({"fault": "slow"}, "fault='slow': not one of busy, http_500, http_502,"),
+        ({"fault": "busy", "count": "0"}, "count='0': not a whole number of at least 1"),
+        ({"fault": "busy", "endpoint": "token2"}, "endpoint='token2': not one of access_token,"),
+    ],
+)
+async def test_bad_settings_say_what_was_wrong_and_list_every_setting(
+    emulator, upstream, params, message
+):
+    before = (emulator.latency, emulator.double_navigation)
+    answer = await upstream.post("/_emulator/settings", params=params)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "bad_settings"
+    assert body["message"].startswith(message), body["message"]
+    assert sorted(body["settings"]) == SETTINGS
+    assert all(body["settings"].values())  # each says what it takes
+    assert (emulator.latency, emulator.double_navigation) == before  # nothing half-applied
+    assert not emulator._faults
+
+
+@pytest.mark.anyio
+async def test_good_settings_still_apply(emulator, upstream):
+    answer = await upstream.post(
+        "/_emulator/settings",
+        params={"latency": "0", "fault": "busy", "count": "2", "endpoint": "userinfo"},
+    )
+    assert answer.status_code == 200 and answer.json()["latency"] == 0.0
+    assert list(emulator._faults["userinfo"]) == [Fault.BUSY, Fault.BUSY]
+
+
+@pytest.mark.anyio
+async def test_the_wecom_emulator_lists_its_settings_too(wecom_emulator):
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wecom_emulator), base_url=WECHAT_URL
+    ) as control:
+        answer = await control.post("/_emulator/settings", params={"errcode": "sixty"})
+        unknown = await control.post("/_emulator/settings", params={"decline": "1"})
+    assert answer.status_code == 400
+    assert answer.json()["message"] == (
+        "errcode='sixty': not an errcode (a whole number, such as 60020)"
+    )
+    assert "decline_qr_login" in answer.json()["settings"]
+    assert unknown.json()["message"] == "unknown setting 'decline' (did you mean decline_qr_login?)"

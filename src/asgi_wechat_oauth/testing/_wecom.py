@@ -27,7 +27,18 @@ from starlette.routing import Route, Router
 from .._core.asgi import Receive, Scope, Send
 from .._core.singleflight import flight_key
 from ._base import EmulatorBase
-from ._control import flag
+from ._control import (
+    BadSettings,
+    bad_settings,
+    errcode,
+    fault_named,
+    flag,
+    known_names,
+    one_of,
+    positive_count,
+    seconds,
+    setting,
+)
 from ._faults import BEFORE_USE, Fault, answer_fault, answer_with, error
 from ._tokens import ServerTokens
 
@@ -36,6 +47,22 @@ AUTHORIZE_SCOPES = frozenset({"snsapi_base", "snsapi_privateinfo"})
 TOKEN_ERRCODES = frozenset({41001, 40014, 42001})
 #: How long a ``user_ticket`` lives (WeCom: 1,800 s).
 USER_TICKET_TTL = 1800
+
+
+#: The endpoints whose answers a fault or an errcode can spoil (``endpoint=``).
+FAULT_ENDPOINTS = ("getuserinfo", "getuserdetail", "gettoken")
+#: What ``POST /_emulator/settings`` takes, and what each setting is.
+SETTINGS = {
+    "latency": "seconds before each answer, such as 0.5",
+    "decline_qr_login": "1 or 0: the user declines the QR login",
+    "detail_userid": "another member's userid for getuserdetail (empty: the ticket's again)",
+    "fault": f"spoils the next answers: one of {', '.join(f.value for f in Fault)}",
+    "errcode": "answers the next calls with this errcode, such as 60020",
+    "count": "how many answers the fault or errcode spoils (1)",
+    "endpoint": f"whose answers they spoil: one of {', '.join(FAULT_ENDPOINTS)} (getuserinfo)",
+    "expire_tokens": "1: the corp tokens handed out expire now",
+    "revoke_tokens": "1: the corp tokens handed out are revoked now",
+}
 
 
 @dataclass
@@ -167,27 +194,36 @@ class WeComEmulator(EmulatorBase):
     async def _settings(self, request: Request) -> Response:
         """``POST /_emulator/settings?latency=0.5&fault=busy&count=1&endpoint=gettoken``,
         ``errcode=60020``, ``decline_qr_login=1``, ``expire_tokens=1``, ``revoke_tokens=1``,
-        ``detail_userid=lisi`` (details of another member; empty: the ticket's again)."""
+        ``detail_userid=lisi`` (details of another member; empty: the ticket's again). A name
+        or value it does not know: 400, saying which, with every setting listed."""
         params = request.query_params
         try:
-            if "latency" in params:
-                self.latency = max(0.0, float(params["latency"]))
-            if "decline_qr_login" in params:
-                self.decline_qr_login = flag(params["decline_qr_login"])
-            if "detail_userid" in params:
-                userid = params["detail_userid"]
-                self.detail_member = replace(self.user, userid=userid) if userid else None
-            count, endpoint = int(params.get("count", "1")), params.get("endpoint", "getuserinfo")
-            if "fault" in params:
-                self.inject_fault(params["fault"], count=count, endpoint=endpoint)
-            if "errcode" in params:
-                self.inject_errcode(int(params["errcode"]), count=count, endpoint=endpoint)
-            if flag(params.get("expire_tokens", "0")):
-                self.tokens.expire()
-            if flag(params.get("revoke_tokens", "0")):
-                self.tokens.revoke()
-        except ValueError:
-            return PlainTextResponse("bad settings", status_code=400)
+            known_names(params, SETTINGS)
+            latency = setting(params, "latency", seconds)
+            decline = setting(params, "decline_qr_login", flag)
+            userid = setting(params, "detail_userid", str)
+            fault = setting(params, "fault", fault_named)
+            code = setting(params, "errcode", errcode)
+            count = setting(params, "count", positive_count) or 1
+            endpoint = setting(params, "endpoint", one_of(FAULT_ENDPOINTS)) or "getuserinfo"
+            expire = setting(params, "expire_tokens", flag)
+            revoke = setting(params, "revoke_tokens", flag)
+        except BadSettings as exc:
+            return bad_settings(exc, SETTINGS)
+        if latency is not None:
+            self.latency = latency
+        if decline is not None:
+            self.decline_qr_login = decline
+        if userid is not None:
+            self.detail_member = replace(self.user, userid=userid) if userid else None
+        if fault is not None:
+            self.inject_fault(fault, count=count, endpoint=endpoint)
+        if code is not None:
+            self.inject_errcode(code, count=count, endpoint=endpoint)
+        if expire:
+            self.tokens.expire()
+        if revoke:
+            self.tokens.revoke()
         return JSONResponse({"latency": self.latency, "decline_qr_login": self.decline_qr_login})
 
     async def _reset(self, request: Request) -> Response:
