@@ -640,3 +640,76 @@ def test_a_website_code_traded_twice_fails_with_the_logged_code_hash(suite):
     logged = set(re.findall(r"wechat_oauth\.exchange code_hash=([0-9a-f]{16})", output))
     assert len(failed) == 2  # one code per backend (asyncio, trio)
     assert failed <= logged
+
+
+def test_a_secure_cookie_an_http_client_drops_fails_the_login(suite):
+    """The README's FastAPI pattern (issue 28): ``SessionMiddleware(https_only=True)`` and a
+    test client on ``http://``. The callback answers 303 and sets the session cookie, which
+    the client never sends back: the login "passed" with nobody logged in. ``wechat_login``
+    now fails the test, naming the cookie and the fix; over https the same login works."""
+    suite.makepyfile(
+        """
+        import httpx
+        import pytest
+        from starlette.applications import Starlette
+        from starlette.middleware.sessions import SessionMiddleware
+        from starlette.responses import JSONResponse, RedirectResponse
+        from starlette.routing import Route
+
+        from asgi_wechat_oauth import WeChatOAuthMiddleware
+
+        pytestmark = pytest.mark.anyio
+
+
+        async def callback(request):
+            request.session["openid"] = request.scope["wechat"].openid
+            return RedirectResponse("/me", status_code=303)
+
+
+        async def me(request):
+            return JSONResponse({"openid": request.session.get("openid")})
+
+
+        def make_app(emulator):
+            app = Starlette(routes=[Route("/wechat/callback", callback), Route("/me", me)])
+            app.add_middleware(
+                WeChatOAuthMiddleware,
+                appid=emulator.appid,
+                secret=emulator.secret,
+                login_path="/wechat/login",
+                api_base_url=emulator.url,
+                authorize_base_url=emulator.url,
+                http_client=emulator.http_client(),
+            )
+            app.add_middleware(SessionMiddleware, secret_key="k" * 32, https_only=True)
+            return app
+
+
+        async def test_over_http(wechat_emulator, wechat_login):
+            app = make_app(wechat_emulator)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
+                await wechat_login(c)
+
+
+        async def test_over_https(wechat_emulator, wechat_login):
+            app = make_app(wechat_emulator)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://app.test") as c:
+                response = await wechat_login(c)
+                assert response.status_code == 303
+                me = await c.get("/me")
+            assert me.json()["openid"] == wechat_emulator.user.openid
+        """
+    )
+    result = suite.runpytest("--strict-markers", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=2)  # on asyncio and on trio
+    result.stdout.fnmatch_lines(
+        [
+            "*wechat_login: the app set the Secure cookie 'session' at "
+            "http://app.test/wechat/callback, a plain http URL*",
+        ]
+    )
+    output = result.stdout.str()
+    assert 'base_url="https://app.test"' in output
+    assert "Traceback" not in output

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -142,7 +143,7 @@ def wechat_login(request: pytest.FixtureRequest) -> Any:
     return the callback's response. See ``asgi_wechat_oauth.testing.web_login``."""
     from asgi_wechat_oauth.testing import web_login
 
-    return _bound(web_login, _test_emulator(request))
+    return _bound(web_login, _test_emulator(request), name="wechat_login")
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def wecom_login(wecom_emulator: WeComEmulator) -> Any:
     return the callback's response. See ``asgi_wechat_oauth.testing.wecom_login``."""
     from asgi_wechat_oauth.testing import wecom_login
 
-    return _bound(wecom_login, wecom_emulator)
+    return _bound(wecom_login, wecom_emulator, name="wecom_login")
 
 
 def _test_emulator(request: pytest.FixtureRequest) -> WeChatEmulator:
@@ -175,10 +176,53 @@ def _test_emulator(request: pytest.FixtureRequest) -> WeChatEmulator:
 
 
 def _bound(
-    helper: Callable[..., Awaitable[httpx.Response]], emulator: object
+    helper: Callable[..., Awaitable[httpx.Response]], emulator: object, *, name: str = ""
 ) -> Callable[..., Awaitable[httpx.Response]]:
-    """``helper`` with its ``emulator`` argument given: what a login fixture returns."""
-    return functools.partial(helper, emulator=emulator)
+    """``helper`` with its ``emulator`` argument given: what a login fixture returns. With a
+    ``name`` (a login through the app's pages), the test fails when the app set a cookie the
+    client drops (see :func:`_dropped_cookies`)."""
+    bound = functools.partial(helper, emulator=emulator)
+    if not name:
+        return bound
+
+    @functools.wraps(helper)
+    async def login(*args: Any, **kwargs: Any) -> httpx.Response:
+        response = await bound(*args, **kwargs)
+        dropped = _dropped_cookies(response)
+        if dropped:
+            pytest.fail(_dropped_message(name, dropped), pytrace=False)
+        return response
+
+    return login
+
+
+def _dropped_cookies(response: httpx.Response) -> list[tuple[str, str]]:
+    """``(cookie, url)`` for each ``Secure`` cookie the app set over plain http while the login
+    came back: httpx, like a browser, keeps it and never sends it over http, so the session it
+    holds never comes back and every later request is nobody's."""
+    dropped = []
+    for answer in (*response.history, response):
+        url = answer.request.url
+        if url.scheme != "http":
+            continue
+        for header in answer.headers.get_list("set-cookie"):
+            pair, *attributes = header.split(";")
+            if any(attribute.strip().lower() == "secure" for attribute in attributes):
+                dropped.append((pair.partition("=")[0].strip(), str(url.copy_with(query=None))))
+    return dropped
+
+
+def _dropped_message(fixture: str, dropped: list[tuple[str, str]]) -> str:
+    names = ", ".join(sorted({f"{name!r}" for name, _ in dropped}))
+    host = urlsplit(dropped[0][1]).netloc
+    return (
+        f"{fixture}: the app set the Secure cookie {names} at {dropped[0][1]}, a plain http "
+        "URL: the test client keeps it but never sends it back over http (as browsers do), "
+        "so nobody is logged in for the rest of this test, and a test that passes proves "
+        "nothing. Give the client an https base URL, e.g. httpx.AsyncClient("
+        f'transport=httpx.ASGITransport(app=app), base_url="https://{host}"), '
+        "or make the cookie not Secure in tests (SessionMiddleware(https_only=False))."
+    )
 
 
 @pytest.hookimpl(wrapper=True)
