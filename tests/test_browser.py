@@ -331,7 +331,8 @@ def test_real_browser_shows_the_error_pages_in_chinese_and_english(chromium, pag
             browser.close()
 
     assert expired[:4] == (403, "登录已失效", "重新登录", login_again)
-    assert "Cookie" in expired[4] and "invalid_state" in expired[4]
+    # WeChat's browser has no cookie settings and no private mode: no advice about them.
+    assert "转发" in expired[4] and "Cookie" not in expired[4] and "invalid_state" in expired[4]
     home_again = "/wechat/login?scope=snsapi_userinfo&next=%2F"  # the example's login link
     assert busy[:4] == (502, "微信繁忙", "重新登录", home_again)
     assert snapshot[:4] == (403, "请使用完整服务", "重新登录", home_again)
@@ -365,11 +366,13 @@ def _desktop_example(emulator_url: str, defaults: WeChatEmulator, **env: str) ->
 @pytest.mark.slow
 def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium, capsys):
     """Desktop Chromium opens the example's login link: with the official account only, a
-    page with a QR code of that link (and the link as text); with a website app, WeChat's QR
-    login (the emulator's qrconnect) and back to the site, logged in."""
+    page with a QR code of that link (and the link as text), in Chinese and in English, and a
+    way back to the site; with a website app, WeChat's QR login (the emulator's qrconnect) and
+    back to the site, logged in."""
     sync_api, executable = chromium
     defaults = WeChatEmulator()
-    shots = {name: ROOT / "artifacts" / f"desktop-{name}.png" for name in ("qr-page", "website")}
+    names = ("qr-page", "qr-page-en", "website")
+    shots = {name: ROOT / "artifacts" / f"desktop-{name}.png" for name in names}
     next(iter(shots.values())).parent.mkdir(exist_ok=True)
     outside: list[str] = []
     with (
@@ -391,6 +394,15 @@ def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium,
                 page.screenshot(path=str(shots["qr-page"]), full_page=True)
                 qr_page = (page.inner_text("h1"), page.inner_text("#login-link"), page.url)
                 qr_box = page.locator("#qr svg").bounding_box()
+                page.click("#back")  # the way back to the site
+                page.wait_for_selector("#login")
+                back_url = page.url
+                english = browser.new_page(viewport=DESKTOP, locale="en-US")
+                english.goto(f"{app.url}/")
+                english.click("#login")
+                english.wait_for_selector("#qr svg")
+                english.screenshot(path=str(shots["qr-page-en"]), full_page=True)
+                qr_page_en = (english.inner_text("h1"), english.inner_text("#back"))
             with _desktop_example(
                 emulator_url,
                 defaults,
@@ -415,6 +427,8 @@ def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium,
 
     heading, link, url = qr_page
     assert heading == "请用微信扫码登录"
+    assert qr_page_en == ("Scan with WeChat to log in", "Back to the site")
+    assert urlsplit(back_url).path == "/"
     # The QR code holds this very login link, absolute, with its next and scope.
     assert urlsplit(link)[:3] == urlsplit(url)[:3]
     assert parse_qs(urlsplit(link).query) == parse_qs(urlsplit(url).query)
@@ -429,3 +443,86 @@ def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium,
     assert len(qrconnect) == 1
     assert parse_qs(urlsplit(qrconnect[0]).query)["appid"] == [defaults.website_appid]
     assert stats["total_exchanges"] == 1
+
+
+# --- a phone's own browser, outside WeChat: open the link in WeChat -----------------------------
+
+#: Chrome on an Android phone: not WeChat's browser.
+ANDROID_CHROME_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36"
+)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_real_phone_browser_outside_wechat_is_told_to_open_the_link_in_wechat(chromium, capsys):
+    """A phone's own browser opens the example's login link (official account only): no QR
+    code to scan on its own screen, but the link and a button that copies it, to open in
+    WeChat, in Chinese and in English; and the way back to the site. Nothing is fetched from
+    elsewhere."""
+    sync_api, executable = chromium
+    defaults = WeChatEmulator()
+    shots = {name: ROOT / "artifacts" / f"phone-open-in-wechat-{name}.png" for name in ("zh", "en")}
+    next(iter(shots.values())).parent.mkdir(exist_ok=True)
+    seen: dict[str, tuple[str, str, str, str, bool, str]] = {}
+    outside: list[str] = []
+    with (
+        emulator_process() as emulator_url,
+        sync_api.sync_playwright() as playwright,
+        _desktop_example(emulator_url, defaults) as app,
+    ):
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            for language, locale in (("zh", "zh-CN"), ("en", "en-US")):
+                context = browser.new_context(
+                    viewport=PHONE,
+                    device_scale_factor=2,
+                    is_mobile=True,
+                    has_touch=True,
+                    locale=locale,
+                    user_agent=ANDROID_CHROME_UA,
+                )
+                context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
+                page = context.new_page()
+                page.set_default_timeout(20_000)
+                page.on(
+                    "request",
+                    lambda r: None if r.url.startswith(app.url) else outside.append(r.url),
+                )
+                page.goto(f"{app.url}/")
+                page.click("#login")
+                page.wait_for_selector("#copy")
+                page.screenshot(path=str(shots[language]), full_page=True)
+                heading, link = page.inner_text("h1"), page.inner_text("#login-link")
+                login_page = page.url
+                page.click("#copy")
+                page.wait_for_function(
+                    "(b => b.textContent === b.dataset.copied)(document.getElementById('copy'))"
+                )
+                copied = page.evaluate("navigator.clipboard.readText()")
+                label = page.inner_text("#copy")
+                has_qr = page.locator("svg").count() > 0
+                page.click("#back")
+                page.wait_for_selector("#login")
+                seen[language] = (heading, link, copied, label, has_qr, page.url)
+                assert urlsplit(login_page).path == "/wechat/login"
+                context.close()
+        finally:
+            browser.close()
+        stats = emulator_stats(emulator_url)
+    with capsys.disabled():
+        print(f"\nscreenshots: {', '.join(map(str, shots.values()))}")
+
+    for language, (title, label) in {
+        "zh": ("请在微信里打开", "已复制"),
+        "en": ("Open this page in WeChat", "Copied"),
+    }.items():
+        heading, link, copied, after, has_qr, back = seen[language]
+        assert heading == title
+        assert not has_qr  # nothing to scan on its own screen
+        assert urlsplit(link).path == "/wechat/login" and copied == link
+        assert after == label
+        assert urlsplit(back).path == "/"
+    assert outside == []  # the page fetched nothing from anywhere else
+    assert stats["total_exchanges"] == 0  # the login goes on in WeChat

@@ -5,7 +5,7 @@ parameters, and each code traded with the app that issued it."""
 from __future__ import annotations
 
 import html
-import sys
+import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
@@ -49,6 +49,26 @@ WECOM = (
     "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/81.0.4044.138 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) "
     "WindowsWechat(0x63090a13) wxwork/4.1.20 (MicroMessenger/6.2) WeChat/2.0.4"
+)
+ANDROID_CHROME = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36"
+)
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1"
+)
+WECOM_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 13; V2218A) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 MicroMessenger/8.0.47 wxwork/4.1.20"
+)
+IPAD = (
+    "Mozilla/5.0 (iPad; CPU OS 12_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/12.1 Mobile/15E148 Safari/604.1"
+)
+ANDROID_TABLET = (
+    "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
 )
 IN_WECHAT = [pytest.param(WECHAT_ANDROID, id="wechat-android"), pytest.param(WECHAT_IOS, id="ios")]
 ELSEWHERE = [pytest.param(DESKTOP_CHROME, id="chrome"), pytest.param(WECOM, id="wecom")]
@@ -297,7 +317,8 @@ async def test_desktop_browser_gets_a_qr_code_of_the_login_link(flow, emulator, 
         scale=4, border=2, title="QR", omitsize=True
     )
     assert expected in page  # the QR code says exactly the login link
-    assert not any(fetch in page for fetch in ("src=", "href=", "url(", "@import"))
+    assert not any(fetch in page for fetch in ("src=", "url(", "@import"))
+    assert re.findall(r'href="([^"]*)"', page) == ["/"]  # the way back; nothing fetched
 
 
 async def test_the_qr_link_is_under_root_path_and_in_english(make_app):
@@ -349,16 +370,66 @@ async def test_wechat_browser_still_goes_straight_to_the_official_account(
     assert response.json()["appid"] == emulator.appid
 
 
-async def test_without_segno_the_page_shows_the_link_and_how_to_get_the_qr(
-    flow, monkeypatch: pytest.MonkeyPatch
+async def test_the_plain_install_draws_the_qr_code_and_tells_visitors_nothing_of_installs(
+    make_app,
 ):
-    monkeypatch.setitem(sys.modules, "segno", None)  # an install without the qr extra
+    """``segno`` is a core dependency: the page the title promises, every time, with a way
+    back to the site under the ``root_path``; no note for the site's administrator."""
+    middleware, _ = await make_app(login_path=LOGIN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware, root_path="/shop"),
+        base_url=APP_URL,
+        headers={"user-agent": DESKTOP_CHROME, "accept": HTML, "accept-language": "zh-CN"},
+    ) as client:
+        response = await client.get(f"/shop{LOGIN}")
+    page = response.text
+    assert "请用微信扫码登录" in page and '<div class="qr" id="qr"><svg' in page
+    assert "也可以复制这个链接" in page  # an "or" with its first option above it
+    assert "asgi-wechat-oauth" not in page and "[qr]" not in page
+    assert '<a class="back" id="back" href="/shop/">返回网站</a>' in page
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "language", "title", "copy", "back"),
+    [
+        (ANDROID_CHROME, "zh-CN,zh;q=0.9", "请在微信里打开", "复制链接", "返回网站"),
+        (
+            IPHONE_SAFARI,
+            "en-US,en;q=0.9",
+            "Open this page in WeChat",
+            "Copy link",
+            "Back to the site",
+        ),
+        (WECOM_ANDROID, "zh-CN", "请在微信里打开", "复制链接", "返回网站"),
+    ],
+    ids=["android-chrome", "iphone-safari", "wecom-phone"],
+)
+async def test_a_phone_outside_wechat_is_told_to_open_the_link_in_wechat(
+    flow, emulator, user_agent, language, title, copy, back
+):
+    """A phone cannot scan its own screen: no QR code, the link to copy (a button copies it,
+    with a few lines of inline script) and to open in WeChat, and the way back."""
     _, browser = await flow()
-    response = await _as(browser, DESKTOP_CHROME, HTML).get(LOGIN)
+    browser.headers["accept-language"] = language
+    response = await _as(browser, user_agent, HTML).get(LOGIN, params={"next": "/me"})
     assert response.status_code == 200
-    assert "<svg" not in response.text
-    assert f"{APP_URL}{LOGIN}</code>" in response.text
-    assert "asgi-wechat-oauth[qr]" in response.text
+    page = response.text
+    assert f"<h1>{title}</h1>" in page
+    assert "<svg" not in page and "扫" not in page and "Scan" not in page
+    assert f'<code id="login-link">{html.escape(f"{APP_URL}{LOGIN}?next=%2Fme")}</code>' in page
+    assert '<button id="copy" type="button" data-copied="' in page and f">{copy}</button>" in page
+    assert f'href="/">{back}</a>' in page
+    assert "<script>" in page and "src=" not in page  # inline: nothing loaded from elsewhere
+    assert "set-cookie" not in response.headers  # the login starts in WeChat
+    assert emulator.total_exchanges == 0
+
+
+async def test_a_tablet_gets_the_qr_code(flow):
+    """An iPad's or another tablet's screen is big enough for a phone to scan."""
+    _, browser = await flow()
+    for agent in (IPAD, ANDROID_TABLET):
+        response = await _as(browser, agent, HTML).get(LOGIN)
+        assert '<div class="qr" id="qr"><svg' in response.text, agent
 
 
 async def test_an_official_account_whose_app_is_a_website_app_keeps_qr_login(flow, emulator):
