@@ -1,5 +1,5 @@
-"""The install commands the README gives are enough: each example's imports (and uvicorn, which
-serves it) are provided by the extras and packages the README names for it, and
+"""The install commands the documentation gives are enough: each example's imports (and uvicorn,
+which serves it) are provided by the extras and packages its getting-started page names, and
 ``[fastapi]`` brings what the README's FastAPI snippet imports (Starlette's SessionMiddleware
 needs itsdangerous). Worked out from the installed package metadata, not from a list kept here."""
 
@@ -15,9 +15,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+#: The English documentation, where each framework's page gives its example's install command.
+DOCS = "\n".join(page.read_text("utf-8") for page in sorted((ROOT / "docs" / "en").rglob("*.md")))
 
-#: Each example, the command the README gives to install what it needs, and what that names.
+#: Each example, the command the documentation gives to install what it needs, and what that names.
 EXAMPLES = [
     ("examples/fastapi_app.py", "pip install -e '.[demo,fastapi]'", ["demo", "fastapi"], []),
     ("examples/starlette_app.py", "pip install -e '.[demo,fastapi]'", ["demo", "fastapi"], []),
@@ -81,7 +82,7 @@ def imported_distributions(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(("example", "command", "extras", "packages"), EXAMPLES)
 def test_the_readmes_install_command_covers_the_example(example, command, extras, packages):
-    assert command in README
+    assert command in DOCS
     named = [Requirement(f"asgi-wechat-oauth[{','.join(extras)}]")]
     named += [Requirement(package) for package in packages]
     available = installed_closure(named)

@@ -209,7 +209,9 @@ def readme_login_block(readme: str) -> str:
     raise AssertionError(f"{readme} has no mini-program login block")
 
 
-@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+@pytest.mark.parametrize(
+    "readme", ["docs/en/products/miniprogram.md", "docs/zh/products/miniprogram.md"]
+)
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_readme_handler_answers_every_body_the_middleware_accepts(
     emulator, upstream, readme, shape

@@ -1,4 +1,4 @@
-"""The README's "Testing your app" section runs as written, and so does README.zh-CN.md's: each
+"""The documentation's Testing page runs as written, in English and in Chinese: each
 Python block that starts with a test file's name (``# test_login.py``) is written to a fresh
 directory and run under pytest with the plugin, the other blocks as async code (top-level
 ``await`` allowed), each in a fresh interpreter (the snippets' ``test_login`` is also a module
@@ -16,10 +16,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = {
-    "en": ("README.md", "## Testing your app"),
-    "zh": ("README.zh-CN.md", "## 测试你的应用"),
-}
+SECTIONS = {"en": "docs/en/testing.md", "zh": "docs/zh/testing.md"}
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 TEST_FILE = re.compile(r"# (test_\w+\.py)\n")
 #: Runs a block read from stdin as the body of an async function, as ``python -m asyncio`` does.
@@ -49,12 +46,6 @@ def anyio_backend(request):
 """
 
 
-def section(text: str, heading: str) -> str:
-    start = text.index(f"\n{heading}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
-
-
 @pytest.fixture(params=sorted(SECTIONS))
 def readme(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -63,8 +54,7 @@ def readme(request: pytest.FixtureRequest) -> str:
 def snippets(readme: str) -> dict[str, str]:
     """Test file name (or ``"block N"``) → code, for the section's Python blocks."""
     found: dict[str, str] = {}
-    path, heading = SECTIONS[readme]
-    text = section((ROOT / path).read_text("utf-8"), heading)
+    text = (ROOT / SECTIONS[readme]).read_text("utf-8")
     for number, code in enumerate(BLOCK.findall(text)):
         name = TEST_FILE.match(code)
         found[name.group(1) if name else f"block {number}"] = code
