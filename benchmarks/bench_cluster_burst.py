@@ -10,11 +10,13 @@ re-authorization (the callback sends the browser through the login again) is fol
 counts as kept; a 5xx or an error page does not. The WeChat emulator (its own process, 50 ms
 per exchange) counts each code's exchanges: a code **traded twice** has two.
 
-Rows: one redis-server; a Redis Cluster of 3 masters and 3 replicas on loopback, steady; the
-same with one master SIGKILLed ``--kill-at`` seconds into the burst, for each
-``--node-timeouts`` (the cluster's ``cluster-node-timeout``, ms). The failover is timed from the
-kill until every live node serves every slot again. Login times run from callback #1 to the
-last answer (re-authorizations included). The workers' log lines are counted by event.
+Rows: one redis-server, steady, and SIGKILLed ``--kill-at`` seconds into the burst and started
+again (empty) 5 s later: the documented limit of an outage, where each worker dedupes on its
+own meanwhile; a Redis Cluster of 3 masters and 3 replicas on loopback, steady, and with one
+master SIGKILLed ``--kill-at`` seconds into the burst, for each ``--node-timeouts`` (the
+cluster's ``cluster-node-timeout``, ms). The failover is timed from the kill until every live
+node serves every slot again. Login times run from callback #1 to the last answer
+(re-authorizations included). The workers' log lines are counted by event.
 
     python benchmarks/bench_cluster_burst.py            # 1,000 logins on 8 workers, ~4 minutes
     python benchmarks/bench_cluster_burst.py --quick    # 40 logins on 2 workers
@@ -112,10 +114,21 @@ class SingleRedis:
 
     cluster = False
 
-    def __init__(self) -> None:
+    def __init__(self, down: float = 5.0) -> None:
         self.port = free_port()
         self.proc = start_redis(self.port)
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.down = down
+
+    async def kill_master(self) -> float:
+        """SIGKILL it, start it again (empty: no persistence) ``down`` seconds later on the
+        same port; return the seconds it did not answer."""
+        killed = time.monotonic()
+        self.proc.kill()
+        self.proc.wait()
+        await anyio.sleep(self.down)
+        self.proc = await anyio.to_thread.run_sync(start_redis, self.port)
+        return time.monotonic() - killed
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -440,6 +453,8 @@ class Figures:
     events: Counter[str]
     #: The workers' stderr (the package's warnings and errors).
     log: str = ""
+    #: The codes traded twice.
+    twice: list[str] = field(default_factory=list)
 
     def row(self, name: str) -> list[object]:
         failover = f"{self.failover_seconds:.1f}" if self.failover_seconds is not None else "-"
@@ -582,6 +597,7 @@ async def run_burst(
         failover_seconds=failover[0] if failover else None,
         events=Counter(EVENT.findall(served.log)),
         log=served.log,
+        twice=[code for code in codes if exchanges.get(code, 0) > 1],
     )
 
 
@@ -630,7 +646,7 @@ def main() -> int:
                     cluster=store.cluster,
                     logins=args.logins,
                     workers_count=args.workers,
-                    kill=store.kill_master if kill and isinstance(store, Cluster) else None,
+                    kill=store.kill_master if kill else None,
                     kill_at=args.kill_at,
                     seed=args.seed,
                 ),
@@ -646,6 +662,7 @@ def main() -> int:
         )
 
     measure("one Redis, steady", SingleRedis())
+    measure("one Redis, killed, back 5 s later", SingleRedis(down=5.0), kill=True)
     measure("cluster, steady", Cluster(15000))
     for node_timeout in args.node_timeouts:
         measure(f"cluster, master killed ({node_timeout} ms)", Cluster(node_timeout), kill=True)
@@ -657,22 +674,26 @@ def main() -> int:
         "logins sent\nthrough WeChat again by the callback. traded twice: codes the emulator "
         "exchanged twice.\np50/p99/max: seconds from callback #1 to the last answer, kept "
         "logins. failover: from the\nSIGKILL to every slot served again "
-        "(the `cluster-node-timeout` in ms in the row's name).\ndown/up: the workers' "
-        "`redis_unavailable`/`redis_recovered` log lines (fallbacks to local\ndedupe and "
-        "returns)."
+        "(the `cluster-node-timeout` in ms in the row's name; one\nRedis: until it answers "
+        "again). down/up: the workers' `redis_unavailable`/`redis_recovered`\nlog lines "
+        "(fallbacks to in-process dedupe and returns)."
     )
     for name, figures in rows:
         other = {e: n for e, n in figures.events.items() if e not in ("exchange",)}
         print(f"{name}: worker log events: {other or 'none'}")
-    ok = all(f.kept == f.logins and f.server_errors == 0 and f.traded_twice == 0 for _, f in rows)
-    worst = min(rows, key=lambda row: row[1].kept)
-    twice = max(f.traded_twice for _, f in rows)
+    # One Redis killed is an outage (documented: each worker dedupes on its own meanwhile);
+    # every other row must keep every login and trade no code twice.
+    held = [(name, f) for name, f in rows if "killed, back" not in name]
+    ok = all(f.kept == f.logins and f.server_errors == 0 and f.traded_twice == 0 for _, f in held)
+    worst = min(held, key=lambda row: row[1].kept)
+    twice = max(f.traded_twice for _, f in held)
     print(
         verdict(
             ok,
-            f"every login kept, no 5xx, no code traded twice in {len(rows)} runs: "
-            f"{'yes' if ok else 'no'} (fewest kept: {worst[1].kept}/{worst[1].logins} in "
-            f"'{worst[0]}'; most codes traded twice in a run: {twice})",
+            f"every login kept, no 5xx, no code traded twice in {len(held)} runs (one Redis "
+            f"steady, the cluster steady and failing over): {'yes' if ok else 'no'} (fewest "
+            f"kept: {worst[1].kept}/{worst[1].logins} in '{worst[0]}'; most codes traded "
+            f"twice in a run: {twice})",
         )
     )
     return 0

@@ -193,18 +193,27 @@ class RedisBackend(RedisTokenStore):
         """CLAIM held back (no lease, and a holder that stored nothing): wait up to
         :data:`SETTLE_GRACE` for that holder's outcome. ``None``: claim (and lead) all the
         same, as after a dead leader's lease expired."""
-        deadline = time.monotonic() + SETTLE_GRACE
-        while (left := deadline - time.monotonic()) > 0:
-            async with self._watch(key, left) as (slot, answer):
-                if answer[0] == 1:
-                    return self._load(key, answer[1])
-                if answer[1] >= 0 or answer[2] == 0:
-                    return None  # someone leads now, or the holder settled, storing nothing
-                with anyio.move_on_after(left):
-                    await slot.event.wait()
-                outcome = self._read_delivery(key, slot)
-                if outcome is not None:
-                    return outcome
+        started = time.monotonic()
+        deadline = started + SETTLE_GRACE
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                async with self._watch(key, left) as (slot, answer):
+                    if answer[0] == 1:
+                        return self._load(key, answer[1])
+                    if answer[1] >= 0 or answer[2] == 0:
+                        return None  # someone leads now, or the holder settled with nothing
+                    with anyio.move_on_after(left):
+                        await slot.event.wait()
+                    outcome = self._read_delivery(key, slot)
+                    if outcome is not None:
+                        return outcome
+        except Unavailable:
+            pass  # no answer within the grace: not an outage (the claim that follows says)
+        logger.warning(
+            "wechat_oauth.redis_holder_gone code_hash=%s waited_ms=%d",
+            key[:16],
+            (time.monotonic() - started) * 1000,
+        )
         return None
 
     async def complete(
@@ -293,7 +302,7 @@ class RedisBackend(RedisTokenStore):
     async def _settle(self, key: str, token: str, data: bytes, ttl: float) -> None:
         """COMPLETE for the ledger, once: store ``data`` (``b""``: only release ``token``)."""
         args = self._complete_args(key, token, data, ttl)
-        await self._call(self._scripts.complete, *args, budget=0)
+        await self._call(self._scripts.complete, *args, budget=0, urgent=True)
 
     def _retry_interval(self) -> float:
         return self.retry_interval

@@ -8,10 +8,11 @@ A call's failure is one of three things, and only one of them is an outage:
   master (a failover: connection refused by that master, ``CLUSTERDOWN``, ``TRYAGAIN``). Redis
   is not down: the call is sent again (every script is idempotent) until it is answered or
   ``failover_timeout`` has passed; only a wait that long is taken for an outage.
-- **down**: Redis refused the connection (one Redis), no node of the cluster answers, or a wait
-  lasted ``failover_timeout``. The backend falls back (or fails) as configured, logs it once,
-  and comes back only once a probe finds every master answering again (no sooner than
-  ``retry_interval``): it does not flap with each call.
+- **down**: one Redis refused the connection (twice in a row), or a wait lasted
+  ``failover_timeout`` (on a cluster, no node answering at all is waited out too: a refresh of
+  the topology can miss every node of a cluster that is only busy). The backend falls back (or
+  fails) as configured, logs it once, and comes back only once a probe finds every master
+  answering again (no sooner than ``retry_interval``): it does not flap with each call.
 
 Also how a code's keys are named and its outcome stored.
 """
@@ -100,10 +101,10 @@ def classify(exc: BaseException, *, cluster: bool) -> Failure:
         return "down"  # the credentials: waiting will not fix them
     if isinstance(exc, (BusyLoadingError, ReadOnlyError, TryAgainError, ClusterError)):
         return "wait"  # a node loading, a replica promoted elsewhere, CLUSTERDOWN, TRYAGAIN
-    if isinstance(exc, (AskError, SlotNotCoveredError)):
-        return "wait"  # a slot moving, or one without a master
+    if isinstance(exc, (AskError, SlotNotCoveredError, NoScriptError)):
+        return "wait"  # a slot moving or without a master, a promoted replica without scripts
     if isinstance(exc, RedisClusterException):
-        return "down"  # no node of the cluster answers, or none can be found
+        return "wait" if cluster else "down"  # no node of the cluster answered the refresh
     if isinstance(exc, ResponseError):
         return "down"  # Redis refused the command itself
     if isinstance(exc, (RedisConnectionError, OSError)):
@@ -233,17 +234,19 @@ class RedisCalls:
         *args: Any,
         retry: bool = True,
         budget: float | None = None,
+        urgent: bool = False,
     ) -> Any:
         """``await command(*args)``, each attempt within ``redis_timeout``. An attempt that
         timed out or found its slot without a master is sent again (``retry``) for up to
         ``budget`` seconds (``failover_timeout``), then raises ``Unavailable``; an outage
-        raises ``Unavailable`` at once, no connection free ``Busy``."""
+        raises ``Unavailable`` at once, no connection free ``Busy``. ``urgent`` calls go to
+        the head of the queue (settling what others may be waiting for)."""
         started = time.monotonic()
         give_up = started + (self.failover_timeout if budget is None else budget)
         pause, retrying, fresh = _FIRST_PAUSE, False, False
         try:
             while True:
-                failure, error, answer = await self._attempt(command, args, give_up)
+                failure, error, answer = await self._attempt(command, args, give_up, urgent)
                 if failure is None:
                     return answer
                 if failure == "busy":
@@ -272,7 +275,7 @@ class RedisCalls:
                 self._stop_retrying()
 
     async def _attempt(
-        self, command: Callable[..., Any], args: tuple[Any, ...], give_up: float
+        self, command: Callable[..., Any], args: tuple[Any, ...], give_up: float, urgent: bool
     ) -> tuple[Failure | None, str, Any]:
         """One attempt: ``(None, "", answer)``, or what failed and the exception's name. The
         exception is not raised, so that no traceback or context holds the arguments."""
@@ -280,7 +283,8 @@ class RedisCalls:
         if gate is not None:
             try:
                 # Even a call sent once waits its turn behind a burst (for redis_timeout).
-                await gate.acquire(max(give_up - time.monotonic(), self.redis_timeout))
+                timeout = max(give_up - time.monotonic(), self.redis_timeout)
+                await gate.acquire(timeout, first=urgent)
             except Full:
                 return "busy", "Full", None
         failure: Failure | None = None

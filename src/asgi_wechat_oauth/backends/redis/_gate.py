@@ -21,8 +21,8 @@ class Full(Exception):
 
 
 class Gate:
-    """``async with gate.turn(timeout):`` runs the block once one of ``capacity`` places is
-    free, waiting at most ``timeout`` seconds; asyncio only (as redis.asyncio)."""
+    """At most ``capacity`` places taken (:meth:`acquire`, :meth:`release`), callers beyond
+    waiting in turn; asyncio only (as redis.asyncio)."""
 
     def __init__(self, capacity: int, max_queued: int) -> None:
         self.capacity = capacity
@@ -34,14 +34,19 @@ class Gate:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def acquire(self, timeout: float) -> None:
+    async def acquire(self, timeout: float, *, first: bool = False) -> None:
+        """Take a place, waiting at most ``timeout`` seconds (at the head of the queue if
+        ``first``); raise :class:`Full` if the queue is full or the wait too long."""
         if self.busy < self.capacity and not self._queue:
             self.busy += 1
             return
-        if len(self._queue) >= self.max_queued:
+        if len(self._queue) >= self.max_queued and not first:
             raise Full
         turn = asyncio.get_running_loop().create_future()
-        self._queue.append(turn)
+        if first:
+            self._queue.appendleft(turn)
+        else:
+            self._queue.append(turn)
         try:
             with anyio.fail_after(max(timeout, 0.0)):
                 await turn
