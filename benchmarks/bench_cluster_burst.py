@@ -10,13 +10,15 @@ re-authorization (the callback sends the browser through the login again) is fol
 counts as kept; a 5xx or an error page does not. The WeChat emulator (its own process, 50 ms
 per exchange) counts each code's exchanges: a code **traded twice** has two.
 
-Rows: one redis-server, steady, and SIGKILLed ``--kill-at`` seconds into the burst and started
-again (empty) 5 s later: the documented limit of an outage, where each worker dedupes on its
-own meanwhile; a Redis Cluster of 3 masters and 3 replicas on loopback, steady, and with one
-master SIGKILLed ``--kill-at`` seconds into the burst, for each ``--node-timeouts`` (the
-cluster's ``cluster-node-timeout``, ms). The failover is timed from the kill until every live
-node serves every slot again. Login times run from callback #1 to the last answer
-(re-authorizations included). The workers' log lines are counted by event.
+Rows: one redis-server, steady; SIGKILLed ``--kill-at`` seconds into the burst and started
+again (empty) 5 s later (the documented limit of an outage: each worker dedupes on its own
+meanwhile); with one uvicorn worker SIGKILLed then instead (its requests die with it, and its
+leases keep duplicates elsewhere waiting for ``lease_ttl``). A Redis Cluster of 3 masters and
+3 replicas on loopback, steady, and with one master SIGKILLed ``--kill-at`` seconds into the
+burst, for each ``--node-timeouts`` (the cluster's ``cluster-node-timeout``, ms). The failover
+is timed from the kill until every live node serves every slot again. Login times run from
+callback #1 to the last answer (re-authorizations included). The workers' log lines are
+counted by event.
 
     python benchmarks/bench_cluster_burst.py            # 1,000 logins on 8 workers, ~4 minutes
     python benchmarks/bench_cluster_burst.py --quick    # 40 logins on 2 workers
@@ -34,6 +36,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -260,7 +263,26 @@ def emulator(latency: float) -> Iterator[str]:
 @dataclass
 class Workers:
     url: str
+    pid: int = 0
     log: str = ""
+
+    def kill_one(self) -> int:
+        """SIGKILL one worker process (uvicorn's supervisor starts another); its pid."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    children.append(int(stat.parent.name))
+        # uvicorn's workers are spawned processes; multiprocessing's tracker is not one.
+        workers = [
+            pid
+            for pid in sorted(children)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        os.kill(workers[0], signal.SIGKILL)
+        return workers[0]
 
 
 @contextlib.contextmanager
@@ -275,7 +297,7 @@ def workers(count: int, env: dict[str, str]) -> Iterator[Workers]:
              "--backlog", "4096"],
             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr,
         )  # fmt: skip
-        served = Workers(f"http://127.0.0.1:{port}")
+        served = Workers(f"http://127.0.0.1:{port}", proc.pid)
         try:
             wait_for_port(port, proc, timeout=120)
             time.sleep(min(0.5 * count, 3.0))  # every worker importing and listening
@@ -389,6 +411,8 @@ async def fetch(url: str, jar: Jar | None = None) -> Reply:
         with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             while True:
                 data += await stream.receive()
+    if not data:
+        raise ConnectionError("the connection closed without an answer")
     reply = _parse(data)
     if jar is not None:
         jar.update(reply)
@@ -399,7 +423,10 @@ async def dropped(url: str, jar: Jar, rng: random.Random, latency: float) -> str
     """GET ``url`` and drop the connection at a random moment; return the phase."""
     host, port, request = _request(url, jar)
     phase, close = rng.choice(PHASES), rng.choice(("fin", "rst"))
-    stream = await anyio.connect_tcp(host, port)
+    try:
+        stream = await anyio.connect_tcp(host, port)
+    except OSError:
+        return phase  # a browser's request that never left: nothing to drop
     try:
         if phase == "request":
             await stream.send(request[: rng.randrange(1, len(request))])
@@ -529,7 +556,9 @@ async def _login(
         login.seconds = time.monotonic() - started
         login.kept = answer.status in (302, 303) and answer.location == NEXT
         login.final = "next" if login.kept else f"{answer.status} {answer.reason()}"
-    except (OSError, RuntimeError, ValueError, IndexError, anyio.BrokenResourceError) as exc:
+    except Exception as exc:  # a connection reset, a worker killed under it: not kept
+        while len(getattr(exc, "exceptions", ())) == 1:  # a task group's, around one error
+            exc = exc.exceptions[0]  # type: ignore[attr-defined]
         login.final = f"no answer ({type(exc).__name__})"
     return login
 
@@ -541,6 +570,7 @@ async def run_burst(
     logins: int,
     workers_count: int,
     kill: Callable[[], Awaitable[float]] | None = None,
+    kill_worker: bool = False,
     kill_at: float = 3.0,
     latency: float = 0.05,
     gap: float = 0.019,
@@ -551,7 +581,8 @@ async def run_burst(
 ) -> Figures:
     """``logins`` users log in at once on ``workers_count`` uvicorn workers of the example app
     sharing the Redis (or cluster) at ``redis_url``; ``kill`` (which returns the failover's
-    length) runs ``kill_at`` seconds into the burst."""
+    length) runs ``kill_at`` seconds into the burst, or, with ``kill_worker``, one worker
+    process is SIGKILLed then."""
     raise_fd_limit()
     import httpx
 
@@ -565,16 +596,18 @@ async def run_burst(
                 results.append(await _login(index, served.url, seed, latency, gap, refresh_share))
 
             async def chaos() -> None:
-                assert kill is not None
                 await anyio.sleep(kill_at)
-                failover.append(await kill())
+                if kill_worker:
+                    served.kill_one()
+                elif kill is not None:
+                    failover.append(await kill())
 
             with anyio.fail_after(timeout):
                 started = time.monotonic()
                 async with anyio.create_task_group() as tg:
                     for index in range(logins):
                         tg.start_soon(one, index)
-                    if kill is not None:
+                    if kill is not None or kill_worker:
                         tg.start_soon(chaos)
                 burst = time.monotonic() - started
             stats = httpx.get(f"{emulator_url}/_emulator/stats", timeout=60).json()
@@ -638,7 +671,9 @@ def main() -> int:
     print(f"machine: {machine()}", flush=True)
     rows: list[tuple[str, Figures]] = []
 
-    def measure(name: str, store: SingleRedis | Cluster, kill: bool = False) -> None:
+    def measure(
+        name: str, store: SingleRedis | Cluster, kill: bool = False, kill_worker: bool = False
+    ) -> None:
         try:
             figures = anyio.run(
                 lambda: run_burst(
@@ -647,6 +682,7 @@ def main() -> int:
                     logins=args.logins,
                     workers_count=args.workers,
                     kill=store.kill_master if kill else None,
+                    kill_worker=kill_worker,
                     kill_at=args.kill_at,
                     seed=args.seed,
                 ),
@@ -663,6 +699,7 @@ def main() -> int:
 
     measure("one Redis, steady", SingleRedis())
     measure("one Redis, killed, back 5 s later", SingleRedis(down=5.0), kill=True)
+    measure("one Redis, a worker killed", SingleRedis(), kill_worker=True)
     measure("cluster, steady", Cluster(15000))
     for node_timeout in args.node_timeouts:
         measure(f"cluster, master killed ({node_timeout} ms)", Cluster(node_timeout), kill=True)
@@ -683,7 +720,7 @@ def main() -> int:
         print(f"{name}: worker log events: {other or 'none'}")
     # One Redis killed is an outage (documented: each worker dedupes on its own meanwhile);
     # every other row must keep every login and trade no code twice.
-    held = [(name, f) for name, f in rows if "killed, back" not in name]
+    held = [(name, f) for name, f in rows if "killed, back" not in name and "worker" not in name]
     ok = all(f.kept == f.logins and f.server_errors == 0 and f.traded_twice == 0 for _, f in held)
     worst = min(held, key=lambda row: row[1].kept)
     twice = max(f.traded_twice for _, f in held)
