@@ -150,6 +150,31 @@ async def test_past_max_queued_a_burst_is_answered_503_overloaded_with_retry_aft
     assert backend.available  # overloaded is not an outage
 
 
+async def test_calls_waiting_for_one_slot_try_it_one_at_a_time(monkeypatch) -> None:
+    # While a master fails over, hundreds of calls of one worker may wait for its slots: one
+    # per slot tries again after each pause, the others go once a call for it is answered.
+    from asgi_wechat_oauth.backends.redis import _slots
+
+    monkeypatch.setattr(_slots, "ON_ITS_OWN", 60.0)  # nobody tries on its own in this test
+    waits = _slots.SlotWaits()
+    gone: list[int] = []
+
+    async def call(i: int) -> None:
+        await waits.wait(7, pause=0.01, left=30)
+        gone.append(i)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(call, i)
+            await wait_until(lambda: len(gone) == 1)  # the one trying, after its pause
+            await anyio.sleep(0.1)  # ten pauses: the others still wait for news of the slot
+            assert len(gone) == 1
+            waits.answered(7)  # its call was answered
+    assert sorted(gone) == list(range(20))
+    assert not waits
+
+
 def test_new_options_are_checked() -> None:
     for options in ({"failover_timeout": -1}, {"failover_timeout": 121}, {"max_queued": -1}):
         with pytest.raises(ValueError, match=next(iter(options))):

@@ -7,7 +7,8 @@ A call's failure is one of three things, and only one of them is an outage:
 - **wait**: the call timed out (it may have run: "maybe happened"), or its cluster slot has no
   master (a failover: connection refused by that master, ``CLUSTERDOWN``, ``TRYAGAIN``). Redis
   is not down: the call is sent again (every script is idempotent) until it is answered or
-  ``failover_timeout`` has passed; only a wait that long is taken for an outage.
+  ``failover_timeout`` has passed; only a wait that long is taken for an outage. Calls waiting
+  for one slot wait together (:mod:`._slots`).
 - **down**: one Redis refused the connection (twice in a row), or a wait lasted
   ``failover_timeout`` (on a cluster, no node answering at all is waited out too: a refresh of
   the topology can miss every node of a cluster that is only busy). The backend falls back (or
@@ -30,7 +31,7 @@ import anyio
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
     AuthenticationError,
@@ -55,6 +56,7 @@ from .._deadlines import Deadlines
 from ..memory import MemoryBackend
 from ._gate import Full, Gate
 from ._scripts import Script, Scripts
+from ._slots import SlotWaits
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
@@ -124,14 +126,15 @@ def connect(
     """The client for a URL (and True: the backend owns it), or the one passed in (False)."""
     if isinstance(url_or_client, str) and cluster:
         # A pool per node; the backend's gate keeps calls within it (redis-py's cluster pools
-        # do not wait). Few retries of the client's own: the backend sends a call again itself
-        # while a slot fails over, within failover_timeout.
+        # do not wait). No retries of the client's own (it would hold a connection place
+        # through its backoff): the backend sends a call again itself, within
+        # failover_timeout, one call per slot at a time while that slot fails over.
         client = RedisCluster.from_url(
             url_or_client,
             max_connections=max_connections,
             socket_timeout=redis_timeout,
             socket_connect_timeout=redis_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            retry=Retry(NoBackoff(), 0),
         )
         return client, True
     if isinstance(url_or_client, str):
@@ -196,6 +199,8 @@ class RedisCalls:
         self._down_since = 0.0
         self._down_until = 0.0
         self._probing: anyio.Event | None = None
+        #: Calls waiting to be sent again, by slot.
+        self._slot_waits = SlotWaits()
         #: Calls being sent again now, since when, and the last time one had to be.
         self._retrying = 0
         self._retrying_since = 0.0
@@ -248,6 +253,8 @@ class RedisCalls:
             while True:
                 failure, error, answer = await self._attempt(command, args, give_up, urgent)
                 if failure is None:
+                    if self._slot_waits:
+                        self._slot_waits.answered(self._slot_of(args))
                     return answer
                 if failure == "busy":
                     raise Busy
@@ -268,11 +275,25 @@ class RedisCalls:
                 if not retrying:
                     retrying = True
                     self._start_retrying(error)
-                await anyio.sleep(min(pause * random.uniform(0.5, 1.0), give_up - now))
+                await self._slot_waits.wait(
+                    self._slot_of(args), pause * random.uniform(0.5, 1.0), give_up - now
+                )
                 pause = min(pause * 2, _LONGEST_PAUSE)
         finally:
             if retrying:
                 self._stop_retrying()
+
+    def _slot_of(self, args: tuple[Any, ...]) -> int:
+        """The cluster slot of a call's first key (a script's keys, or a GET's key); one Redis
+        is one slot."""
+        if not self._cluster or not args:
+            return 0
+        first = args[0]
+        key = first[0] if isinstance(first, list) and first else first
+        if not isinstance(key, (str, bytes)):
+            return 0
+        assert isinstance(self._client, RedisCluster)
+        return int(self._client.keyslot(key))
 
     async def _attempt(
         self, command: Callable[..., Any], args: tuple[Any, ...], give_up: float, urgent: bool
