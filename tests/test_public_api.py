@@ -167,7 +167,7 @@ FIXTURES = {
     "wecom_login",
 }
 #: The package's modules that are not public: their names are reached through a public one.
-PRIVATE_PACKAGES = {"asgi_wechat_oauth.web", "asgi_wechat_oauth.backends.memory"}
+PRIVATE_PACKAGES = {"asgi_wechat_oauth.web"}
 
 
 @pytest.mark.parametrize("module", sorted(PUBLIC))

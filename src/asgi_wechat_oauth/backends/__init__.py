@@ -18,7 +18,7 @@ from .._core.contract import (
     check_lease,
     register_result,
 )
-from .memory import MemoryBackend
+from ._memory import MemoryBackend
 
 __all__ = [
     "Backend",

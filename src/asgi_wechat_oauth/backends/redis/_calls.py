@@ -53,7 +53,7 @@ from ..._core.contract import Outcome
 from ...errors import ErrorReason, ServiceUnavailable
 from .._codec import ResultCipher, dump_outcome, load_outcome
 from .._deadlines import Deadlines
-from ..memory import MemoryBackend
+from .._memory import MemoryBackend
 from ._gate import Full, Gate
 from ._scripts import Script, Scripts
 from ._slots import SlotWaits
