@@ -99,6 +99,19 @@ SCRIPTS = (
         "stored outcome by tracemalloc, the identity's own strings counted apart.",
     ),
     (
+        "bench_cluster_burst.py",
+        "6. A burst of logins on real workers: one Redis, a Redis Cluster failing over",
+        "1,000 users log in at once through the example app (login flow) under `uvicorn "
+        "--workers 8`, as WeChat's browser does it: callback #1 dropped at a random moment, #2 "
+        "19 ms later on its own connection, one user in five also dropping #2 and reloading; a "
+        "silent re-authorization is followed and counts as kept. The WeChat emulator (its own "
+        "process, 50 ms per exchange) counts each code's exchanges. One redis-server: steady, "
+        "SIGKILLed 3 s into the burst and started again (empty) 5 s later, and with one worker "
+        "SIGKILLed instead; a Redis Cluster of 3 masters and 3 replicas on loopback: steady, "
+        "and with a master SIGKILLed 3 s into the burst at `cluster-node-timeout` 15000 (the "
+        "default) and 5000. Each row starts its own servers.",
+    ),
+    (
         "profile_callback.py",
         "Profile",
         "cProfile over successful logins with MemoryBackend, then the pieces it points at, "
