@@ -20,7 +20,7 @@ is timed from the kill until every live node serves every slot again. Login time
 callback #1 to the last answer (re-authorizations included). The workers' log lines are
 counted by event.
 
-    python benchmarks/bench_cluster_burst.py            # 1,000 logins on 8 workers, ~4 minutes
+    python benchmarks/bench_cluster_burst.py            # 1,000 logins on 8 workers, about 3 minutes
     python benchmarks/bench_cluster_burst.py --quick    # 40 logins on 2 workers
 
 ``tests/test_cluster_burst.py`` runs :func:`run_burst` small (300 logins, 4 workers, a master
