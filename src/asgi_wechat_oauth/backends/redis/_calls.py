@@ -201,9 +201,11 @@ class RedisCalls:
         self._probing: anyio.Event | None = None
         #: Calls waiting to be sent again, by slot.
         self._slot_waits = SlotWaits()
-        #: Calls being sent again now, since when, and the last time one had to be.
+        #: Calls being sent again now, and since when.
         self._retrying = 0
         self._retrying_since = 0.0
+        #: When a call last timed out or found its slot without a master (or Redis went down
+        #: or came back): a lease may have expired meanwhile (see RedisBackend.claim).
         self.trouble_at = -float("inf")
 
     @property
