@@ -175,6 +175,27 @@ async def test_calls_waiting_for_one_slot_try_it_one_at_a_time(monkeypatch) -> N
     assert not waits
 
 
+async def test_a_waiter_cancelled_as_the_queue_passes_it_leaves_the_gate_whole() -> None:
+    # Seen under a failover's load: a call cancelled while queued (its flight's bound) was
+    # passed over by a release() before it ran again, then removed from the queue a second
+    # time: ValueError, which turned a leader's COMPLETE into a release without its outcome.
+    import asyncio
+
+    from asgi_wechat_oauth.backends.redis._gate import Gate
+
+    gate = Gate(capacity=1, max_queued=10)
+    await gate.acquire(1)
+    waiter = asyncio.ensure_future(gate.acquire(5))
+    await wait_until(lambda: gate.queued == 1)
+    waiter.cancel()  # its turn is cancelled at once, the task runs later
+    gate.release()  # passes over the cancelled turn: the place is free
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (gate.busy, gate.queued) == (0, 0)
+    await gate.acquire(0)  # free indeed
+    assert gate.busy == 1
+
+
 def test_new_options_are_checked() -> None:
     for options in ({"failover_timeout": -1}, {"failover_timeout": 121}, {"max_queued": -1}):
         with pytest.raises(ValueError, match=next(iter(options))):
