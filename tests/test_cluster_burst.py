@@ -299,6 +299,32 @@ async def test_a_claim_held_back_leads_after_the_grace_when_the_holder_never_set
     assert claim.lease is not None
 
 
+async def test_a_complete_that_fails_on_a_bug_still_stores_the_outcome(
+    redis_server, made, prefix, emulator, monkeypatch, caplog
+) -> None:
+    # complete() never raises; when it failed on a bug (as the gate's ValueError did, under a
+    # failover's load) it only released the lease, and a duplicate on another worker led and
+    # traded the code again. Now the outcome is stored later all the same. The bug is
+    # simulated: encoding the outcome for the COMPLETE raises (the ledger has its own).
+    leader = worker(made, redis_server.url, prefix)
+    duplicate = worker(made, redis_server.url, prefix)
+    key = code_key(emulator.appid, emulator.issue_code())
+    claim = await leader.claim(key)
+    assert claim.lease is not None
+
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(leader, "_dump", broken)
+    with caplog.at_level(logging.ERROR, logger="asgi_wechat_oauth"):
+        assert await leader.complete(key, claim.lease, IDENTITY, ttl=60) is None
+    assert any("redis_complete_failed" in r.getMessage() for r in caplog.records)
+    with anyio.fail_after(10):
+        got = await duplicate.claim(key)
+        assert got.lease is None  # never a second lease for the code
+        assert (got.outcome or await duplicate.wait(key, timeout=5)) == IDENTITY
+
+
 # --- 3. a failover trades no code twice ----------------------------------------------------------
 
 
