@@ -196,6 +196,36 @@ async def test_a_waiter_cancelled_as_the_queue_passes_it_leaves_the_gate_whole()
     assert gate.busy == 1
 
 
+def test_only_an_outage_is_taken_for_one() -> None:
+    # What a failed call means decides whether a worker falls back to dedupe on its own (and
+    # may split a code with another worker): only refused connections of one Redis do at once.
+    from redis.exceptions import (
+        ClusterDownError,
+        MaxConnectionsError,
+        NoScriptError,
+        RedisClusterUnreachableError,
+        TryAgainError,
+    )
+    from redis.exceptions import ConnectionError as Refused
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from asgi_wechat_oauth.backends.redis._calls import classify
+
+    for cluster in (False, True):
+        assert classify(MaxConnectionsError(), cluster=cluster) == "busy"
+        for maybe_ran in (TimeoutError(), RedisTimeout()):
+            assert classify(maybe_ran, cluster=cluster) == "wait"
+    assert classify(Refused("refused"), cluster=False) == "down"
+    for failing_over in (
+        Refused("refused by the failed master"),
+        ClusterDownError("CLUSTERDOWN"),
+        TryAgainError("TRYAGAIN"),
+        NoScriptError("a promoted replica without the script"),
+        RedisClusterUnreachableError("a refresh that reached no node of a busy cluster"),
+    ):
+        assert classify(failing_over, cluster=True) == "wait", failing_over
+
+
 def test_new_options_are_checked() -> None:
     for options in ({"failover_timeout": -1}, {"failover_timeout": 121}, {"max_queued": -1}):
         with pytest.raises(ValueError, match=next(iter(options))):
