@@ -91,12 +91,15 @@ BACKEND_DOCS: dict[str, dict[str, tuple[str, str]]] = {
             "`backend_unavailable`。",
         ),
         "redis_timeout": (
-            "Bound on every Redis call, in seconds: never a hang.",
-            "每次 Redis 调用的时限（秒）：绝不会卡住。",
+            "Bound on each attempt of a Redis call, in seconds. An attempt that timed out may "
+            "have run: it is sent again, not taken for an outage.",
+            "每次 Redis 调用尝试的时限（秒）。超时的调用可能已经执行了：会重发，不会被当作故障。",
         ),
         "retry_interval": (
-            "Seconds between attempts to go back to Redis after an outage.",
-            "Redis 故障后，每隔多少秒尝试回到 Redis。",
+            "While Redis is down, how often (seconds) a probe checks it; the backend goes back "
+            "once one finds every master answering (no sooner than this after it went down).",
+            "Redis 故障期间多久（秒）探测一次；探测到所有主节点都应答后才切回"
+            "（切走后至少过这么久）。",
         ),
         "encryption_key": (
             "16, 24 or 32 random bytes, the same on every worker: results are sealed with "
@@ -105,20 +108,25 @@ BACKEND_DOCS: dict[str, dict[str, tuple[str, str]]] = {
             "token 或 openid（需要 `encryption` 扩展）。",
         ),
         "max_connections": (
-            "The size of the connection pool a URL gets (per node on a cluster): a burst beyond "
-            "it waits for a connection within `redis_timeout`.",
-            "由地址创建的连接池大小（集群上每个节点一个池）：超出时在 `redis_timeout` 内等待连接。",
+            "Redis calls of one worker in flight at most (one Redis: a blocking pool of that "
+            "size, one connection being the subscription's; a cluster: in all, across the "
+            "nodes' pools of that size). A burst beyond it waits its turn, first come first "
+            "served.",
+            "一个 worker 同时进行的 Redis 调用上限（单个 Redis：这么大的阻塞连接池，其中一个连接"
+            "给订阅用；集群：所有节点合计，每个节点的池也是这么大）。超出的突发请求按先来后到排队。",
         ),
         "max_queued": (
-            "Bound on the calls waiting for a connection; beyond it a call is answered 503 "
-            "`overloaded` at once.",
-            "等待连接的调用数上限；超出后立即返回 503 `overloaded`。",
+            "Calls of one worker waiting for a connection at most; one beyond is answered 503 "
+            "`overloaded` with `Retry-After: 5`, before anything ran.",
+            "一个 worker 里等待连接的调用上限；再多一个就直接返回 503 `overloaded`，带 "
+            "`Retry-After: 5`，什么都没执行。",
         ),
         "failover_timeout": (
-            "Seconds a call waits for a Redis Cluster to finish a failover before the worker "
-            "falls back to in-process dedupe (0 to 120).",
-            "Redis Cluster 故障转移时，调用最多等多少秒，之后该 worker 改为进程内去重"
-            "（0 到 120）。",
+            "Seconds (0 to 120) a call that timed out, or whose cluster slot has no master, is "
+            "sent again before the worker takes it for an outage and falls back (or fails). "
+            "`0`: at once.",
+            "超时的调用、或集群槽位暂时没有主节点的调用，重发多少秒后才被当作故障（该 worker "
+            "降级或报错），0 到 120。`0`：立即。",
         ),
     },
 }
