@@ -137,6 +137,9 @@ BACKEND_VARIABLES = {
     "lease_ttl": "LEASE_TTL",
     "cluster": "REDIS_CLUSTER",
     "redis_timeout": "REDIS_TIMEOUT",
+    "max_connections": "REDIS_MAX_CONNECTIONS",
+    "max_queued": "REDIS_MAX_QUEUED",
+    "failover_timeout": "REDIS_FAILOVER_TIMEOUT",
 }
 
 

@@ -200,6 +200,27 @@ def test_from_env_redis_url_makes_a_redis_backend():
         )
 
 
+def test_from_env_reads_the_redis_burst_and_failover_variables():
+    """Issue 31's options can be set from the environment like the other Redis ones."""
+    url = {**ENV, "WECHAT_REDIS_URL": "redis://127.0.0.1:1/0"}
+    config = WeChatOAuthConfig.from_env(
+        environ={
+            **url,
+            "WECHAT_REDIS_MAX_CONNECTIONS": "20",
+            "WECHAT_REDIS_MAX_QUEUED": "300",
+            "WECHAT_REDIS_FAILOVER_TIMEOUT": "15",
+        }
+    )
+    backend = config.backend
+    assert isinstance(backend, RedisBackend)
+    assert backend._client.connection_pool.max_connections == 20
+    assert backend._gate is not None and backend._gate.max_queued == 300
+    assert backend.failover_timeout == 15.0
+    for variable in ("REDIS_MAX_CONNECTIONS", "REDIS_MAX_QUEUED", "REDIS_FAILOVER_TIMEOUT"):
+        with pytest.raises(ValueError, match=f"WECHAT_{variable} must be"):
+            WeChatOAuthConfig.from_env(environ={**url, f"WECHAT_{variable}": "lots"})
+
+
 # --- failing where it is written -----------------------------------------------------------------
 
 

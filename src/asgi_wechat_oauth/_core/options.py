@@ -66,7 +66,16 @@ InvalidCodeAction = Literal["reauthorize", "error"]
 _O = TypeVar("_O", bound="Options")
 MASK = "********"
 #: The variables ``from_env`` reads besides the options: the Redis backend.
-REDIS_VARIABLES = ("REDIS_URL", "REDIS_PREFIX", "LEASE_TTL", "REDIS_CLUSTER", "REDIS_TIMEOUT")
+REDIS_VARIABLES = (
+    "REDIS_URL",
+    "REDIS_PREFIX",
+    "LEASE_TTL",
+    "REDIS_CLUSTER",
+    "REDIS_TIMEOUT",
+    "REDIS_MAX_CONNECTIONS",
+    "REDIS_MAX_QUEUED",
+    "REDIS_FAILOVER_TIMEOUT",
+)
 #: Every product's default prefix: one product's ``from_env`` leaves the variables under a
 #: longer one alone (``WECHAT_MINIPROGRAM_APPID`` is not a misspelt ``WECHAT_`` option).
 PRODUCT_PREFIXES = ("WECHAT_", "WECHAT_MINIPROGRAM_", "WECOM_")
@@ -251,7 +260,8 @@ class Options:
         """The options from environment variables: ``{prefix}{OPTION}`` for each option that
         is text, a number or a boolean (booleans as true/false, 1/0, yes/no, on/off; an empty
         variable counts as unset). ``{prefix}REDIS_URL`` (with ``REDIS_PREFIX``,
-        ``LEASE_TTL``, ``REDIS_CLUSTER``, ``REDIS_TIMEOUT``) makes a ``RedisBackend``. Any other
+        ``LEASE_TTL``, ``REDIS_CLUSTER``, ``REDIS_TIMEOUT``, ``REDIS_MAX_CONNECTIONS``,
+        ``REDIS_MAX_QUEUED``, ``REDIS_FAILOVER_TIMEOUT``) makes a ``RedisBackend``. Any other
         variable under ``prefix`` is an error that names it and the variable meant, unless
         listed in ``ignore`` (your app's own). ``options`` are passed as they are and win over
         the environment (``http_client``, ``on_error``, ...)."""
@@ -360,12 +370,25 @@ def _redis_backend(cls: type[Options], prefix: str, environ: Mapping[str, str]) 
     options: dict[str, Any] = {}
     if environ.get(prefix + "REDIS_PREFIX"):
         options["prefix"] = environ[prefix + "REDIS_PREFIX"]
-    for variable, name in (("LEASE_TTL", "lease_ttl"), ("REDIS_TIMEOUT", "redis_timeout")):
+    for variable, name in (
+        ("LEASE_TTL", "lease_ttl"),
+        ("REDIS_TIMEOUT", "redis_timeout"),
+        ("REDIS_FAILOVER_TIMEOUT", "failover_timeout"),
+    ):
         if environ.get(prefix + variable):
             try:
                 options[name] = float(environ[prefix + variable])
             except ValueError:
                 raise ValueError(f"{prefix}{variable} must be a number of seconds") from None
+    for variable, name in (
+        ("REDIS_MAX_CONNECTIONS", "max_connections"),
+        ("REDIS_MAX_QUEUED", "max_queued"),
+    ):
+        if environ.get(prefix + variable):
+            try:
+                options[name] = int(environ[prefix + variable])
+            except ValueError:
+                raise ValueError(f"{prefix}{variable} must be a whole number") from None
     if environ.get(prefix + "REDIS_CLUSTER"):
         try:
             options["cluster"] = boolean(environ[prefix + "REDIS_CLUSTER"])
