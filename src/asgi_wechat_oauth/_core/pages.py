@@ -137,7 +137,14 @@ DEFAULT_TEXTS: Texts = {
     "upstream_error": _NO_WECHAT,
     "upstream_timeout": _NO_WECHAT,
     "exchange_lost": _NO_WECHAT,
-    "overloaded": _SITE_BUSY,
+    # The answer carries Retry-After: 5 (RedisBackend), so the page says seconds, not "later".
+    "overloaded": {
+        "zh": ("网站繁忙", "网站暂时繁忙，请过几秒钟再重新登录。"),
+        "en": (
+            "The site is busy",
+            "The site is busy right now. Please try again in a few seconds.",
+        ),
+    },
     "shutting_down": _SITE_BUSY,
     "backend_unavailable": _SITE_BUSY,
     "configuration_error": {
