@@ -209,7 +209,7 @@ def test_only_an_outage_is_taken_for_one() -> None:
     from redis.exceptions import ConnectionError as Refused
     from redis.exceptions import TimeoutError as RedisTimeout
 
-    from asgi_wechat_oauth.backends.redis._calls import classify
+    from asgi_wechat_oauth.backends.redis._failures import classify
 
     for cluster in (False, True):
         assert classify(MaxConnectionsError(), cluster=cluster) == "busy"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .._core.options import appid_form_warning
+from .._core.oauth_options import appid_form_warning
 from ..web import WeChatOAuthClient, WeChatOAuthConfig, WeChatOAuthMiddleware
 from ._base import Product, Verdict
 from ._online import NO_ANSWER, PROBE_CODE, made_up_code

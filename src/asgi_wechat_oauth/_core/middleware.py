@@ -28,7 +28,7 @@ from .errcodes import UNUSABLE_CODE_REASONS
 from .login import LoginEndpoint
 from .loops import COOKIE as LOOP_COOKIE
 from .loops import LoginLoopGuard, with_cookies
-from .options import OAuthOptions
+from .oauth_options import OAuthOptions
 from .pages import wants_html
 from .paths import matches, spellings
 from .singleflight import code_hash

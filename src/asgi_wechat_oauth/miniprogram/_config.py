@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .._core.checks import is_path, one_of, option, required, text
-from .._core.options import Options, appid_problem
+from .._core.oauth_options import appid_problem
+from .._core.options import Options
 from ..backends import Backend, MemoryBackend
 
 #: What a request with a code whose session another request was given gets: ``"share"`` the

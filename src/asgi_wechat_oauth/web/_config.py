@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .._core.checks import boolean, one_of, option, required, text
-from .._core.options import OAuthOptions, appid_problem, default
+from .._core.oauth_options import OAuthOptions, appid_problem
+from .._core.options import default
 from ..backends import Backend, MemoryBackend
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from .._core.apiclient import WECOM_API_BASE_URL
 from .._core.checks import boolean, is_url, option, required, text
-from .._core.options import OAuthOptions, default
+from .._core.oauth_options import OAuthOptions
+from .._core.options import default
 from .._core.pages import ErrorPages
 from ..backends import Backend, MemoryBackend
 from ..tokens import AccessTokenKeeper

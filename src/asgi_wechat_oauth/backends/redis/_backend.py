@@ -17,7 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..._core.contract import Claim, Outcome
 from ...errors import CodeRejected, ErrorReason, ExchangeLost, ServiceUnavailable, WeChatOAuthError
-from ._calls import Busy, Unavailable, connect, ms, overloaded, require_asyncio
+from ._calls import ms, require_asyncio
+from ._failures import Busy, Unavailable, connect, overloaded
 from ._ledger import LOCAL, Ledger
 from ._tokens import RedisTokenStore
 from ._wakeups import Slot, Wakeups

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from ..._core.contract import Outcome
-from ._calls import Busy, Unavailable
+from ._failures import Busy, Unavailable
 
 logger = logging.getLogger("asgi_wechat_oauth")
 

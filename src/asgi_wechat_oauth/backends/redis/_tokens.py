@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from ..._core.contract import Mark, Outcome
 from ...errors import ServiceUnavailable
-from ._calls import Busy, RedisCalls, Unavailable, ms, require_asyncio
+from ._calls import RedisCalls, ms, require_asyncio
+from ._failures import Busy, Unavailable
 
 #: TAKE_MARK's answers.
 _MARKS: tuple[Mark, Mark, Mark] = ("unmarked", "taken", "spaced")

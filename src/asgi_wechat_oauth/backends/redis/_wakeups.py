@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from ..._core.contract import Outcome
-from ._calls import REDIS_ERRORS
+from ._failures import REDIS_ERRORS
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
