@@ -79,7 +79,9 @@ async def test_the_configuration_error_log_line_names_the_meaning_and_the_fix(
     emulator, make_app, caplog, option, meaning
 ):
     caplog.set_level(logging.DEBUG, logger="asgi_wechat_oauth")
-    _, client = await make_app(**{option: "wrong-" + option})
+    # A wrong AppID of WeChat's form (the config refuses one with punctuation where written).
+    wrong = {"secret": "wrong-secret", "appid": "wx00000000000000ff"}[option]
+    _, client = await make_app(**{option: wrong})
     response = await client.get(CALLBACK, params={"code": emulator.issue_code()})
     assert (response.status_code, response.json()["error"]) == (500, "configuration_error")
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
