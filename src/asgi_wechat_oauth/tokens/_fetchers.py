@@ -11,13 +11,11 @@ from typing import Protocol
 
 import httpx
 
-from .._core.apiclient import WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
+from .._core.apiclient import DEFAULT_API_BASE_URL, WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
 from .._core.errcodes import configuration_error
 from .._core.upstream import UpstreamClient, once_more_if_busy
 from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ._grant import TokenGrant
-
-WECHAT_API_BASE_URL = "https://api.weixin.qq.com"
 
 _WECHAT_MEANINGS = {
     40001: "invalid AppSecret, or it belongs to another account",
@@ -152,7 +150,7 @@ class StableTokenFetcher(_Fetcher):
         appid: str,
         secret: str,
         *,
-        api_base_url: str = WECHAT_API_BASE_URL,
+        api_base_url: str = DEFAULT_API_BASE_URL,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
