@@ -33,6 +33,7 @@ __all__ = [
     "ServiceUnavailable",
     "SnapshotUserRejected",
     "StateRejected",
+    "UnknownApp",
     "UpstreamError",
     "UpstreamTimeout",
     "WeChatOAuthError",
@@ -50,6 +51,7 @@ class ErrorReason(str, enum.Enum):
     CODE_INVALID = "code_invalid"
     CODE_USED = "code_used"
     CONFIGURATION_ERROR = "configuration_error"
+    APP_MISMATCH = "app_mismatch"
     DUPLICATE_PARAMETER = "duplicate_parameter"
     EXCHANGE_LOST = "exchange_lost"
     INVALID_BODY = "invalid_body"
@@ -74,6 +76,7 @@ class ErrorReason(str, enum.Enum):
     SNAPSHOT_USER = "snapshot_user"
     STATE_MISMATCH = "state_mismatch"
     TOO_MANY_CODES = "too_many_codes"
+    UNKNOWN_APP = "unknown_app"
     UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
     UPSTREAM_BUSY = "upstream_busy"
     UPSTREAM_ERROR = "upstream_error"
@@ -238,6 +241,13 @@ class CredentialsRejected(WeChatOAuthError):
     status_code = 500
 
 
+class UnknownApp(WeChatOAuthError):
+    """The site has no app for this request: the middleware's app resolver named none, or one
+    it was not given (reason ``unknown_app``)."""
+
+    status_code = 404
+
+
 class ServiceUnavailable(WeChatOAuthError):
     """The middleware cannot coordinate the exchange right now (overloaded, backend down)."""
 
@@ -262,6 +272,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         RateLimited,
         ExchangeLost,
         CredentialsRejected,
+        UnknownApp,
         ServiceUnavailable,
     )
 }

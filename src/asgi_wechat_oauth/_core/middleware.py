@@ -32,6 +32,7 @@ from .oauth_options import OAuthOptions
 from .pages import wants_html
 from .paths import matches, spellings
 from .singleflight import code_hash
+from .sites import Site, Sites
 from .state import StateSigner, UnverifiedState, VerifiedState, require_same_state
 
 logger = logging.getLogger("asgi_wechat_oauth")
@@ -73,6 +74,9 @@ class OAuthMiddleware(Middleware):
     _callback_paths: tuple[str, ...]
     _login_paths: tuple[str, ...]
     _loops: LoginLoopGuard | None
+    #: The apps of a middleware that serves several, picked per request; None: one app.
+    _sites: Sites | None = None
+    _one_site: Site | None = None
 
     def __init__(self, app: ASGIApp, config: OAuthOptions) -> None:
         super().__init__(app, config)
@@ -130,16 +134,26 @@ class OAuthMiddleware(Middleware):
         """Trade ``code`` for an identity carrying ``state`` and ``next_path``."""
         raise NotImplementedError
 
-    def _exchange_for(self, verified: VerifiedState | None) -> tuple[bytes, Trade]:
+    def _site(self, scope: Scope) -> Site:
+        """The app this request logs in with: the product's one app, or the one its resolver
+        names (a 404 ``unknown_app`` error when it names none this middleware has)."""
+        if self._sites is not None:
+            return self._sites.for_request(scope)
+        site = self._one_site
+        if site is None:  # its appid is the product's own: not needed to tell sites apart
+            site = self._one_site = Site("", self._signer, self._login, self._key_prefix)
+        return site
+
+    def _exchange_for(self, site: Site, verified: VerifiedState | None) -> tuple[bytes, Trade]:
         """The key prefix and the trade of the app that issued the callback's code: the
-        product's one app, unless a product with several reads it from the signed state."""
-        return self._key_prefix, self._trade
+        site's app, unless a product with several per site reads it from the signed state."""
+        return site.key_prefix, self._trade
 
     def _start_login(self, scope: Scope) -> Answer:
         """The login endpoint's answer once the request passed the common checks: the 302 to
         the consent page with its cookie (a product may answer otherwise). Raises a
         :class:`WeChatOAuthError` for a login that cannot start."""
-        location, cookie = self._login.redirect(scope)
+        location, cookie = self._site(scope).login.redirect(scope)
         return redirect_answer(location, cookie)
 
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
@@ -147,7 +161,7 @@ class OAuthMiddleware(Middleware):
         check that the app really handled it)."""
         return send
 
-    def _parse(self, query_string: bytes) -> CallbackParams:
+    def _parse(self, site: Site, query_string: bytes) -> CallbackParams:
         return parse_callback_query(query_string)
 
     def _admit(self, identity: Any, state: str | None) -> None:
@@ -158,6 +172,7 @@ class OAuthMiddleware(Middleware):
 
     async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified: VerifiedState | None = None
+        site: Site | None = None
         key = None
         nonce: str | None = None
         outcome: Any
@@ -168,15 +183,16 @@ class OAuthMiddleware(Middleware):
             send = with_cookies(send, *expiries)
         try:
             require_get(scope, f"The {self.provider} callback")
-            params = self._parse(scope["query_string"])
+            site = self._site(scope)
+            params = self._parse(site, scope["query_string"])
             if self.verify_state:
-                verified = self._signer.verify(params.state, nonce)
-            key_prefix, trade = self._exchange_for(verified)
+                verified = site.signer.verify(params.state, nonce)
+            key_prefix, trade = self._exchange_for(site, verified)
             key = hashlib.sha256(key_prefix + params.code.encode()).hexdigest()
             if verified is not None and not self._flight.knows(key):
                 # A code in flight or answered here was counted by the request that traded
                 # it, and will not reach the provider again: no round trip to count it.
-                await self._count_code(params.state, key)
+                await self._count_code(site, params.state, key)
             next_path = verified.next if verified is not None else None
             outcome = self._narrow(
                 await self._flight.run(key, partial(trade, params.code, params.state, next_path))
@@ -198,8 +214,8 @@ class OAuthMiddleware(Middleware):
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
-        if signed is None and self.verify_state and outcome.reason in _NO_CODE:
-            signed = self._state_without_code(scope, nonce)
+        if signed is None and site is not None and self.verify_state and outcome.reason in _NO_CODE:
+            signed = self._state_without_code(site, scope, nonce)
         if self._reauthorizes(scope, outcome, signed):
             assert signed is not None
             self.counters.reauthorized += 1
@@ -214,7 +230,9 @@ class OAuthMiddleware(Middleware):
         self._failed("callback_failed", outcome, key, nonce=nonce is not None)
         await self._respond_error(scope, receive, send, outcome, signed=signed)
 
-    def _state_without_code(self, scope: Scope, nonce: str | None) -> VerifiedState | None:
+    def _state_without_code(
+        self, site: Site, scope: Scope, nonce: str | None
+    ) -> VerifiedState | None:
         """What the state of a callback without a code says (the user declined, or nothing
         came back), so that its page logs in again to the same ``next``; nothing is traded."""
         try:
@@ -224,17 +242,17 @@ class OAuthMiddleware(Middleware):
         if len(states) != 1:
             return None
         try:
-            return self._signer.verify(states[0], nonce)
+            return site.signer.verify(states[0], nonce)
         except UnverifiedState as exc:
             return exc.signed
         except StateRejected:
             return None
 
-    async def _count_code(self, state: str | None, key: str) -> None:
+    async def _count_code(self, site: Site, state: str | None, key: str) -> None:
         """Refuse a code beyond ``max_codes_per_state`` distinct ones under one verified state
         (raises a 403 error): a valid state and cookie must not turn into any number of calls
         to the provider with made-up codes. Counted as long as the state is valid."""
-        group = hashlib.sha256(self._key_prefix + b"state:" + str(state).encode()).hexdigest()
+        group = hashlib.sha256(site.key_prefix + b"state:" + str(state).encode()).hexdigest()
         ttl = self._signer.max_age + 60  # states from up to a minute ahead are accepted
         if not await self.backend.note_code(group, key, limit=self.max_codes_per_state, ttl=ttl):
             raise StateRejected(

@@ -39,6 +39,8 @@ class OAuthOptions(Options):
 
     #: The scopes ``default_scope`` (and a login link's ``?scope=``) may name.
     scopes: ClassVar[frozenset[str]] = frozenset()
+    #: The option whose secret states are signed with (a key derived from it), by default.
+    state_key_option: ClassVar[str] = "secret"
 
     callback_path: str = field(
         default="/wechat/callback",
@@ -231,7 +233,7 @@ class OAuthOptions(Options):
         """The key states are signed with: ``state_secret``, else one derived from the
         secret (never the secret itself)."""
         if self.state_secret is None:
-            return derive_state_secret(self.secret)
+            return derive_state_secret(getattr(self, self.state_key_option))
         if isinstance(self.state_secret, str):
             return self.state_secret.encode()
         return self.state_secret

@@ -75,6 +75,17 @@ def default(cls: type[Options], name: str, value: object) -> Any:
     return field(default=value, metadata=metadata)
 
 
+def app_secret() -> Any:
+    """The ``secret`` option of a product whose app has one (AppSecret, WeCom's app secret)."""
+    return field(
+        metadata=required(secret=True)
+        | {
+            "doc": "The app's secret (AppSecret). Never logged, never in an error message.",
+            "doc_zh": "应用的密钥（AppSecret）。不会出现在日志和错误信息里。",
+        }
+    )
+
+
 # --- the base ---------------------------------------------------------------------------------
 
 
@@ -93,13 +104,6 @@ class Options:
 
     # Each field's ``doc`` and ``doc_zh`` (metadata) are its meaning on the documentation
     # site's configuration tables (docs/hooks.py), in English and in Chinese.
-    secret: str = field(
-        metadata=required(secret=True)
-        | {
-            "doc": "The app's secret (AppSecret). Never logged, never in an error message.",
-            "doc_zh": "应用的密钥（AppSecret）。不会出现在日志和错误信息里。",
-        }
-    )
     backend: Backend | None = field(
         default=None,
         metadata={
@@ -216,7 +220,7 @@ class Options:
         """What is wrong, each naming its option; subclasses add the checks that involve
         several options."""
         problems: list[str] = []
-        for spec in dataclasses.fields(self):
+        for spec in _ordered(type(self)):
             value = getattr(self, spec.name)
             check = spec.metadata.get("check")
             if spec.metadata.get("required"):

@@ -184,6 +184,18 @@ DEFAULT_TEXTS: Texts = {
             "Reload the page on your computer and scan the new code, or log in here instead.",
         ),
     },
+    "unknown_app": {
+        "zh": (
+            "这里没有微信登录",
+            "这个网址没有设置微信登录。请确认网址无误，或从网站首页重新登录。",
+        ),
+        "en": (
+            "No WeChat login here",
+            "This address has no WeChat login. Check the address, or log in again from the "
+            "site's home page.",
+        ),
+    },
+    "app_mismatch": _BROKEN_LINK,
     "login_loop": {
         "zh": (
             "无法保持登录",

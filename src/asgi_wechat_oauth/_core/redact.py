@@ -20,6 +20,8 @@ SENSITIVE_PARAMETERS = (
     "access_token",
     "refresh_token",
     "session_key",
+    "component_access_token",
+    "ticket",
 )
 _PATTERN = re.compile(r"([?&](?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&#\s\"']*")
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from .._core.checks import is_path, one_of, option, required, text
 from .._core.oauth_options import appid_problem
-from .._core.options import Options
+from .._core.options import Options, app_secret
 from ..backends import Backend, MemoryBackend
 
 #: What a request with a code whose session another request was given gets: ``"share"`` the
@@ -37,6 +37,7 @@ class MiniProgramConfig(Options):
             "doc_zh": "小程序的 AppID（不是公众号的）。",
         }
     )
+    secret: str = app_secret()
     #: Where the mini-program POSTs its ``wx.login()`` code.
     login_path: str = field(
         default="/wechat/miniprogram/login",

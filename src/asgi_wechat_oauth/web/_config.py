@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from .._core.checks import boolean, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
-from .._core.options import default
+from .._core.options import app_secret, default
 from ..backends import Backend, MemoryBackend
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
@@ -49,6 +49,7 @@ class WeChatOAuthConfig(OAuthOptions):
             "doc_zh": "公众号或网站应用的 AppID。",
         }
     )
+    secret: str = app_secret()
     fetch_profile: bool | None = field(
         default=None,
         metadata=option(boolean)

@@ -15,6 +15,7 @@ from .._core.counters import Counters
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
+from .._core.sites import Site
 from .._core.state import VerifiedState
 from ..backends import Backend
 from ..errors import (
@@ -149,11 +150,11 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         if self.website_client is not None:
             await self.website_client.aclose()
 
-    def _exchange_for(self, verified: VerifiedState | None) -> tuple[bytes, Trade]:
+    def _exchange_for(self, site: Site, verified: VerifiedState | None) -> tuple[bytes, Trade]:
         """The code is traded with the app the signed state says issued it (never guessed);
         the appid in the key keeps the two apps' codes apart."""
         if verified is None or not verified.website_app:
-            return self._key_prefix, self._trade
+            return site.key_prefix, self._trade
         if self.website_client is None:
             # Signed by this site for a website app it no longer has (configuration changed
             # mid-login): no app here can trade the code.

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from .._core.apiclient import WECOM_API_BASE_URL
 from .._core.checks import boolean, is_url, option, required, text
 from .._core.oauth_options import OAuthOptions
-from .._core.options import default
+from .._core.options import app_secret, default
 from .._core.pages import ErrorPages
 from ..backends import Backend, MemoryBackend
 from ..tokens import AccessTokenKeeper
@@ -42,6 +42,7 @@ class WeComOAuthConfig(OAuthOptions):
         metadata=required()
         | {"doc": "The self-built app's AgentId.", "doc_zh": "自建应用的 AgentId。"}
     )
+    secret: str = app_secret()
     callback_path: str = default(OAuthOptions, "callback_path", "/wecom/callback")
     api_base_url: str = default(OAuthOptions, "api_base_url", WECOM_API_BASE_URL)
     default_scope: WeComScope = default(OAuthOptions, "default_scope", "snsapi_base")

@@ -17,6 +17,7 @@ from .._core.counters import Counters
 from .._core.middleware import OAuthMiddleware
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import ErrorPages
+from .._core.sites import Site
 from ..backends import Backend
 from ..errors import (
     ErrorReason,
@@ -130,7 +131,7 @@ class WeComOAuthMiddleware(OAuthMiddleware):
         """The corp token keeper: use it for the app's other WeCom API calls."""
         return self.client.token_keeper
 
-    def _parse(self, query_string: bytes) -> CallbackParams:
+    def _parse(self, site: Site, query_string: bytes) -> CallbackParams:
         return _parse_wecom(query_string)
 
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeComIdentity:
