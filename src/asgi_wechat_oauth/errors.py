@@ -27,6 +27,7 @@ __all__ = [
     "LoginDeclined",
     "LoginLoop",
     "MethodNotAllowed",
+    "PushRejected",
     "RateLimited",
     "RequestTooLarge",
     "RiskyUserRejected",
@@ -68,6 +69,12 @@ class ErrorReason(str, enum.Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     MISSING_CODE = "missing_code"
     OVERLOADED = "overloaded"
+    PLATFORM_TICKET_PENDING = "platform_ticket_pending"
+    PLATFORM_TICKET_REJECTED = "platform_ticket_rejected"
+    PUSH_SIGNATURE_INVALID = "push_signature_invalid"
+    PUSH_STALE = "push_stale"
+    PUSH_UNREADABLE = "push_unreadable"
+    PUSH_WRONG_APPID = "push_wrong_appid"
     QR_LINK_EXPIRED = "qr_link_expired"
     RATE_LIMITED = "rate_limited"
     RISKY_USER = "risky_user"
@@ -174,6 +181,14 @@ class StateRejected(WeChatOAuthError):
     status_code = 403
 
 
+class PushRejected(WeChatOAuthError):
+    """A push to a third-party platform's event URL that is not WeChat's (its ``msg_signature``
+    does not match, or its timestamp is outside the replay window) or not for this platform
+    (another appid inside the signed, encrypted message). Nothing of it is stored."""
+
+    status_code = 403
+
+
 class SnapshotUserRejected(WeChatOAuthError):
     """``snapshot_users="reject"`` and WeChat opened the page in snapshot mode (virtual openid)."""
 
@@ -262,6 +277,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         MethodNotAllowed,
         RequestTooLarge,
         StateRejected,
+        PushRejected,
         SnapshotUserRejected,
         LoginDeclined,
         LoginLoop,
