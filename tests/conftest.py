@@ -251,6 +251,7 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
         secrets |= {
             emulator.secret,
             emulator.website_secret,
+            *emulator.apps.values(),
             *emulator._codes,
             *emulator._tokens,
             *emulator._refresh_tokens,

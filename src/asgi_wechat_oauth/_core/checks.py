@@ -6,7 +6,7 @@ variable must be."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 from .cookies import check_cookie_name
@@ -127,6 +127,16 @@ def long_secret(name: str, value: object) -> str | None:
     if isinstance(raw, bytes) and len(raw) >= 16:
         return None
     return f"{name} must be at least 16 bytes"
+
+
+def app_secrets(name: str, value: object) -> str | None:
+    """AppIDs mapped to their secrets: at least one, each secret non-empty text."""
+    if not isinstance(value, Mapping) or not value:
+        return f"{name} must map AppIDs to their secrets, at least one"
+    for appid, secret in value.items():
+        if not (isinstance(appid, str) and appid and isinstance(secret, str) and secret):
+            return f"{name} must map AppIDs (text) to secrets (non-empty text)"
+    return None
 
 
 def error_pages(name: str, value: object) -> str | None:

@@ -39,8 +39,6 @@ class OAuthOptions(Options):
 
     #: The scopes ``default_scope`` (and a login link's ``?scope=``) may name.
     scopes: ClassVar[frozenset[str]] = frozenset()
-    #: The option whose secret states are signed with (a key derived from it), by default.
-    state_key_option: ClassVar[str] = "secret"
 
     callback_path: str = field(
         default="/wechat/callback",
@@ -229,11 +227,18 @@ class OAuthOptions(Options):
         return "reauthorize" if self.login_path is not None else "error"
 
     @property
+    def signing_secret(self) -> str:
+        """The secret states are signed with (a key derived from it) when ``state_secret`` is
+        not given: the app's ``secret``."""
+        secret: str = getattr(self, "secret", "")
+        return secret
+
+    @property
     def state_key(self) -> bytes:
         """The key states are signed with: ``state_secret``, else one derived from the
         secret (never the secret itself)."""
         if self.state_secret is None:
-            return derive_state_secret(getattr(self, self.state_key_option))
+            return derive_state_secret(self.signing_secret)
         if isinstance(self.state_secret, str):
             return self.state_secret.encode()
         return self.state_secret

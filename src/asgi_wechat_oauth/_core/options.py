@@ -65,7 +65,7 @@ REDIS_VARIABLES = (
 )
 #: Every product's default prefix: one product's ``from_env`` leaves the variables under a
 #: longer one alone (``WECHAT_MINIPROGRAM_APPID`` is not a misspelt ``WECHAT_`` option).
-PRODUCT_PREFIXES = ("WECHAT_", "WECHAT_MINIPROGRAM_", "WECOM_")
+PRODUCT_PREFIXES = ("WECHAT_", "WECHAT_MINIPROGRAM_", "WECHAT_PLATFORM_", "WECOM_")
 
 
 def default(cls: type[Options], name: str, value: object) -> Any:
@@ -78,11 +78,12 @@ def default(cls: type[Options], name: str, value: object) -> Any:
 def app_secret() -> Any:
     """The ``secret`` option of a product whose app has one (AppSecret, WeCom's app secret)."""
     return field(
+        default="",
         metadata=required(secret=True)
         | {
             "doc": "The app's secret (AppSecret). Never logged, never in an error message.",
             "doc_zh": "应用的密钥（AppSecret）。不会出现在日志和错误信息里。",
-        }
+        },
     )
 
 

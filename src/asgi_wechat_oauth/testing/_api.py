@@ -35,6 +35,7 @@ class SnsApi(EmulatorBase):
     secret: str
     website_appid: str
     website_secret: str
+    apps: dict[str, str]
     latency: float
     calls: Counter[str]
     server_tokens: ServerTokens
@@ -57,7 +58,8 @@ class SnsApi(EmulatorBase):
         return await self._answer(answer, fault)
 
     def _secret_of(self, appid: str | None) -> str | None:
-        return {self.appid: self.secret, self.website_appid: self.website_secret}.get(appid or "")
+        known = {**self.apps, self.appid: self.secret, self.website_appid: self.website_secret}
+        return known.get(appid or "")
 
     def _trade(self, params: Any, code: str) -> dict[str, Any]:
         issued = self._spend(params, code, self._codes)
@@ -96,7 +98,7 @@ class SnsApi(EmulatorBase):
     ) -> dict[str, Any]:
         access_token = "ACCESS_" + secrets.token_urlsafe(24)
         refresh_token = refresh_token or "REFRESH_" + secrets.token_urlsafe(24)
-        openid = user.website_openid if appid == self.website_appid else user.openid
+        openid = user.openid_in(appid, main_appid=self.appid, website_appid=self.website_appid)
         token = Token(user, scope, time.monotonic() + 7200, appid, openid)
         self._tokens[access_token] = token
         self._refresh_tokens[refresh_token] = token

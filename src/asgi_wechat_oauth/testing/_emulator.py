@@ -54,6 +54,8 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
     #: The site's website app (open platform, ``connect/qrconnect`` only).
     website_appid: str = "wxemulatedweb00001"
     website_secret: str = "emulated-website-secret-0123456789"  # noqa: S105 - a test credential
+    #: More official accounts (AppID → AppSecret), for a site that serves several.
+    apps: dict[str, str] = field(default_factory=dict)
     user: EmulatedUser = field(default_factory=EmulatedUser)
     latency: float = 0.0
     code_ttl: float = 300.0

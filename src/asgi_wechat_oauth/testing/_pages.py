@@ -37,6 +37,7 @@ class AuthorizePages(EmulatorBase):
     # What the pages use of the emulator.
     appid: str
     website_appid: str
+    apps: dict[str, str]
     double_navigation: bool
     calls: Counter[str]
     #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
@@ -50,7 +51,7 @@ class AuthorizePages(EmulatorBase):
         # (qrconnect) ends in the user's desktop browser, which sends the callback once. A
         # website app has no official-account page.
         return self._consent(
-            request, AUTHORIZE_SCOPES, {self.appid}, in_wechat=self.double_navigation
+            request, AUTHORIZE_SCOPES, {self.appid, *self.apps}, in_wechat=self.double_navigation
         )
 
     async def _qrconnect(self, request: Request) -> Response:

@@ -17,6 +17,14 @@ class EmulatedUser:
     #: The same person's openid in the website app (one openid per app; ``unionid`` links them).
     website_openid: str = "oEmulatedWebOpenId00000000001"
 
+    def openid_in(self, appid: str, *, main_appid: str, website_appid: str) -> str:
+        """This person's openid in ``appid``: one per app, as at WeChat."""
+        if appid == main_appid:
+            return self.openid
+        if appid == website_appid:
+            return self.website_openid
+        return f"{self.openid}_{appid}"
+
 
 @dataclass
 class Code:

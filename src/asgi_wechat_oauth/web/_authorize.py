@@ -21,6 +21,7 @@ def authorize_url(
     connect_redirect: bool = True,
     force_popup: bool = False,
     base_url: str = DEFAULT_AUTHORIZE_BASE_URL,
+    component_appid: str | None = None,
 ) -> str:
     """The URL that sends the user to WeChat's consent page.
 
@@ -30,6 +31,8 @@ def authorize_url(
     other scopes ``connect/oauth2/authorize``. ``connect_redirect=1`` is undocumented but harmless
     and sometimes avoids the duplicate callback (never rely on it: that is what the middleware is
     for). ``force_popup`` adds ``forcePopup=true`` (always show the consent prompt).
+    ``component_appid``: a third-party platform logs in on behalf of the official account
+    ``appid`` (``connect/oauth2/authorize`` only; the callback then carries ``appid`` too).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {sorted(SCOPES)}")
@@ -47,6 +50,10 @@ def authorize_url(
         f"scope={scope}",
         f"state={quote(state, safe='')}",
     ]
+    if component_appid is not None:
+        if scope == QR_LOGIN_SCOPE or not component_appid:
+            raise ValueError("component_appid is for official-account scopes, and not empty")
+        parts.append(f"component_appid={quote(component_appid, safe='')}")
     if force_popup:
         parts.append("forcePopup=true")
     if connect_redirect:

@@ -42,14 +42,14 @@ class WeChatOAuthClient(APIClient):
                 "grant_type": "authorization_code",
             },
         )
-        return _parse(AccessToken.from_wechat, data)
+        return self._parsed(AccessToken.from_wechat, data)
 
     async def get_userinfo(self, access_token: str, openid: str, lang: str = "zh_CN") -> UserInfo:
         """Fetch the profile (needs scope ``snsapi_userinfo`` or ``snsapi_login``)."""
         data = await self._get(
             "/sns/userinfo", {"access_token": access_token, "openid": openid, "lang": lang}
         )
-        return _parse(UserInfo.from_wechat, data)
+        return self._parsed(UserInfo.from_wechat, data)
 
     async def refresh_access_token(self, refresh_token: str) -> AccessToken:
         """Get a fresh access token with a refresh token (valid about 30 days)."""
@@ -57,7 +57,7 @@ class WeChatOAuthClient(APIClient):
             "/sns/oauth2/refresh_token",
             {"appid": self.appid, "grant_type": "refresh_token", "refresh_token": refresh_token},
         )
-        return _parse(AccessToken.from_wechat, data)
+        return self._parsed(AccessToken.from_wechat, data)
 
     async def check_access_token(self, access_token: str, openid: str) -> bool:
         """Whether WeChat still accepts the access token for this openid (``sns/auth``)."""
@@ -69,6 +69,17 @@ class WeChatOAuthClient(APIClient):
             return False
         return True
 
+    @staticmethod
+    def _parsed(build: Callable[[dict[str, Any]], _T], data: dict[str, Any]) -> _T:
+        """``build(data)``; an answer it cannot build from is WeChat's bad answer (502)."""
+        try:
+            return build(data)
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise UpstreamError(
+                ErrorReason.UPSTREAM_BAD_RESPONSE,
+                "WeChat's answer lacks required fields or has bad ones.",
+            ) from None
+
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         # The query is encoded here: httpx's params= merging costs more than the call itself.
         url = f"{self._base_url}{path}?{urlencode(params)}"
@@ -77,13 +88,3 @@ class WeChatOAuthClient(APIClient):
         if errcode not in (0, None):
             raise error_from_errcode(errcode)
         return data
-
-
-def _parse(build: Callable[[dict[str, Any]], _T], data: dict[str, Any]) -> _T:
-    try:
-        return build(data)
-    except (KeyError, TypeError, ValueError, ArithmeticError):
-        raise UpstreamError(
-            ErrorReason.UPSTREAM_BAD_RESPONSE,
-            "WeChat's answer lacks required fields or has bad ones.",
-        ) from None

@@ -12,12 +12,14 @@ spells the same keyword out for type checkers (its base refuses a constructor th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .._core.checks import boolean, one_of, option, required, text
+from .._core.checks import app_secrets, boolean, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import app_secret, default
+from .._core.sites import AppResolver
 from ..backends import Backend, MemoryBackend
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
@@ -43,13 +45,38 @@ class WeChatOAuthConfig(OAuthOptions):
 
     # ``doc`` and ``doc_zh``: the option's meaning on the documentation site (docs/hooks.py).
     appid: str = field(
+        default="",
         metadata=required()
         | {
-            "doc": "Your official account's or website app's AppID.",
-            "doc_zh": "公众号或网站应用的 AppID。",
-        }
+            "doc": "Your official account's or website app's AppID (not with `apps`).",
+            "doc_zh": "公众号或网站应用的 AppID（与 `apps` 二选一）。",
+        },
     )
     secret: str = app_secret()
+    #: Several official accounts, each with its own secret, picked per request.
+    apps: Mapping[str, str] | None = field(
+        default=None,
+        metadata=option(None, app_secrets, secret=True)
+        | {
+            "doc": "Several official accounts (AppID → AppSecret) served by one middleware, "
+            "instead of `appid` and `secret`: `resolve_app` picks the request's. Each has its "
+            "own states, codes and client; a state or code of one is refused at another.",
+            "doc_zh": "一个中间件服务多个公众号（AppID → AppSecret），代替 `appid` 和 "
+            "`secret`：由 `resolve_app` 为每个请求选出所用的公众号。各公众号的 state、code 和"
+            "客户端互不相通；一个公众号的 state 或 code 拿到另一个公众号那里会被拒绝。",
+        },
+    )
+    resolve_app: AppResolver | None = field(
+        default=None,
+        metadata={
+            "doc": "With `apps`: a function of the ASGI scope that returns the request's AppID "
+            "(by host, path, or anything the app knows); `None` or an AppID not in `apps` gets "
+            "404 `unknown_app`.",
+            "doc_zh": "与 `apps` 一起使用：一个以 ASGI scope 为参数的函数，返回这个请求所用的 "
+            "AppID（按域名、路径或应用知道的任何信息）；返回 `None` 或不在 `apps` 里的 AppID，"
+            "得到 404 `unknown_app`。",
+        },
+    )
     fetch_profile: bool | None = field(
         default=None,
         metadata=option(boolean)
@@ -113,13 +140,44 @@ class WeChatOAuthConfig(OAuthOptions):
 
         return RedisBackend(redis_url, **options)
 
+    @property
+    def signing_secret(self) -> str:
+        if self.apps:  # every account's secret: a key none of them alone gives
+            return "\0".join(secret for _, secret in sorted(self.apps.items()))
+        return self.secret
+
     def _problems(self) -> list[str]:
         problems = super()._problems()
+        if self.apps is not None:
+            problems = [p for p in problems if p not in ("appid is required", "secret is required")]
         for name in ("appid", "website_appid"):
             problem = appid_problem(name, getattr(self, name))
             if problem:
                 problems.append(problem)
-        return problems + self._website_app_problems()
+        return problems + self._apps_problems() + self._website_app_problems()
+
+    def _apps_problems(self) -> list[str]:
+        """``apps`` with ``resolve_app``, instead of ``appid`` and ``secret``."""
+        if self.apps is None:
+            if self.resolve_app is not None:
+                return ["resolve_app needs apps: the AppIDs it may name, with their secrets"]
+            return []
+        problems = []
+        if self.appid or self.secret:
+            problems.append("give apps, or appid and secret: not both")
+        if not callable(self.resolve_app):
+            problems.append(
+                "apps needs resolve_app: a function of the ASGI scope that returns the "
+                "request's AppID"
+            )
+        if self.website_appid or self.website_secret:
+            problems.append("website_appid cannot be combined with apps")
+        if isinstance(self.apps, Mapping):
+            for appid in self.apps:
+                problem = appid_problem("apps", appid)
+                if problem:
+                    problems.append(problem)
+        return problems
 
     def _website_app_problems(self) -> list[str]:
         """The website app: both options or neither, and a login endpoint whose signed state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from functools import partial
 
 import anyio
@@ -15,13 +16,12 @@ from .._core.counters import Counters
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
-from .._core.sites import Site
-from .._core.state import VerifiedState
+from .._core.sites import AppResolver, Site, Sites, signer_for
+from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from ..backends import Backend
 from ..errors import (
     ErrorReason,
     InvalidCallbackRequest,
-    SnapshotUserRejected,
     StateRejected,
     WeChatOAuthError,
 )
@@ -29,20 +29,18 @@ from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
 from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
 from ._config import SnapshotPolicy, WeChatOAuthConfig, WeChatScope
-from ._identity import AccessToken, UserInfo, WeChatIdentity
+from ._identity import WeChatIdentity
 from ._kept import KeptNexts, bodiless_request
 from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, LoginQuery, wxlogin_params
 from ._qrpage import send_json, send_open_in_wechat, wants_json
+from ._sns import SnsLogin
 from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
-#: Scopes whose grant lets the app read ``sns/userinfo``.
-USERINFO_SCOPES = frozenset({"snsapi_userinfo", "snsapi_login"})
 
-
-class WeChatOAuthMiddleware(OAuthMiddleware):
+class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
     """Trade each WeChat OAuth code once, however many callbacks carry it.
 
     Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
@@ -96,6 +94,8 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         login_loop_window: float = 120.0,
         website_appid: str | None = None,
         website_secret: str | None = None,
+        apps: Mapping[str, str] | None = None,
+        resolve_app: AppResolver | None = None,
     ) -> None:
         # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
         # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
@@ -105,13 +105,22 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         self.fetch_profile = config.fetch_profile
         self.snapshot_users = config.snapshot_users
         self._key_prefix = f"{config.appid}:".encode()
-        self.client = self._client(config.appid, config.secret)
+        #: Each official account's client (one, or one per ``apps``).
+        self.clients = {
+            appid: self._client(appid, secret)
+            for appid, secret in (config.apps or {config.appid: config.secret}).items()
+        }
+        #: The official account's client (with ``apps``, the first one's).
+        self.client = next(iter(self.clients.values()))
         #: The website app's own client, with its own secret: used only for its codes.
         self.website_client = (
             self._client(config.website_appid, config.website_secret)
             if config.website_appid and config.website_secret
             else None
         )
+        if config.apps and config.resolve_app is not None:
+            sites = {appid: self._site_of(appid, secret) for appid, secret in config.apps.items()}
+            self._sites = Sites(config.resolve_app, sites.get, limit=len(sites))
 
     def _client(self, appid: str, secret: str) -> WeChatOAuthClient:
         config = self.config
@@ -123,11 +132,20 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
             timeout=config.exchange_timeout,
         )
 
-    def _login_endpoint(self) -> LoginEndpoint:
+    def _site_of(self, appid: str, secret: str) -> Site:
+        """One of ``apps``: its states signed with a key of its own."""
+        config = self.config
+        key = config.state_key if config.state_secret is not None else derive_state_secret(secret)
+        signer = signer_for(key, appid, max_age=config.state_max_age)
+        return Site(appid, signer, self._login_endpoint(appid, signer), f"{appid}:".encode())
+
+    def _login_endpoint(
+        self, appid: str | None = None, signer: StateSigner | None = None
+    ) -> LoginEndpoint:
         config = self.config
         return LoginEndpoint(
-            appid=config.appid,
-            signer=self._signer,
+            appid=config.appid if appid is None else appid,
+            signer=self._signer if signer is None else signer,
             callback_path=config.callback_path,
             login_path=config.login_path or "",
             redirect_uri=config.redirect_uri,
@@ -140,21 +158,25 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         )
 
     def __repr__(self) -> str:
+        apps = f"apps={sorted(self.clients)!r}" if self.config.apps else f"appid={self.appid!r}"
         return (
-            f"WeChatOAuthMiddleware(appid={self.appid!r}, callback_path={self.callback_path!r}, "
+            f"WeChatOAuthMiddleware({apps}, callback_path={self.callback_path!r}, "
             f"backend={self.backend!r})"
         )
 
     async def aclose(self) -> None:
         await super().aclose()
-        if self.website_client is not None:
-            await self.website_client.aclose()
+        for client in (*self.clients.values(), self.website_client):
+            if client is not None and client is not self.client:
+                await client.aclose()
 
     def _exchange_for(self, site: Site, verified: VerifiedState | None) -> tuple[bytes, Trade]:
         """The code is traded with the app the signed state says issued it (never guessed);
         the appid in the key keeps the two apps' codes apart."""
         if verified is None or not verified.website_app:
-            return site.key_prefix, self._trade
+            if not site.appid:
+                return site.key_prefix, self._trade
+            return site.key_prefix, partial(self._trade_with, self.clients[site.appid])
         if self.website_client is None:
             # Signed by this site for a website app it no longer has (configuration changed
             # mid-login): no app here can trade the code.
@@ -167,18 +189,20 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     def _start_login(self, scope: Scope) -> Answer:
         """The app this browser can log in with (official account in WeChat's browser, the
         website app elsewhere), the QR page of the login link, or WxLogin's parameters."""
-        query = self._login.read_query(scope)
-        route = self._login.route(scope, query)
+        site = self._site(scope)
+        login: LoginEndpoint = site.login
+        query = login.read_query(scope)
+        route = login.route(scope, query)
         if query.format == "wxlogin" and (route is None or route.scope != QR_LOGIN_SCOPE):
             raise InvalidCallbackRequest(
                 ErrorReason.WXLOGIN_UNAVAILABLE, "WxLogin needs a website app (website_appid)."
             )
-        kept = KeptNexts(self.backend, self.appid, self._signer.max_age)
+        kept = KeptNexts(self.backend, site.appid or self.appid, self._signer.max_age)
         if route is None:
             # Only the official account logs in, and this is not WeChat's browser.
             if wants_html(scope) or wants_json(scope):
-                link = self._login.link(scope, query)
-                named = partial(self._login.link, scope, query)
+                link = login.link(scope, query)
+                named = partial(login.link, scope, query)
 
                 async def qr_page(send: Send) -> None:
                     # A long next is kept by the backend: the QR code holds a short link.
@@ -187,10 +211,10 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
 
                 return qr_page
             # A program, not a browser: the redirect, as before.
-            route = LoginRoute(self.appid, query.scope or self._login.default_scope, False)
+            route = LoginRoute(login.appid, query.scope or login.default_scope, False)
 
         def answer(query: LoginQuery, route: LoginRoute) -> Answer:
-            start = self._login.start(scope, query, route)
+            start = login.start(scope, query, route)
             if query.format == "wxlogin":
                 options = wxlogin_params(start, query.element_id)
 
@@ -221,15 +245,6 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
         return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
 
-    def _admit(self, identity: WeChatIdentity, state: str | None) -> None:
-        super()._admit(identity, state)
-        if identity.is_snapshotuser and self.snapshot_users == "reject":
-            raise SnapshotUserRejected(
-                ErrorReason.SNAPSHOT_USER,
-                "This page is open in WeChat's snapshot mode. Tap the button at the bottom to "
-                "use the full service, then log in again.",
-            )
-
     async def _trade(self, code: str, state: str | None, next_path: str | None) -> WeChatIdentity:
         return await self._trade_with(self.client, code, state, next_path)
 
@@ -244,28 +259,3 @@ class WeChatOAuthMiddleware(OAuthMiddleware):
         return WeChatIdentity.from_token(
             token, userinfo, state=state, next=next_path, appid=client.appid
         )
-
-    async def _fetch_userinfo(
-        self, client: WeChatOAuthClient, token: AccessToken, deadline: float
-    ) -> UserInfo | None:
-        """The profile, or None: the code is spent by now, so failing the login would lose it
-        for good. The app gets the tokens and can fetch the profile later."""
-        reason, errcode = "upstream_timeout", None
-        with anyio.move_on_after(deadline - anyio.current_time()):
-            try:
-                info = await client.get_userinfo(token.access_token, token.openid)
-            except WeChatOAuthError as exc:  # any errcode, 40029 included: not the code's fate
-                reason, errcode = exc.reason, exc.errcode
-            except Exception as exc:  # whatever it is, it must not lose the login now
-                reason = f"unexpected_{type(exc).__name__}"
-            else:
-                if info.openid == token.openid:
-                    return info
-                reason = "openid_mismatch"  # another user's profile: never attach it
-        logger.warning("wechat_oauth.userinfo_unavailable reason=%s errcode=%s", reason, errcode)
-        return None
-
-    def _wants_userinfo(self, token: AccessToken) -> bool:
-        if self.fetch_profile is not None:
-            return self.fetch_profile
-        return bool(token.scopes & USERINFO_SCOPES)
