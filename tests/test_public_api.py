@@ -61,6 +61,7 @@ PUBLIC = {
         "Peekable",
         "Result",
         "TokenStore",
+        "backend_from_url",
         "check_lease",
         "register_result",
     },

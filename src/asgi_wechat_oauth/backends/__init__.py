@@ -7,6 +7,8 @@ contract every backend implements (:class:`Backend`, :class:`Claim`, :class:`Out
 :func:`register_result` for result types of one's own.
 """
 
+from typing import Any
+
 from .._core.contract import (
     Backend,
     Claim,
@@ -20,6 +22,18 @@ from .._core.contract import (
 )
 from ._memory import MemoryBackend
 
+
+def backend_from_url(redis_url: str | None = None, **options: Any) -> Backend:
+    """A new :class:`MemoryBackend` (``redis_url`` None), or a ``RedisBackend`` at
+    ``redis_url`` with ``options`` (the ``redis`` extra, imported only then): what a config's
+    ``backend=None`` and its ``{PREFIX}REDIS_URL`` variable make."""
+    if redis_url is None:
+        return MemoryBackend()
+    from .redis import RedisBackend
+
+    return RedisBackend(redis_url, **options)
+
+
 __all__ = [
     "Backend",
     "Claim",
@@ -29,6 +43,7 @@ __all__ = [
     "Peekable",
     "Result",
     "TokenStore",
+    "backend_from_url",
     "check_lease",
     "register_result",
 ]

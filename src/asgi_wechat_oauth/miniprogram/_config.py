@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from .._core.checks import is_path, one_of, option, required, text
 from .._core.oauth_options import appid_problem
 from .._core.options import Options, app_secret
-from ..backends import Backend, MemoryBackend
+from ..backends import backend_from_url
 
 #: What a request with a code whose session another request was given gets: ``"share"`` the
 #: same session (for ``result_ttl``), ``"reject"`` 400 ``code_used``.
@@ -62,13 +62,7 @@ class MiniProgramConfig(Options):
         },
     )
 
-    @staticmethod
-    def _backend(redis_url: str | None = None, **options: Any) -> Backend:
-        if redis_url is None:
-            return MemoryBackend()
-        from ..backends.redis import RedisBackend  # the redis extra: imported when used
-
-        return RedisBackend(redis_url, **options)
+    _backend = staticmethod(backend_from_url)
 
     def _problems(self) -> list[str]:
         problem = appid_problem("appid", self.appid)

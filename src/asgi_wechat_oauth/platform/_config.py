@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from .._core.asgi import Scope
 from .._core.checks import boolean, is_path, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import default
-from ..backends import Backend, MemoryBackend
+from ..backends import backend_from_url
 from ..web._authorize import OFFICIAL_ACCOUNT_SCOPES
 from ._crypto import encoding_aes_key_problem, token_problem
 
@@ -132,13 +132,7 @@ class PlatformOAuthConfig(OAuthOptions):
         """The authorizer when it is one AppID, else None (a function picks it)."""
         return self.authorizer if isinstance(self.authorizer, str) else None
 
-    @staticmethod
-    def _backend(redis_url: str | None = None, **options: Any) -> Backend:
-        if redis_url is None:
-            return MemoryBackend()
-        from ..backends.redis import RedisBackend  # the redis extra: imported when used
-
-        return RedisBackend(redis_url, **options)
+    _backend = staticmethod(backend_from_url)
 
     def _problems(self) -> list[str]:
         problems = super()._problems()

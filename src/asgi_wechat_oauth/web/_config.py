@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from .._core.checks import app_secrets, boolean, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import app_secret, default
 from .._core.sites import AppResolver
-from ..backends import Backend, MemoryBackend
+from ..backends import backend_from_url
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 
 #: The scope a login asks for when the link names none.
@@ -132,13 +132,7 @@ class WeChatOAuthConfig(OAuthOptions):
         },
     )
 
-    @staticmethod
-    def _backend(redis_url: str | None = None, **options: Any) -> Backend:
-        if redis_url is None:
-            return MemoryBackend()
-        from ..backends.redis import RedisBackend  # the redis extra: imported when used
-
-        return RedisBackend(redis_url, **options)
+    _backend = staticmethod(backend_from_url)
 
     @property
     def signing_secret(self) -> str:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from .._core.apiclient import WECOM_API_BASE_URL
 from .._core.checks import boolean, is_url, option, required, text
 from .._core.oauth_options import OAuthOptions
 from .._core.options import app_secret, default
 from .._core.pages import ErrorPages
-from ..backends import Backend, MemoryBackend
+from ..backends import backend_from_url
 from ..tokens import AccessTokenKeeper
 from ._authorize import DEFAULT_QR_LOGIN_BASE_URL, SCOPES
 from ._pages import DEFAULT_WECOM_ERROR_PAGES
@@ -81,10 +81,4 @@ class WeComOAuthConfig(OAuthOptions):
         },
     )
 
-    @staticmethod
-    def _backend(redis_url: str | None = None, **options: Any) -> Backend:
-        if redis_url is None:
-            return MemoryBackend()
-        from ..backends.redis import RedisBackend  # the redis extra: imported when used
-
-        return RedisBackend(redis_url, **options)
+    _backend = staticmethod(backend_from_url)
