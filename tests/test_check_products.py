@@ -178,8 +178,8 @@ def test_nothing_in_the_environment_is_one_line():
     status, out = check(env={})
     assert status == 2
     assert out.strip() == (
-        "Nothing to check: no WECHAT_*, WECOM_* or WECHAT_MINIPROGRAM_* variable is set "
-        "(or check an app: --app module:attr)."
+        "Nothing to check: no WECHAT_*, WECOM_*, WECHAT_MINIPROGRAM_* or WECHAT_PLATFORM_* "
+        "variable is set (or check an app: --app module:attr)."
     )
 
 
@@ -392,8 +392,8 @@ def test_an_app_that_cannot_be_loaded(tmp_path, target, module, says):
 
 
 @dataclass(frozen=True)
-class PlatformConfig:
-    """A third-party platform's config, as small as a test can make it."""
+class FakeProductConfig:
+    """A made-up product's config, as small as a test can make it."""
 
     component_appid: str
     component_secret: str
@@ -402,32 +402,32 @@ class PlatformConfig:
         return {"component_appid": self.component_appid, "component_secret": "********"}
 
 
-class PlatformMiddleware:
+class FakeProductMiddleware:
     def __init__(self, app: object, *, component_appid: str, component_secret: str) -> None:
         self.app = app
-        self.config = PlatformConfig(component_appid, component_secret)
+        self.config = FakeProductConfig(component_appid, component_secret)
         self.counters = Counters()
 
 
-class Platform(Product[PlatformConfig]):
+class FakeProduct(Product[FakeProductConfig]):
     """The whole of what the check needs to know of a new product."""
 
-    name = "platform"
-    title = "PlatformMiddleware"
-    kinds = (PlatformMiddleware,)
-    env_prefix = "WECHAT_PLATFORM_"
-    labels = ("platform",)
+    name = "fake"
+    title = "FakeProductMiddleware"
+    kinds = (FakeProductMiddleware,)
+    env_prefix = "WECHAT_FAKE_"
+    labels = ("fake",)
 
-    def from_env(self, prefix, environ, ignore) -> PlatformConfig:
-        return PlatformConfig(environ[f"{prefix}APPID"], environ[f"{prefix}SECRET"])
+    def from_env(self, prefix, environ, ignore) -> FakeProductConfig:
+        return FakeProductConfig(environ[f"{prefix}APPID"], environ[f"{prefix}SECRET"])
 
-    def config_of(self, found: PlatformMiddleware) -> PlatformConfig:
+    def config_of(self, found: FakeProductMiddleware) -> FakeProductConfig:
         return found.config
 
-    def summary(self, config: PlatformConfig) -> dict[str, object]:
+    def summary(self, config: FakeProductConfig) -> dict[str, object]:
         return config.summary()
 
-    async def probe(self, config: PlatformConfig) -> list[Verdict]:
+    async def probe(self, config: FakeProductConfig) -> list[Verdict]:
         # A failure of a kind no probe expects, whose message holds a URL with the secret.
         raise RuntimeError(f"https://api.weixin.qq.com/x?secret={config.component_secret}")
 
@@ -439,7 +439,7 @@ def run_check(
     status = anyio.run(
         partial(
             run,
-            (*PRODUCTS, Platform()),
+            (*PRODUCTS, FakeProduct()),
             app=app,
             prefixes=[],
             online=online,
@@ -458,33 +458,33 @@ def test_a_product_plugs_in_with_one_part(monkeypatch):
         environ={
             "WECHAT_APPID": "wx1",
             "WECHAT_SECRET": "s" * 32,
-            "WECHAT_PLATFORM_APPID": "wxcomponent1",
-            "WECHAT_PLATFORM_SECRET": "component-secret",
+            "WECHAT_FAKE_APPID": "wxcomponent1",
+            "WECHAT_FAKE_SECRET": "component-secret",
         }
     )
     assert status == 0, out
     assert "WeChatOAuthMiddleware configuration (the environment (WECHAT_*)):" in out
-    assert "PlatformMiddleware configuration (the environment (WECHAT_PLATFORM_*)):" in out
+    assert "FakeProductMiddleware configuration (the environment (WECHAT_FAKE_*)):" in out
     assert "component-secret" not in out
 
-    module = types.ModuleType("platform_app")
-    module.app = PlatformMiddleware(  # type: ignore[attr-defined]
+    module = types.ModuleType("fake_app")
+    module.app = FakeProductMiddleware(  # type: ignore[attr-defined]
         WeChatOAuthMiddleware(Starlette(), appid="wx1", secret="s" * 32),
         component_appid="wxcomponent1",
         component_secret="component-secret",
     )
-    monkeypatch.setitem(sys.modules, "platform_app", module)
-    status, out = run_check(app="platform_app:app")
+    monkeypatch.setitem(sys.modules, "fake_app", module)
+    status, out = run_check(app="fake_app:app")
     assert status == 0, out
     headings = [line for line in out.splitlines() if line.endswith("):")]
     assert headings == [
-        "PlatformMiddleware configuration (platform_app:app):",
-        "WeChatOAuthMiddleware configuration (platform_app:app):",
+        "FakeProductMiddleware configuration (fake_app:app):",
+        "WeChatOAuthMiddleware configuration (fake_app:app):",
     ]
 
 
 def test_a_probe_that_fails_unexpectedly_is_a_problem_without_its_message():
-    environ = {"WECHAT_PLATFORM_APPID": "wxcomponent1", "WECHAT_PLATFORM_SECRET": "platform-secret"}
+    environ = {"WECHAT_FAKE_APPID": "wxcomponent1", "WECHAT_FAKE_SECRET": "platform-secret"}
     status, out = run_check(environ=environ, online=True)
     assert status == 1, out
     assert "PROBLEM: could not try the credentials: RuntimeError" in out

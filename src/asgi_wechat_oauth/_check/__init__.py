@@ -1,7 +1,7 @@
 """``python -m asgi_wechat_oauth check``, and what it and the Prometheus collector know of each
 product.
 
-One module per product (``web``, ``wecom``, ``miniprogram``, ``tokens``), each a
+One module per product (``web``, ``wecom``, ``miniprogram``, ``platform``, ``tokens``), each a
 :class:`Product`: the classes that are the product in an app, its config from the environment
 or from ``add_middleware``'s options, what to print, how to try its credentials, its counters.
 A product added later is one more such module, listed in :data:`PRODUCTS`.
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import miniprogram, tokens, web, wecom
+from . import miniprogram, platform, tokens, web, wecom
 from ._base import Product, Verdict
 from ._run import run as _run
 from ._stack import Found, find
@@ -24,6 +24,7 @@ PRODUCTS: tuple[Product[Any], ...] = (
     web.PRODUCT,
     wecom.PRODUCT,
     miniprogram.PRODUCT,
+    platform.PRODUCT,
     tokens.PRODUCT,
 )
 

@@ -196,23 +196,26 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
                 and not await self._has_ticket()
             ):
                 error = ticket_pending()
-                self._failed("login_refused", error, None)
+                self.counters.errors[error.reason] += 1
                 await self._respond_error(scope, receive, send, error)
                 return
         await super()._serve(scope, receive, send)
 
     async def _has_ticket(self) -> bool:
         """Whether a ticket has arrived (looked up until this process has seen one; the
-        component token's own fetch says if it later lapses). Logs once while waiting."""
+        component token's own fetch says if it later lapses). While waiting, each refused
+        login logs one line: a WARNING the first time, then at DEBUG."""
         if self._ticket_seen:
             return True
         try:
             self._ticket_seen = await self.tickets.current() is not None
         except WeChatOAuthError:
             return True  # the backend's failure is the callback's to report, as any
-        if not self._ticket_seen and not self._pending_logged:
+        if not self._ticket_seen:
+            level = logging.DEBUG if self._pending_logged else logging.WARNING
             self._pending_logged = True
-            logger.warning(
+            logger.log(
+                level,
                 "wechat_platform.ticket_pending component_appid=%s: the platform waits for "
                 "WeChat's component_verify_ticket push (every 10 minutes) at %s; logins get "
                 "503 until it arrives",
