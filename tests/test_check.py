@@ -223,8 +223,8 @@ def test_app_without_the_middleware(tmp_path):
     )
     status, out = check("--app", "plain:app", cwd=tmp_path)
     products = (
-        "WeChatOAuthMiddleware, WeComOAuthMiddleware, MiniProgramMiddleware, PlatformOAuthMiddleware "
-        "or AccessTokenKeeper"
+        "WeChatOAuthMiddleware, WeComOAuthMiddleware, MiniProgramMiddleware, "
+        "PlatformOAuthMiddleware or AccessTokenKeeper"
     )
     assert (status, out.strip()) == (1, f"No {products} found in plain:app.")
 
