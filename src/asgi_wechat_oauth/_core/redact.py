@@ -18,6 +18,7 @@ SENSITIVE_PARAMETERS = (
     "code",
     "js_code",
     "access_token",
+    "component_access_token",  # a third-party platform's token, in its code exchange's URL
     "refresh_token",
     "session_key",
 )
