@@ -41,6 +41,7 @@ PUBLIC = {
         "LoginDeclined",
         "LoginLoop",
         "MethodNotAllowed",
+        "PushRejected",
         "RateLimited",
         "RequestTooLarge",
         "RiskyUserRejected",
@@ -95,6 +96,7 @@ PUBLIC = {
         "EmulatedUser",
         "EmulatorServer",
         "Fault",
+        "PlatformPush",
         "ServerTokens",
         "WeChatEmulator",
         "WeComEmulator",
@@ -119,6 +121,13 @@ PUBLIC = {
         "wecom_identity",
     },
     "asgi_wechat_oauth.prometheus": {"PRODUCT_LABEL", "WeChatOAuthCollector"},
+    "asgi_wechat_oauth.platform": {
+        "ComponentTokenFetcher",
+        "MessageCrypto",
+        "PushEvent",
+        "TicketEndpoint",
+        "TicketStore",
+    },
 }
 
 REASONS = {
@@ -145,6 +154,12 @@ REASONS = {
     "method_not_allowed",
     "missing_code",
     "overloaded",
+    "platform_ticket_pending",
+    "platform_ticket_rejected",
+    "push_signature_invalid",
+    "push_stale",
+    "push_unreadable",
+    "push_wrong_appid",
     "qr_link_expired",
     "rate_limited",
     "risky_user",

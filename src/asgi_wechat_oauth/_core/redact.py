@@ -18,10 +18,10 @@ SENSITIVE_PARAMETERS = (
     "code",
     "js_code",
     "access_token",
+    "component_access_token",  # a third-party platform's token, in its code exchange's URL
     "refresh_token",
     "session_key",
-    "component_access_token",
-    "ticket",
+    "ticket",  # a jsapi_ticket, when a URL carries one
 )
 _PATTERN = re.compile(r"([?&](?:" + "|".join(SENSITIVE_PARAMETERS) + r")=)[^&#\s\"']*")
 

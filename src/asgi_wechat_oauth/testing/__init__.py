@@ -1,5 +1,6 @@
-"""Test helpers, public: WeChat and WeCom emulators, the WeChat browser's double callback,
-and a mini-program's retried login.
+"""Test helpers, public: WeChat and WeCom emulators (WeChat's with a third-party platform's
+ticket pushes, :class:`PlatformPush`), the WeChat browser's double callback, and a
+mini-program's retried login.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -18,6 +19,7 @@ from ._browser import consent, double_callback, web_login, wecom_login
 from ._emulator import WeChatEmulator
 from ._faults import Fault
 from ._miniprogram import double_login, miniprogram_login
+from ._platform import PlatformPush
 from ._server import EmulatorServer
 from ._tokens import ServerTokens
 from ._users import EmulatedUser
@@ -27,6 +29,7 @@ __all__ = [
     "EmulatedUser",
     "EmulatorServer",
     "Fault",
+    "PlatformPush",
     "ServerTokens",
     "WeChatEmulator",
     "WeComEmulator",

@@ -80,8 +80,8 @@ class SnsApi(EmulatorBase):
         if not code:
             return error(41008, "missing code")
         issued = codes.get(code)
-        if issued is None or issued.appid != appid:
-            # Another app's code is as unknown here as a made-up one.
+        if issued is None or issued.appid != appid or issued.component_appid is not None:
+            # Another app's code (or a platform's) is as unknown here as a made-up one.
             return error(40029, "invalid code")
         issued.uses += 1
         if issued.uses > 1:

@@ -29,6 +29,8 @@ FAULT_ENDPOINTS = (
     "token",
     "stable_token",
     "jscode2session",
+    "api_component_token",
+    "component_access_token",
 )
 #: What ``POST /_emulator/settings`` takes, and what each setting is.
 SETTINGS = {

@@ -34,19 +34,23 @@ from ._api import SnsApi
 from ._control import ControlSurface
 from ._faults import Fault
 from ._pages import QRCONNECT_SCOPES, AuthorizePages
+from ._platform import PlatformApi
 from ._tokens import ServerTokens
 from ._users import Code, EmulatedUser, Token
 
 
 @dataclass
-class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
+class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
     """WeChat's OAuth endpoints as an ASGI app.
 
     Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
     ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
-    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`). ``latency`` (seconds) delays
-    every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
-    first of two racing exchanges wins.
+    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for a third-party platform
+    (``component_appid``), the pushes it sends (:meth:`push_ticket`, :meth:`ticket_push`),
+    ``cgi-bin/component/api_component_token`` and ``sns/oauth2/component/access_token``, with
+    the authorize page taking ``component_appid`` for the ``authorizer_appids``. ``latency``
+    (seconds) delays every ``sns/*`` answer; the code is used when the exchange *arrives*, as at
+    WeChat, so the first of two racing exchanges wins.
     """
 
     appid: str = "wxemulated0000001"
@@ -74,6 +78,18 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
     calls: Counter[str] = field(default_factory=Counter)
     #: The official account's server access tokens (``cgi-bin/token``, ``cgi-bin/stable_token``).
     server_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("OA_TOKEN_"))
+    #: A third-party platform (open platform "component"): its appid and secret, and the
+    #: message Token and EncodingAESKey its pushes are signed and encrypted with.
+    component_appid: str = "wxemulatedcomp0001"
+    component_secret: str = "emulated-component-secret-0123456789"  # noqa: S105 - a test credential
+    component_token: str = "emulatedcomponenttoken01"  # noqa: S105 - a test credential
+    component_encoding_aes_key: str = "EmulatedEncodingAESKey0123456789abcdefghijk"
+    #: The official accounts that authorized the platform: its logins are on their behalf.
+    authorizer_appids: tuple[str, ...] = ("wxemulatedauth0001", "wxemulatedauth0002")
+    #: How long a pushed ``component_verify_ticket`` is accepted (WeChat: 12 hours).
+    ticket_ttl: float = 12 * 3600.0
+    #: The platform's ``component_access_token``s (a new one per ``api_component_token`` call).
+    component_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("COMPONENT_TOKEN_"))
 
     def __post_init__(self) -> None:
         self._codes: dict[str, Code] = {}
@@ -87,6 +103,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         self._keys: dict[str, str] = {}
         #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
         self._reissues: dict[str, str] = {}
+        self._tickets: dict[str, float] = {}
         self._router = Router(
             routes=[
                 Route("/connect/oauth2/authorize", self._authorize),
@@ -98,6 +115,12 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
                 Route("/cgi-bin/token", self._server_token),
                 Route("/cgi-bin/stable_token", self._server_token, methods=["POST"]),
                 Route("/sns/jscode2session", self._jscode2session),
+                Route(
+                    "/cgi-bin/component/api_component_token",
+                    self._api_component_token,
+                    methods=["POST"],
+                ),
+                Route("/sns/oauth2/component/access_token", self._component_access_token),
                 Route("/_emulator/stats", self._stats),
                 Route("/_emulator/settings", self._settings, methods=["POST"]),
                 Route("/_emulator/reset", self._reset, methods=["POST"]),
@@ -119,6 +142,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         unionid: str | None = None,
         snapshot: bool | None = None,
         appid: str | None = None,
+        component_appid: str | None = None,
     ) -> str:
         """Issue a fresh code, as the authorize page does after consent: for ``user`` (default:
         the emulator's), with ``openid``, ``unionid`` or ``snapshot`` changed when given, bound
@@ -130,7 +154,9 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         ttl = self.qr_code_ttl if scope in QRCONNECT_SCOPES else self.code_ttl
         code = secrets.token_hex(16)
         expires_at = time.monotonic() + ttl
-        self._codes[code] = Code(who, scope, appid or self.appid, expires_at)
+        self._codes[code] = Code(
+            who, scope, appid or self.appid, expires_at, component_appid=component_appid
+        )
         return code
 
     def issue_miniprogram_code(
@@ -166,7 +192,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         (self._codes.get(code) or self._miniprogram_codes[code]).expires_at = 0.0
 
     def reset(self) -> None:
-        """Forget codes, tokens, counts and pending faults."""
+        """Forget codes, tokens, tickets, counts and pending faults."""
         self._codes.clear()
         self._miniprogram_codes.clear()
         self._session_keys.clear()
@@ -175,6 +201,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         self._faults.clear()
         self._reissues.clear()
         self.server_tokens.revoke()
+        self._reset_platform()
         self.exchanges.clear()
         self._keys.clear()
         self.calls.clear()

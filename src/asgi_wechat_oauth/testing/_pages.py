@@ -38,18 +38,37 @@ class AuthorizePages(EmulatorBase):
     appid: str
     website_appid: str
     apps: dict[str, str]
+    component_appid: str
+    authorizer_appids: tuple[str, ...]
     double_navigation: bool
     calls: Counter[str]
     #: ``pass_ticket`` of a double-navigation page → the callback URL its reissue goes to.
     _reissues: dict[str, str]
 
-    def issue_code(self, scope: str = "snsapi_base", *, appid: str | None = None) -> str:
+    def issue_code(
+        self,
+        scope: str = "snsapi_base",
+        *,
+        appid: str | None = None,
+        component_appid: str | None = None,
+    ) -> str:
         raise NotImplementedError
 
     async def _authorize(self, request: Request) -> Response:
         # Only the official-account page opens in the WeChat in-app browser; QR login
         # (qrconnect) ends in the user's desktop browser, which sends the callback once. A
         # website app has no official-account page.
+        if "component_appid" in request.query_params:
+            # A third-party platform asks on behalf of an account that authorized it.
+            if request.query_params["component_appid"] != self.component_appid:
+                return PlainTextResponse("component_appid invalid (emulator)", status_code=400)
+            return self._consent(
+                request,
+                AUTHORIZE_SCOPES,
+                set(self.authorizer_appids),
+                in_wechat=self.double_navigation,
+                component_appid=self.component_appid,
+            )
         return self._consent(
             request, AUTHORIZE_SCOPES, {self.appid, *self.apps}, in_wechat=self.double_navigation
         )
@@ -60,7 +79,13 @@ class AuthorizePages(EmulatorBase):
         return self._consent(request, QRCONNECT_SCOPES, apps, in_wechat=False)
 
     def _consent(
-        self, request: Request, scopes: frozenset[str], apps: set[str], *, in_wechat: bool
+        self,
+        request: Request,
+        scopes: frozenset[str],
+        apps: set[str],
+        *,
+        in_wechat: bool,
+        component_appid: str | None = None,
     ) -> Response:
         params = request.query_params
         appid = params.get("appid", "")
@@ -76,8 +101,10 @@ class AuthorizePages(EmulatorBase):
             # The WeChat browser's second authorize request: same consent, same code.
             self.calls["authorize_reissued"] += 1
             return RedirectResponse(reissued, status_code=302)
-        code = self.issue_code(params["scope"], appid=appid)
+        code = self.issue_code(params["scope"], appid=appid, component_appid=component_appid)
         query = {"code": code, "state": params.get("state", "")}
+        if component_appid is not None:
+            query["appid"] = appid  # which of the platform's accounts the code is for
         separator = "&" if "?" in redirect_uri else "?"
         callback = redirect_uri + separator + urlencode(query)
         if in_wechat:

@@ -35,6 +35,9 @@ class Code:
     appid: str
     expires_at: float
     uses: int = 0
+    #: The third-party platform that asked for the code on the authorizer's behalf (its codes
+    #: are traded with the platform's token, never with an app's secret).
+    component_appid: str | None = None
 
 
 @dataclass
