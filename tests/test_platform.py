@@ -274,4 +274,6 @@ def test_options_are_checked_where_written(emulator: WeChatEmulator) -> None:
         "ticket_path must differ from callback_path and login_path"
     ]
     assert any("encoding_aes_key" in p for p in problems(encoding_aes_key="short"))
-    assert "secret" not in repr(PlatformOAuthConfig(**good)).replace("component_secret", "")
+    shown = repr(PlatformOAuthConfig(**good))
+    for secret in ("component_secret", "token", "encoding_aes_key"):
+        assert good[secret] not in shown

@@ -122,8 +122,11 @@ PUBLIC = {
     },
     "asgi_wechat_oauth.prometheus": {"PRODUCT_LABEL", "WeChatOAuthCollector"},
     "asgi_wechat_oauth.platform": {
+        "ComponentOAuthClient",
         "ComponentTokenFetcher",
         "MessageCrypto",
+        "PlatformOAuthConfig",
+        "PlatformOAuthMiddleware",
         "PushEvent",
         "TicketEndpoint",
         "TicketStore",
