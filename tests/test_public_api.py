@@ -105,6 +105,7 @@ PUBLIC = {
         "double_callback",
         "double_login",
         "miniprogram_login",
+        "platform_login",
         "web_login",
         "wecom_login",
     },
@@ -185,6 +186,7 @@ FIXTURES = {
     "wechat_emulator_server",
     "wechat_login",
     "wechat_miniprogram_login",
+    "wechat_platform_login",
     "wecom_emulator",
     "wecom_login",
 }

@@ -713,3 +713,61 @@ def test_a_secure_cookie_an_http_client_drops_fails_the_login(suite):
     output = result.stdout.str()
     assert 'base_url="https://app.test"' in output
     assert "Traceback" not in output
+
+
+def test_platform_login_through_the_fixture(suite):
+    suite.makepyfile(
+        """
+        import pytest
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        from asgi_wechat_oauth.platform import PlatformOAuthMiddleware
+        from myapp import client_for
+
+        pytestmark = pytest.mark.anyio
+
+
+        async def who(request):
+            me = request.scope["wechat"]
+            return JSONResponse({"appid": me.appid, "openid": me.openid, "next": me.next})
+
+
+        def make_platform(emulator):
+            return PlatformOAuthMiddleware(
+                Starlette(routes=[Route("/wechat/platform/callback", who)]),
+                component_appid=emulator.component_appid,
+                component_secret=emulator.component_secret,
+                token=emulator.component_token,
+                encoding_aes_key=emulator.component_encoding_aes_key,
+                authorizer=emulator.authorizer_appids[1],
+                login_path="/wechat/platform/login",
+                api_base_url=emulator.url,
+                authorize_base_url=emulator.url,
+                http_client=emulator.http_client(),
+            )
+
+
+        async def test_platform_login(wechat_emulator, wechat_platform_login):
+            app = make_platform(wechat_emulator)
+            async with client_for(app) as client:
+                response = await wechat_platform_login(client, next="/shop")
+            await app.aclose()
+            assert response.status_code == 200, response.text
+            assert response.json()["appid"] == wechat_emulator.authorizer_appids[1]
+            assert response.json()["next"] == "/shop"
+            assert wechat_emulator.calls["api_component_token"] == 1
+            assert wechat_emulator.total_exchanges == 1
+
+
+        async def test_platform_login_served(wechat_emulator_server, wechat_platform_login):
+            app = make_platform(wechat_emulator_server)
+            async with client_for(app) as client:
+                response = await wechat_platform_login(client)
+            await app.aclose()
+            assert response.status_code == 200, response.text
+        """
+    )
+    result = suite.runpytest("--strict-markers")
+    result.assert_outcomes(passed=4)

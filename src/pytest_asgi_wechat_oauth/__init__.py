@@ -12,6 +12,8 @@ import the emulator when a test asks for them, so a suite that does not use them
   options apply to it for one test (its fixtures included), and are restored afterwards.
 - ``wechat_login``: ``await wechat_login(client, next="/profile")`` logs in through the app's
   login endpoint, the emulator's consent page and the WeChat browser's double callback.
+- ``wechat_platform_login``: ``await wechat_platform_login(client)`` pushes a ticket to a
+  third-party platform's app and logs in through it on behalf of an authorizer.
 - ``wechat_miniprogram_login``: ``await wechat_miniprogram_login(client)`` posts a fresh
   ``wx.login()`` code to the app's mini-program login, twice, as a retrying client does.
 - ``wecom_emulator`` (``@pytest.mark.wecom_emulator(...)`` for its options) and ``wecom_login``:
@@ -144,6 +146,18 @@ def wechat_login(request: pytest.FixtureRequest) -> Any:
     from asgi_wechat_oauth.testing import web_login
 
     return _bound(web_login, _test_emulator(request), name="wechat_login")
+
+
+@pytest.fixture
+def wechat_platform_login(request: pytest.FixtureRequest) -> Any:
+    """``await wechat_platform_login(client, login_path="/wechat/platform/login",
+    ticket_path="/wechat/platform/ticket", next=None, scope=None, double=True)``: push a
+    ticket to a third-party platform's app (as WeChat does), then log in through it as the
+    WeChat browser does, on behalf of an authorizer, against this test's emulator (as
+    ``wechat_login`` picks it). See ``asgi_wechat_oauth.testing.platform_login``."""
+    from asgi_wechat_oauth.testing import platform_login
+
+    return _bound(platform_login, _test_emulator(request), name="wechat_platform_login")
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
 
 or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
 plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
-``wechat_emulator_server``, ``wechat_login``, ``wechat_miniprogram_login``, ``wecom_emulator``
-and ``wecom_login``.
+``wechat_emulator_server``, ``wechat_login``, ``wechat_platform_login``,
+``wechat_miniprogram_login``, ``wecom_emulator`` and ``wecom_login``.
 """
 
-from ._browser import consent, double_callback, web_login, wecom_login
+from ._browser import consent, double_callback, platform_login, web_login, wecom_login
 from ._emulator import WeChatEmulator
 from ._faults import Fault
 from ._miniprogram import double_login, miniprogram_login
@@ -38,6 +38,7 @@ __all__ = [
     "double_callback",
     "double_login",
     "miniprogram_login",
+    "platform_login",
     "web_login",
     "wecom_login",
 ]

@@ -115,6 +115,37 @@ async def web_login(
     )
 
 
+async def platform_login(
+    client: httpx.AsyncClient,
+    emulator: WeChatEmulator,
+    *,
+    login_path: str = "/wechat/platform/login",
+    ticket_path: str | None = "/wechat/platform/ticket",
+    next: str | None = None,
+    scope: str | None = None,
+    double: bool = True,
+) -> httpx.Response:
+    """Log in through a third-party platform's ``login_path`` (``PlatformOAuthMiddleware``) as
+    a user of the WeChat browser, and return the callback's response.
+
+    First the emulator pushes a ticket to ``ticket_path``, as WeChat does every 10 minutes, so
+    that the platform can fetch its component token (``ticket_path=None``: push none, the app
+    has one). The consent page is the authorizer's, asked on the platform's behalf; with
+    ``double`` the callback is sent twice with the same code, the first request cut off.
+    """
+    if ticket_path is not None:
+        pushed = await emulator.push_ticket(ticket_path, client=client)
+        if pushed.status_code != 200:
+            raise AssertionError(
+                f"the ticket push to {ticket_path} answered {pushed.status_code}: "
+                f"{pushed.text[:200]} (do the platform's token, encoding_aes_key and "
+                "component_appid match the emulator's?)"
+            )
+    return await web_login(
+        client, emulator, login_path=login_path, next=next, scope=scope, double=double
+    )
+
+
 async def wecom_login(
     client: httpx.AsyncClient,
     emulator: WeComEmulator,
