@@ -23,7 +23,9 @@ from _servers import free_port, process, uvicorn_args
 from asgi_wechat_oauth import Counters, WeChatOAuthMiddleware
 from asgi_wechat_oauth._check import PRODUCTS, Product, Verdict
 from asgi_wechat_oauth._check._run import run
-from asgi_wechat_oauth.testing import WeChatEmulator, WeComEmulator
+from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.platform import TicketStore
+from asgi_wechat_oauth.testing import EmulatorServer, WeChatEmulator, WeComEmulator
 from test_check import check, emulator_env
 
 pytestmark = pytest.mark.slow
@@ -489,3 +491,55 @@ def test_a_probe_that_fails_unexpectedly_is_a_problem_without_its_message():
     assert status == 1, out
     assert "PROBLEM: could not try the credentials: RuntimeError" in out
     assert "platform-secret" not in out
+
+
+def platform_env(url: str, emulator: WeChatEmulator, **overrides: str) -> dict[str, str]:
+    return {
+        "WECHAT_PLATFORM_COMPONENT_APPID": emulator.component_appid,
+        "WECHAT_PLATFORM_COMPONENT_SECRET": emulator.component_secret,
+        "WECHAT_PLATFORM_TOKEN": emulator.component_token,
+        "WECHAT_PLATFORM_ENCODING_AES_KEY": emulator.component_encoding_aes_key,
+        "WECHAT_PLATFORM_AUTHORIZER": emulator.authorizer_appids[0],
+        "WECHAT_PLATFORM_LOGIN_PATH": "/wechat/platform/login",
+        "WECHAT_PLATFORM_API_BASE_URL": url,
+        **overrides,
+    }
+
+
+@pytest.mark.redis
+def test_platform_online_reads_the_shared_ticket_then_tries_the_credentials(redis_server):
+    """``--online`` finds no ticket, then (once WeChat pushed one into the workers' Redis)
+    fetches the component token with it; a wrong secret is said as such."""
+    emulator = WeChatEmulator()
+    prefix = f"check-{free_port()}"
+    with EmulatorServer(emulator) as server:
+        env = platform_env(
+            server.url,
+            emulator,
+            WECHAT_PLATFORM_REDIS_URL=redis_server.url,
+            WECHAT_PLATFORM_REDIS_PREFIX=prefix,
+        )
+        status, out = run_check(environ=env, online=True)
+        assert status == 1, out
+        assert "PlatformOAuthMiddleware configuration (the environment (WECHAT_PLATFORM_*)):" in out
+        assert "PROBLEM: no component_verify_ticket in the backend the workers share yet" in out
+        assert emulator.calls["api_component_token"] == 0
+
+        async def store_ticket() -> None:
+            backend = RedisBackend(redis_server.url, prefix=prefix)
+            await TicketStore(backend, emulator.component_appid).save(emulator.issue_ticket())
+            await backend.aclose()
+
+        anyio.run(store_ticket)
+        status, out = run_check(environ=env, online=True)
+        assert status == 0, out
+        assert "ok: a ticket is there" in out
+        assert "ok: component_appid and component_secret accepted" in out
+        assert emulator.calls["api_component_token"] == 1
+        for secret in (emulator.component_secret, emulator.component_token):
+            assert secret not in out
+        wrong = {**env, "WECHAT_PLATFORM_COMPONENT_SECRET": "a-wrong-component-secret-0000"}
+        status, out = run_check(environ=wrong, online=True)
+        assert status == 1, out
+        assert "PROBLEM: errcode" in out
+        assert "a-wrong-component-secret" not in out

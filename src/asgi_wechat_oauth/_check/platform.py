@@ -58,20 +58,19 @@ class Platform(Product[PlatformOAuthConfig]):
         except WeChatOAuthError as exc:
             return [(False, f"could not read the ticket from the backend: {exc.reason}")]
         if ticket is None:
-            where = (
-                "the backend the workers share"
-                if config.backend is not None
-                else "this process (a memory backend: only the worker that received the "
-                "push holds it; use a RedisBackend to check it from here)"
-            )
-            return [
-                (
-                    False,
-                    f"no component_verify_ticket in {where} yet: WeChat pushes one every 10 "
-                    f"minutes to {config.ticket_path}; the credentials can be tested once it "
-                    "is there",
+            if config.backend is None:
+                why = (
+                    "no ticket to try the credentials with: a memory backend keeps WeChat's "
+                    "component_verify_ticket in the worker that received the push; give a "
+                    "RedisBackend (WECHAT_PLATFORM_REDIS_URL) to check the one the workers share"
                 )
-            ]
+            else:
+                why = (
+                    "no component_verify_ticket in the backend the workers share yet: WeChat "
+                    f"pushes one every 10 minutes to {config.ticket_path}; the credentials can "
+                    "be tried once it is there"
+                )
+            return [(False, why)]
         fetcher = ComponentTokenFetcher(
             config.component_appid,
             config.component_secret,
