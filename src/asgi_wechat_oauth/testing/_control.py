@@ -29,6 +29,7 @@ FAULT_ENDPOINTS = (
     "token",
     "stable_token",
     "jscode2session",
+    "getticket",
 )
 #: What ``POST /_emulator/settings`` takes, and what each setting is.
 SETTINGS = {

@@ -42,11 +42,13 @@ from ._users import Code, EmulatedUser, Token
 class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
     """WeChat's OAuth endpoints as an ASGI app.
 
-    Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
-    ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
-    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`). ``latency`` (seconds) delays
-    every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
-    first of two racing exchanges wins.
+        Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
+        ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
+        ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for the official account's
+    server APIs, ``cgi-bin/token``, ``cgi-bin/stable_token`` and the JS-SDK's
+    ``cgi-bin/ticket/getticket`` (see :attr:`jsapi_ticket`). ``latency`` (seconds) delays
+        every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
+        first of two racing exchanges wins.
     """
 
     appid: str = "wxemulated0000001"
@@ -68,10 +70,13 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
     #: answered.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``,
-    #: ``jscode2session``, ``token``, ``stable_token``).
+    #: ``jscode2session``, ``token``, ``stable_token``, ``getticket``).
     calls: Counter[str] = field(default_factory=Counter)
     #: The official account's server access tokens (``cgi-bin/token``, ``cgi-bin/stable_token``).
     server_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("OA_TOKEN_"))
+    #: The JS-SDK's tickets (``cgi-bin/ticket/getticket?type=jsapi``), given for a valid
+    #: server token: the same one until it expires (``jsapi_tickets.rotate()`` makes another).
+    jsapi_tickets: ServerTokens = field(default_factory=lambda: ServerTokens("JSAPI_TICKET_"))
 
     def __post_init__(self) -> None:
         self._codes: dict[str, Code] = {}
@@ -96,6 +101,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
                 Route("/cgi-bin/token", self._server_token),
                 Route("/cgi-bin/stable_token", self._server_token, methods=["POST"]),
                 Route("/sns/jscode2session", self._jscode2session),
+                Route("/cgi-bin/ticket/getticket", self._getticket),
                 Route("/_emulator/stats", self._stats),
                 Route("/_emulator/settings", self._settings, methods=["POST"]),
                 Route("/_emulator/reset", self._reset, methods=["POST"]),
@@ -143,6 +149,15 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         )
         return code
 
+    @property
+    def jsapi_ticket(self) -> str | None:
+        """The ``jsapi_ticket`` getticket hands out now (None before the first call, or once
+        it expired): what a test checks a ``wx.config`` signature against."""
+        issued = self.jsapi_tickets.issued
+        if issued and self.jsapi_tickets.check(issued[-1]) == 0:
+            return issued[-1]
+        return None
+
     def exchange_count(self, code: str) -> int:
         """How many times ``code`` was presented to ``sns/oauth2/access_token`` (or, for a
         mini-program code, to ``sns/jscode2session``)."""
@@ -173,6 +188,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
         self._faults.clear()
         self._reissues.clear()
         self.server_tokens.revoke()
+        self.jsapi_tickets.revoke()
         self.exchanges.clear()
         self._keys.clear()
         self.calls.clear()
