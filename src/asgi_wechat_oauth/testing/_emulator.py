@@ -42,13 +42,13 @@ from ._users import Code, EmulatedUser, Token
 class WeChatEmulator(AuthorizePages, SnsApi, ControlSurface):
     """WeChat's OAuth endpoints as an ASGI app.
 
-        Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
-        ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
-        ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for the official account's
-    server APIs, ``cgi-bin/token``, ``cgi-bin/stable_token`` and the JS-SDK's
+    Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
+    ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
+    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for the official
+    account's server APIs, ``cgi-bin/token``, ``cgi-bin/stable_token`` and the JS-SDK's
     ``cgi-bin/ticket/getticket`` (see :attr:`jsapi_ticket`). ``latency`` (seconds) delays
-        every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
-        first of two racing exchanges wins.
+    every ``sns/*`` answer; the code is used when the exchange *arrives*, as at WeChat, so the
+    first of two racing exchanges wins.
     """
 
     appid: str = "wxemulated0000001"
