@@ -122,7 +122,7 @@ async def test_middlewares_sharing_a_memory_backend_share_the_ticket(make_app, e
 
 
 async def test_the_ticket_is_refetched_before_it_expires(jssdk, emulator):
-    emulator.jsapi_tickets.ttl = 1  # refreshed at half its life (the margin is longer)
+    emulator.jsapi_tickets.ttl = 2  # refreshed at half its life (the margin is longer)
     _, client = await jssdk()
     assert_signed(emulator, await ask(client, PAGE), PAGE)
     first = emulator.jsapi_ticket
@@ -130,7 +130,7 @@ async def test_the_ticket_is_refetched_before_it_expires(jssdk, emulator):
     # Still fresh: signed with the ticket kept, which is still valid at WeChat.
     kept = (await ask(client, PAGE)).json()
     assert kept["signature"] == signature(first, kept["nonceStr"], kept["timestamp"], PAGE)
-    await anyio.sleep(0.6)
+    await anyio.sleep(1.1)
     assert_signed(emulator, await ask(client, PAGE), PAGE)  # the new one
     assert emulator.calls["getticket"] == 2
 
