@@ -112,6 +112,16 @@ SCRIPTS = (
         "default) and 5000. Each row starts its own servers.",
     ),
     (
+        "bench_jssdk.py",
+        "7. JS-SDK signatures (issue 30)",
+        "`jssdk_config` from a warm ticket against a bare `hashlib.sha1(...).hexdigest()` of "
+        "the same string (target: within 3x), also with the ticket read from its keeper and "
+        "as the whole endpoint (in-process ASGI calls; rounds interleaved, medians of paired "
+        "ratios). Then 1,000 concurrent cold-start requests against the emulator (over "
+        "ASGITransport, 50 ms per answer): getticket and access token calls, on the memory "
+        "backend and with four middlewares sharing one redis-server (target: one each).",
+    ),
+    (
         "profile_callback.py",
         "Profile",
         "cProfile over successful logins with MemoryBackend, then the pieces it points at, "
@@ -120,7 +130,12 @@ SCRIPTS = (
 )
 
 #: The scripts that take ``--backends``.
-BACKEND_SCRIPTS = ("bench_fanout.py", "bench_throughput.py", "bench_alternatives.py")
+BACKEND_SCRIPTS = (
+    "bench_fanout.py",
+    "bench_throughput.py",
+    "bench_alternatives.py",
+    "bench_jssdk.py",
+)
 
 PROFILE_NOTES = """\
 What the profile and the tables showed, and what was changed in `src/` because of it (the

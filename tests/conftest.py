@@ -258,6 +258,7 @@ def no_secret_in_logs(request: pytest.FixtureRequest) -> Iterator[None]:
             *emulator._miniprogram_codes,
             *emulator._session_keys,
             *emulator.server_tokens.issued,
+            *emulator.jsapi_tickets.issued,
         }
     leaked = [s for s in secrets if any(s in text for text in recorder.texts)]
     assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

@@ -104,6 +104,21 @@ def test_redis_local_followers() -> None:
     assert any(line.startswith("target 3: ") for line in out.splitlines())
 
 
+def test_jssdk_memory() -> None:
+    out = run_script("bench_jssdk.py", "--backends", "memory")
+    assert_table_and_verdict(out)
+    assert "jssdk_config, ticket in hand" in out and "memory, 1 middleware" in out
+    assert "redis, 4 middlewares" not in out
+
+
+@pytest.mark.redis
+def test_jssdk_redis() -> None:
+    require_redis_server()
+    out = run_script("bench_jssdk.py", "--backends", "redis")
+    assert_table_and_verdict(out)
+    assert any(line.startswith("redis, 4 middlewares") for line in out.splitlines()), out
+
+
 @pytest.mark.slow
 def test_memory_flood() -> None:
     out = run_script("bench_memory.py", "--codes", "1500", "--max-entries", "500")

@@ -199,3 +199,14 @@ def test_what_no_appid_can_be_is_refused_where_it_is_written(appid):
 def test_wecoms_corpid_is_not_held_to_wechats_form():
     config = WeComOAuthConfig(corpid="ww0123456789abcdef", agentid="1000002", secret=SECRET)
     assert config.corpid == "ww0123456789abcdef"
+
+
+def test_jssdk_path_says_what_to_set_up_in_wechats_console():
+    env = {"WECHAT_APPID": APPID, "WECHAT_SECRET": SECRET}
+    status, out = check(env={**env, "WECHAT_JSSDK_PATH": "/wechat/jssdk"})
+    assert status == 0, out
+    notes = [line for line in out.splitlines() if line.startswith("NOTE: ")]
+    assert len(notes) == 1 and "JS接口安全域名" in notes[0] and "/wechat/jssdk" in notes[0]
+    assert out.rstrip().endswith("OK")  # a note is no warning
+    status, out = check(env=env)
+    assert "NOTE:" not in out

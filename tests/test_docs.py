@@ -48,6 +48,7 @@ PAGES = [
     "products/miniprogram.md",
     "products/wecom.md",
     "products/tokens.md",
+    "products/jssdk.md",
     "backends.md",
     "deployment.md",
     "testing.md",

@@ -87,10 +87,12 @@ PUBLIC = {
     "asgi_wechat_oauth.tokens": {
         "AccessTokenKeeper",
         "ClientCredentialTokenFetcher",
+        "JsapiTicketFetcher",
         "StableTokenFetcher",
         "TokenFetcher",
         "TokenGrant",
         "WeComTokenFetcher",
+        "jssdk_config",
     },
     "asgi_wechat_oauth.testing": {
         "EmulatedUser",
@@ -151,12 +153,14 @@ REASONS = {
     "invalid_query",
     "invalid_scope",
     "invalid_state",
+    "invalid_url",
     "login_declined",
     "login_loop",
     "malformed_code",
     "malformed_state",
     "method_not_allowed",
     "missing_code",
+    "missing_url",
     "overloaded",
     "platform_ticket_pending",
     "platform_ticket_rejected",
@@ -178,6 +182,7 @@ REASONS = {
     "upstream_error",
     "upstream_timeout",
     "upstream_unavailable",
+    "url_not_allowed",
     "wxlogin_unavailable",
 }
 

@@ -62,12 +62,14 @@ class ErrorReason(str, enum.Enum):
     INVALID_QUERY = "invalid_query"
     INVALID_SCOPE = "invalid_scope"
     INVALID_STATE = "invalid_state"
+    INVALID_URL = "invalid_url"
     LOGIN_DECLINED = "login_declined"
     LOGIN_LOOP = "login_loop"
     MALFORMED_CODE = "malformed_code"
     MALFORMED_STATE = "malformed_state"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     MISSING_CODE = "missing_code"
+    MISSING_URL = "missing_url"
     OVERLOADED = "overloaded"
     PLATFORM_TICKET_PENDING = "platform_ticket_pending"
     PLATFORM_TICKET_REJECTED = "platform_ticket_rejected"
@@ -89,6 +91,7 @@ class ErrorReason(str, enum.Enum):
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    URL_NOT_ALLOWED = "url_not_allowed"
     WXLOGIN_UNAVAILABLE = "wxlogin_unavailable"
 
     def __str__(self) -> str:

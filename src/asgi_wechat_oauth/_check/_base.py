@@ -67,6 +67,10 @@ class Product(Generic[C]):
         that is not of WeChat's form, when the config talks to WeChat itself)."""
         return []
 
+    def notes(self, config: C) -> list[str]:
+        """What must be set up elsewhere for an option to work (WeChat's console, say)."""
+        return []
+
     def backend(self, config: C) -> Backend | None:
         """The backend ``check --online`` pings, if the config names one."""
         backend: Backend | None = getattr(config, "backend", None)

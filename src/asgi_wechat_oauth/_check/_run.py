@@ -108,6 +108,8 @@ def show(entry: Entry, out: TextIO) -> None:
         print(f"  {name:<{width}}  {_shown(value)}", file=out)
     for warning in entry.product.warnings(entry.config):
         print(f"WARNING: {warning}", file=out)
+    for note in entry.product.notes(entry.config):
+        print(f"NOTE: {note}", file=out)
 
 
 def _shown(value: object) -> str:

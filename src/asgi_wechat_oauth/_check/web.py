@@ -43,6 +43,15 @@ class Web(Product[WeChatOAuthConfig]):
         )
         return [warning for warning in found if warning]
 
+    def notes(self, config: WeChatOAuthConfig) -> list[str]:
+        if not config.jssdk_path:
+            return []
+        return [
+            f"jssdk_path ({config.jssdk_path}): in the official account's console (设置与开发 → "
+            "公众号设置 → 功能设置 → JS接口安全域名), add the domain of every page that calls "
+            "wx.config (without it, wx.config fails on the phone with 'invalid url domain')"
+        ]
+
     async def probe(self, config: WeChatOAuthConfig) -> list[Verdict]:
         """The official account's appid and secret; the website app's too, when there is one
         and WeChat answered at all (the same host, the same problem, another wait)."""

@@ -183,6 +183,11 @@ class LoginEndpoint:
 
     def own_url(self, scope: Scope, path: str) -> str:
         """``path`` (under ``root_path``) on the scheme and host this request was sent to."""
+        return f"{self.own_origin(scope)}{scope.get('root_path', '')}{path}"
+
+    def own_origin(self, scope: Scope) -> str:
+        """``scheme://host`` this request was sent to (``X-Forwarded-*`` with
+        ``trust_forwarded``); a 400 ``invalid_host`` error when they cannot form one."""
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
         scheme = scope.get("scheme", "http")
         host = headers.get(b"host", "")
@@ -193,7 +198,7 @@ class LoginEndpoint:
             raise InvalidCallbackRequest(
                 ErrorReason.INVALID_HOST, "The request's Host header cannot form the callback URL."
             )
-        return f"{scheme}://{host}{scope.get('root_path', '')}{path}"
+        return f"{scheme}://{host}"
 
 
 def _first(value: str | None) -> str | None:

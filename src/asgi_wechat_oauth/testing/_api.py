@@ -1,7 +1,8 @@
 """The WeChat emulator's API: trading codes (``sns/oauth2/access_token``, and
 ``sns/jscode2session`` for mini-programs), the user's profile and tokens (``sns/userinfo``,
 ``sns/oauth2/refresh_token``, ``sns/auth``), and the official account's server access tokens
-(``cgi-bin/token``, ``cgi-bin/stable_token``).
+(``cgi-bin/token``, ``cgi-bin/stable_token``) and the JS-SDK's ``jsapi_ticket``
+(``cgi-bin/ticket/getticket``).
 
 A code is used when its exchange *arrives*, as at WeChat, so the first of two racing exchanges
 wins; the second gets 40163, later ones 40029. Every answer waits for the emulator's
@@ -39,6 +40,7 @@ class SnsApi(EmulatorBase):
     latency: float
     calls: Counter[str]
     server_tokens: ServerTokens
+    jsapi_tickets: ServerTokens
     _codes: dict[str, Code]
     _miniprogram_codes: dict[str, Code]
     _session_keys: set[str]
@@ -208,6 +210,28 @@ class SnsApi(EmulatorBase):
                 else self.server_tokens.rotate()
             )
             answer = {"access_token": token, "expires_in": expires_in}
+        return await self._answer(answer, fault)
+
+    async def _getticket(self, request: Request) -> Response:
+        """``GET cgi-bin/ticket/getticket?access_token=&type=jsapi``: the current ticket (the
+        same one until it expires), for a server access token this emulator issued and that
+        is still valid (40001 for an unknown or revoked one, 42001 for an expired one)."""
+        self.calls["getticket"] += 1
+        fault = self._next_fault("getticket")
+        if fault in BEFORE_USE:
+            return await self._answer_fault(fault)
+        params = request.query_params
+        checked = self.server_tokens.check(params.get("access_token", ""))
+        answer: dict[str, Any]
+        if checked == 42001:
+            answer = error(42001, "access_token expired")
+        elif checked:
+            answer = error(40001, "invalid credential, access_token is invalid or not latest")
+        elif params.get("type") != "jsapi":
+            answer = error(40097, "invalid args")
+        else:
+            ticket, expires_in = self.jsapi_tickets.current()
+            answer = {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": expires_in}
         return await self._answer(answer, fault)
 
     async def _jscode2session(self, request: Request) -> Response:

@@ -31,6 +31,7 @@ FAULT_ENDPOINTS = (
     "jscode2session",
     "api_component_token",
     "component_access_token",
+    "getticket",
 )
 #: What ``POST /_emulator/settings`` takes, and what each setting is.
 SETTINGS = {

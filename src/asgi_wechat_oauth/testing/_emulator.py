@@ -45,7 +45,9 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
 
     Serves ``connect/oauth2/authorize``, ``connect/qrconnect``, ``sns/oauth2/access_token``,
     ``sns/userinfo``, ``sns/oauth2/refresh_token``, ``sns/auth`` and, for mini-programs,
-    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for a third-party platform
+    ``sns/jscode2session`` (codes from :meth:`issue_miniprogram_code`); for the official
+    account's server APIs, ``cgi-bin/token``, ``cgi-bin/stable_token`` and the JS-SDK's
+    ``cgi-bin/ticket/getticket`` (see :attr:`jsapi_ticket`); for a third-party platform
     (``component_appid``), the pushes it sends (:meth:`push_ticket`, :meth:`ticket_push`),
     ``cgi-bin/component/api_component_token`` and ``sns/oauth2/component/access_token``, with
     the authorize page taking ``component_appid`` for the ``authorizer_appids``. ``latency``
@@ -74,7 +76,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
     #: answered.
     exchanges: Counter[str] = field(default_factory=Counter)
     #: Calls per endpoint name (``access_token``, ``userinfo``, ``refresh_token``, ``auth``,
-    #: ``jscode2session``, ``token``, ``stable_token``).
+    #: ``jscode2session``, ``token``, ``stable_token``, ``getticket``).
     calls: Counter[str] = field(default_factory=Counter)
     #: The official account's server access tokens (``cgi-bin/token``, ``cgi-bin/stable_token``).
     server_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("OA_TOKEN_"))
@@ -90,6 +92,9 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
     ticket_ttl: float = 12 * 3600.0
     #: The platform's ``component_access_token``s (a new one per ``api_component_token`` call).
     component_tokens: ServerTokens = field(default_factory=lambda: ServerTokens("COMPONENT_TOKEN_"))
+    #: The JS-SDK's tickets (``cgi-bin/ticket/getticket?type=jsapi``), given for a valid
+    #: server token: the same one until it expires (``jsapi_tickets.rotate()`` makes another).
+    jsapi_tickets: ServerTokens = field(default_factory=lambda: ServerTokens("JSAPI_TICKET_"))
 
     def __post_init__(self) -> None:
         self._codes: dict[str, Code] = {}
@@ -121,6 +126,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
                     methods=["POST"],
                 ),
                 Route("/sns/oauth2/component/access_token", self._component_access_token),
+                Route("/cgi-bin/ticket/getticket", self._getticket),
                 Route("/_emulator/stats", self._stats),
                 Route("/_emulator/settings", self._settings, methods=["POST"]),
                 Route("/_emulator/reset", self._reset, methods=["POST"]),
@@ -171,6 +177,15 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
         )
         return code
 
+    @property
+    def jsapi_ticket(self) -> str | None:
+        """The ``jsapi_ticket`` getticket hands out now (None before the first call, or once
+        it expired): what a test checks a ``wx.config`` signature against."""
+        issued = self.jsapi_tickets.issued
+        if issued and self.jsapi_tickets.check(issued[-1]) == 0:
+            return issued[-1]
+        return None
+
     def exchange_count(self, code: str) -> int:
         """How many times ``code`` was presented to ``sns/oauth2/access_token`` (or, for a
         mini-program code, to ``sns/jscode2session``)."""
@@ -202,6 +217,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
         self._reissues.clear()
         self.server_tokens.revoke()
         self._reset_platform()
+        self.jsapi_tickets.revoke()
         self.exchanges.clear()
         self._keys.clear()
         self.calls.clear()

@@ -26,17 +26,30 @@ class Fault(str, enum.Enum):
     DROP = "drop"  #: the code is used, the connection drops after the status line
     RATE_LIMITED = "rate_limited"  #: errcode 45011 (minute quota reached), before the code is used
     RISKY_USER = "risky_user"  #: errcode 40226 (high-risk user), before the code is used
+    #: errcode 40001 (the access token is invalid or not the latest), as a server API answers
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - a fault's name
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - errcode 42001 (the access token expired)
 
 
 #: Faults that strike before the request is processed (the code stays unused).
 BEFORE_USE = frozenset(
-    {Fault.BUSY, Fault.HTTP_500, Fault.HTTP_502, Fault.RATE_LIMITED, Fault.RISKY_USER}
+    {
+        Fault.BUSY,
+        Fault.HTTP_500,
+        Fault.HTTP_502,
+        Fault.RATE_LIMITED,
+        Fault.RISKY_USER,
+        Fault.TOKEN_INVALID,
+        Fault.TOKEN_EXPIRED,
+    }
 )
 #: Faults answered with a WeChat errcode.
 _ERRCODE_FAULTS = {
     Fault.BUSY: (-1, "system error"),
     Fault.RATE_LIMITED: (45011, "api minute-quota reach limit"),
     Fault.RISKY_USER: (40226, "high risk user"),
+    Fault.TOKEN_INVALID: (40001, "invalid credential, access_token is invalid or not latest"),
+    Fault.TOKEN_EXPIRED: (42001, "access_token expired"),
 }
 
 

@@ -16,12 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .._core.checks import app_secrets, boolean, one_of, option, required, text
+from .._core.checks import app_secrets, boolean, is_path, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import app_secret, default
 from .._core.sites import AppResolver
 from ..backends import backend_from_url
+from ..tokens import AccessTokenKeeper
 from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
+from ._jssdk import origins_problem, parse_origins
 
 #: The scope a login asks for when the link names none.
 WeChatScope = Literal["snsapi_base", "snsapi_userinfo", "snsapi_login"]
@@ -132,6 +134,44 @@ class WeChatOAuthConfig(OAuthOptions):
         },
     )
 
+    # The JS-SDK endpoint (see web/_jssdk.py).
+    jssdk_path: str | None = field(
+        default=None,
+        metadata=option(text, is_path)
+        | {
+            "doc": 'When set (e.g. `"/wechat/jssdk"`), `GET {jssdk_path}?url=<page URL>` '
+            "answers what the page's `wx.config` takes: JSON `appId`, `timestamp`, "
+            "`nonceStr`, `signature`, signed with the account's `jsapi_ticket` (one fetch per "
+            "ticket lifetime across workers sharing the backend).",
+            "doc_zh": '设置后（如 `"/wechat/jssdk"`），`GET {jssdk_path}?url=<页面地址>` 返回页面'
+            "调用 `wx.config` 所需的 JSON：`appId`、`timestamp`、`nonceStr`、`signature`，用公众号"
+            "的 `jsapi_ticket` 签名（共享同一后端的所有 worker，每个 ticket 有效期内只获取一次）。",
+        },
+    )
+    jssdk_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=option(parse_origins, origins_problem)
+        | {
+            "doc": "Origins (`https://example.com`) whose pages `jssdk_path` signs besides the "
+            "request's own (scheme and host, `X-Forwarded-*` with `trust_forwarded`) and "
+            "`redirect_uri`'s. From the environment: separated by commas.",
+            "doc_zh": "除请求自身的源（协议加主机；`trust_forwarded` 时取 `X-Forwarded-*`）和 "
+            "`redirect_uri` 的源之外，`jssdk_path` 还为哪些源（如 `https://example.com`）的页面"
+            "签名。环境变量里用逗号分隔。",
+        },
+    )
+    token_keeper: AccessTokenKeeper | None = field(
+        default=None,
+        metadata={
+            "doc": "The official account's access token for `jssdk_path`'s `jsapi_ticket`: "
+            "your own `AccessTokenKeeper` (you close it). `None`: one over "
+            "`StableTokenFetcher(appid, secret)` on `backend`.",
+            "doc_zh": "`jssdk_path` 获取 `jsapi_ticket` 所用的公众号 access_token：传入你自己的 "
+            "`AccessTokenKeeper`（由你负责关闭）。`None`：在 `backend` 上用 "
+            "`StableTokenFetcher(appid, secret)` 建一个。",
+        },
+    )
+
     _backend = staticmethod(backend_from_url)
 
     @property
@@ -148,7 +188,9 @@ class WeChatOAuthConfig(OAuthOptions):
             problem = appid_problem(name, getattr(self, name))
             if problem:
                 problems.append(problem)
-        return problems + self._apps_problems() + self._website_app_problems()
+        return (
+            problems + self._apps_problems() + self._website_app_problems() + self._jssdk_problems()
+        )
 
     def _apps_problems(self) -> list[str]:
         """``apps`` with ``resolve_app``, instead of ``appid`` and ``secret``."""
@@ -166,6 +208,11 @@ class WeChatOAuthConfig(OAuthOptions):
             )
         if self.website_appid or self.website_secret:
             problems.append("website_appid cannot be combined with apps")
+        if self.jssdk_path is not None:
+            problems.append(
+                "jssdk_path cannot be combined with apps yet: sign with each account's own "
+                "tokens.jssdk_config(...) and a JsapiTicketFetcher per account"
+            )
         if isinstance(self.apps, Mapping):
             for appid in self.apps:
                 problem = appid_problem("apps", appid)
@@ -194,3 +241,18 @@ class WeChatOAuthConfig(OAuthOptions):
                 "snsapi_userinfo (other browsers use the website app's snsapi_login)"
             )
         return problems
+
+    def _jssdk_problems(self) -> list[str]:
+        """The JS-SDK endpoint: a path of its own; its options only with it."""
+        if self.token_keeper is not None and not isinstance(self.token_keeper, AccessTokenKeeper):
+            return ["token_keeper must be an AccessTokenKeeper"]
+        if self.jssdk_path is None:
+            given = [name for name in ("jssdk_origins", "token_keeper") if getattr(self, name)]
+            return [f"{name} needs jssdk_path" for name in given]
+        others = (self.callback_path, self.login_path)
+        if isinstance(self.jssdk_path, str) and any(
+            isinstance(path, str) and path.rstrip("/") == self.jssdk_path.rstrip("/")
+            for path in others
+        ):
+            return ["jssdk_path must differ from callback_path and login_path"]
+        return []

@@ -11,11 +11,12 @@ import anyio
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.asgi import ASGIApp, Scope, Send
+from .._core.asgi import ASGIApp, Receive, Scope, Send
 from .._core.counters import Counters
 from .._core.middleware import Answer, OAuthMiddleware, Trade, redirect_answer
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages, wants_html
+from .._core.paths import matches
 from .._core.sites import AppResolver, Site, Sites, signer_for
 from .._core.state import StateSigner, VerifiedState, derive_state_secret
 from ..backends import Backend
@@ -25,11 +26,13 @@ from ..errors import (
     StateRejected,
     WeChatOAuthError,
 )
+from ..tokens import AccessTokenKeeper
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
 from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
 from ._config import SnapshotPolicy, WeChatOAuthConfig, WeChatScope
 from ._identity import WeChatIdentity
+from ._jssdk import JsSdkEndpoint
 from ._kept import KeptNexts, bodiless_request
 from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, LoginQuery, wxlogin_params
@@ -96,6 +99,9 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
         website_secret: str | None = None,
         apps: Mapping[str, str] | None = None,
         resolve_app: AppResolver | None = None,
+        jssdk_path: str | None = None,
+        jssdk_origins: tuple[str, ...] = (),
+        token_keeper: AccessTokenKeeper | None = None,
     ) -> None:
         # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
         # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
@@ -121,6 +127,20 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
         if config.apps and config.resolve_app is not None:
             sites = {appid: self._site_of(appid, secret) for appid, secret in config.apps.items()}
             self._sites = Sites(config.resolve_app, sites.get, limit=len(sites))
+        #: ``jssdk_path``'s endpoint; ``jssdk.tickets`` keeps the jsapi_ticket.
+        self.jssdk = JsSdkEndpoint.of(self) if config.jssdk_path else None
+
+    def _set_paths(self, callback_path: str, login_path: str | None) -> None:
+        super()._set_paths(callback_path, login_path)
+        if self.config.jssdk_path:
+            self._answer_at(callback_path, login_path, self.config.jssdk_path)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        jssdk = self.jssdk
+        if jssdk is not None and scope["type"] == "http" and matches(scope, jssdk.paths):
+            await jssdk(scope, receive, send)
+            return
+        await super()._serve(scope, receive, send)
 
     def _client(self, appid: str, secret: str) -> WeChatOAuthClient:
         config = self.config
@@ -165,6 +185,8 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
         )
 
     async def aclose(self) -> None:
+        if self.jssdk is not None:
+            await self.jssdk.aclose()
         await super().aclose()
         for client in (*self.clients.values(), self.website_client):
             if client is not None and client is not self.client:
