@@ -185,7 +185,9 @@ def _field_row(cls: type, spec: dataclasses.Field[Any]) -> Row:
         variable = f"{prefix}REDIS_URL"  # from_env makes a RedisBackend of it
     else:
         variable = ""
-    if spec.default is not dataclasses.MISSING:
+    if spec.metadata.get("required"):
+        default = ""  # a credential: its empty default only lets the config name it missing
+    elif spec.default is not dataclasses.MISSING:
         default = _expression(spec.default)
     elif spec.default_factory is not dataclasses.MISSING:
         default = _expression(spec.default_factory())
