@@ -61,12 +61,6 @@ def _cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
-def component_openid(user: EmulatedUser, appid: str) -> str:
-    """The user's openid in an authorizer's account: one per account, as at WeChat."""
-    digest = hashlib.sha256(f"{appid}:{user.openid}".encode()).hexdigest()
-    return "o" + digest[:27]
-
-
 class PlatformApi(EmulatorBase):
     """The platform's part of :class:`~asgi_wechat_oauth.testing.WeChatEmulator`."""
 
@@ -89,6 +83,13 @@ class PlatformApi(EmulatorBase):
     _keys: dict[str, str]
     #: Ticket -> when it expires (``time.monotonic()``), in the order pushed.
     _tickets: dict[str, float]
+
+    # What the platform shares with the official account's API (``_api.SnsApi``).
+    def _grant(self, user: EmulatedUser, scope: str, appid: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _next_fault(self, endpoint: str) -> Fault | None:
+        raise NotImplementedError
 
     # --- for tests ---------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ class PlatformApi(EmulatorBase):
         """``POST cgi-bin/component/api_component_token``: a new component token for the
         platform's appid, secret and a ticket it pushed."""
         self.calls["api_component_token"] += 1
-        fault = self._platform_fault("api_component_token")
+        fault = self._next_fault("api_component_token")
         if fault in BEFORE_USE:
             return await answer_fault(fault, self.latency)
         try:
@@ -254,7 +255,7 @@ class PlatformApi(EmulatorBase):
         platform's token. A call refused for its token never reaches the code (unused, and
         not counted as an exchange of it)."""
         self.calls["component_access_token"] += 1
-        fault = self._platform_fault("component_access_token")
+        fault = self._next_fault("component_access_token")
         if fault in BEFORE_USE:
             return await answer_fault(fault, self.latency)
         params = request.query_params
@@ -293,29 +294,7 @@ class PlatformApi(EmulatorBase):
             )
         if time.monotonic() > issued.expires_at:
             return error(42003, "code expired")
-        user, scope = issued.user, issued.scope
-        openid = component_openid(user, appid)
-        access_token = "ACCESS_" + secrets.token_urlsafe(24)
-        refresh_token = "REFRESH_" + secrets.token_urlsafe(24)
-        token = Token(user, scope, time.monotonic() + 7200, appid, openid)
-        self._tokens[access_token] = token
-        self._refresh_tokens[refresh_token] = token
-        answer: dict[str, Any] = {
-            "access_token": access_token,
-            "expires_in": 7200,
-            "refresh_token": refresh_token,
-            "openid": openid,
-            "scope": scope,
-        }
-        if user.snapshot:
-            answer["is_snapshotuser"] = 1
-        if user.unionid and scope != "snsapi_base":
-            answer["unionid"] = user.unionid
-        return answer
-
-    def _platform_fault(self, endpoint: str) -> Fault | None:
-        queue = self._faults.get(endpoint)
-        return queue.popleft() if queue else None
+        return self._grant(issued.user, issued.scope, appid)
 
     def _reset_platform(self) -> None:
         self._tickets.clear()

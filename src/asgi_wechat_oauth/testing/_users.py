@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -23,7 +24,8 @@ class EmulatedUser:
             return self.openid
         if appid == website_appid:
             return self.website_openid
-        return f"{self.openid}_{appid}"
+        digest = hashlib.sha256(f"{appid}:{self.openid}".encode()).hexdigest()
+        return "o" + digest[:27]
 
 
 @dataclass
