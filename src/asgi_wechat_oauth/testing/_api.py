@@ -85,15 +85,7 @@ class SnsApi(EmulatorBase):
         if issued is None or issued.appid != appid or issued.component_appid is not None:
             # Another app's code (or a platform's) is as unknown here as a made-up one.
             return error(40029, "invalid code")
-        issued.uses += 1
-        if issued.uses > 1:
-            # WeChat answers a reused code with 40163 and later with 40029: treat both alike.
-            return (
-                error(40163, "code been used") if issued.uses == 2 else error(40029, "invalid code")
-            )
-        if time.monotonic() > issued.expires_at:
-            return error(42003, "code expired")
-        return issued
+        return issued.spend() or issued
 
     def _grant(
         self, user: EmulatedUser, scope: str, appid: str, refresh_token: str | None = None

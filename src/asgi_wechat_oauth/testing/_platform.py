@@ -287,14 +287,7 @@ class PlatformApi(EmulatorBase):
             or issued.component_appid != self.component_appid
         ):
             return error(40029, "invalid code")
-        issued.uses += 1
-        if issued.uses > 1:
-            return (
-                error(40163, "code been used") if issued.uses == 2 else error(40029, "invalid code")
-            )
-        if time.monotonic() > issued.expires_at:
-            return error(42003, "code expired")
-        return self._grant(issued.user, issued.scope, appid)
+        return issued.spend() or self._grant(issued.user, issued.scope, appid)
 
     def _reset_platform(self) -> None:
         self._tickets.clear()

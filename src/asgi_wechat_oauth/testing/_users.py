@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from typing import Any
+
+from ._faults import error
 
 
 @dataclass
@@ -40,6 +44,18 @@ class Code:
     #: The third-party platform that asked for the code on the authorizer's behalf (its codes
     #: are traded with the platform's token, never with an app's secret).
     component_appid: str | None = None
+
+    def spend(self) -> dict[str, Any] | None:
+        """Use the code once: WeChat's answer to a reused (40163, then 40029, as WeChat answers
+        both) or expired (42003) one, else None."""
+        self.uses += 1
+        if self.uses > 1:
+            return (
+                error(40163, "code been used") if self.uses == 2 else error(40029, "invalid code")
+            )
+        if time.monotonic() > self.expires_at:
+            return error(42003, "code expired")
+        return None
 
 
 @dataclass
