@@ -20,6 +20,18 @@ WECHAT_URL = "http://wechat.test"
 CALLBACK = "/wechat/callback"
 
 
+def browser_at(app: Any, emulator: Any, host: str) -> httpx.AsyncClient:
+    """A browser on ``http://{host}`` (served by ``app``) that reaches ``emulator`` at
+    ``WECHAT_URL``: a site whose app is picked by its host."""
+    return httpx.AsyncClient(
+        mounts={
+            f"http://{host}": httpx.ASGITransport(app=app),
+            WECHAT_URL: httpx.ASGITransport(app=emulator),
+        },
+        base_url=f"http://{host}",
+    )
+
+
 def code_key(appid: str, code: str) -> str:
     """The backend key the middleware derives from a code (a hash, never the code)."""
     return hashlib.sha256(f"{appid}:{code}".encode()).hexdigest()

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from asgi_wechat_oauth import WeChatOAuthConfig, WeChatOAuthMiddleware
 from asgi_wechat_oauth.errors import InvalidConfig
 from asgi_wechat_oauth.testing import WeChatEmulator, web_login
-from support import WECHAT_URL
+from support import WECHAT_URL, browser_at
 
 pytestmark = pytest.mark.anyio
 
@@ -54,21 +54,11 @@ async def two_accounts(
     await middleware.aclose()
 
 
-def browser(middleware: Any, emulator: WeChatEmulator, host: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        mounts={
-            f"http://{host}": httpx.ASGITransport(app=middleware),
-            WECHAT_URL: httpx.ASGITransport(app=emulator),
-        },
-        base_url=f"http://{host}",
-    )
-
-
 @pytest.mark.parametrize(("host", "appid"), sorted(HOSTS.items()))
 async def test_each_host_logs_in_with_its_own_account(
     two_accounts: Any, emulator: WeChatEmulator, host: str, appid: str
 ) -> None:
-    async with browser(two_accounts, emulator, host) as client:
+    async with browser_at(two_accounts, emulator, host) as client:
         response = await web_login(client, emulator, next="/home")
     assert response.status_code == 200, response.text
     me = response.json()
@@ -85,7 +75,7 @@ async def test_the_consent_link_names_the_hosts_account(
     two_accounts: Any, emulator: WeChatEmulator
 ) -> None:
     for host, appid in HOSTS.items():
-        async with browser(two_accounts, emulator, host) as client:
+        async with browser_at(two_accounts, emulator, host) as client:
             to_wechat = await client.get(
                 "/wechat/login", headers={"user-agent": "MicroMessenger/8.0"}
             )
@@ -98,7 +88,7 @@ async def test_the_consent_link_names_the_hosts_account(
 async def test_a_state_of_one_account_is_refused_at_the_other(
     two_accounts: Any, emulator: WeChatEmulator
 ) -> None:
-    async with browser(two_accounts, emulator, "a.example") as client_a:
+    async with browser_at(two_accounts, emulator, "a.example") as client_a:
         to_wechat = await client_a.get(
             "/wechat/login", headers={"user-agent": "MicroMessenger/8.0"}
         )
@@ -106,7 +96,7 @@ async def test_a_state_of_one_account_is_refused_at_the_other(
         callback = urlsplit(to_callback.headers["location"])
         cookies = dict(client_a.cookies)
     # The same browser (its cookie too) brings A's code and state to B's callback.
-    async with browser(two_accounts, emulator, "b.example") as client_b:
+    async with browser_at(two_accounts, emulator, "b.example") as client_b:
         client_b.cookies.update(cookies)
         answer = await client_b.get(
             f"/wechat/callback?{callback.query}", headers={"accept": "application/json"}
@@ -120,7 +110,7 @@ async def test_a_state_of_one_account_is_refused_at_the_other(
 async def test_a_host_without_an_account_gets_404(
     two_accounts: Any, emulator: WeChatEmulator, path: str
 ) -> None:
-    async with browser(two_accounts, emulator, "c.example") as client:
+    async with browser_at(two_accounts, emulator, "c.example") as client:
         answer = await client.get(path, headers={"accept": "application/json"})
     assert answer.status_code == 404
     assert answer.json()["error"] == "unknown_app"

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from asgi_wechat_oauth.errors import InvalidConfig
 from asgi_wechat_oauth.platform import PlatformOAuthConfig, PlatformOAuthMiddleware
 from asgi_wechat_oauth.testing import WeChatEmulator, web_login
-from support import WECHAT_URL
+from support import WECHAT_URL, browser_at
 
 pytestmark = pytest.mark.anyio
 
@@ -79,32 +79,22 @@ async def site(emulator: WeChatEmulator, upstream: httpx.AsyncClient) -> Any:
     await middleware.aclose()
 
 
-def browser(middleware: Any, emulator: WeChatEmulator, host: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        mounts={
-            f"http://{host}": httpx.ASGITransport(app=middleware),
-            WECHAT_URL: httpx.ASGITransport(app=emulator),
-        },
-        base_url=f"http://{host}",
-    )
-
-
 async def push_ticket(middleware: Any, emulator: WeChatEmulator) -> None:
-    async with browser(middleware, emulator, "platform.example") as client:
+    async with browser_at(middleware, emulator, "platform.example") as client:
         answer = await emulator.push_ticket(f"http://platform.example{TICKET}", client=client)
     assert answer.status_code == 200, answer.text
     assert answer.text == "success"
 
 
 async def login(middleware: Any, emulator: WeChatEmulator, host: str, **kw: Any) -> Any:
-    async with browser(middleware, emulator, host) as client:
+    async with browser_at(middleware, emulator, host) as client:
         return await web_login(client, emulator, login_path=LOGIN, **kw)
 
 
 async def test_before_the_first_ticket_a_login_is_503_with_one_warning(
     site: Any, emulator: WeChatEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with browser(site, emulator, "a.example") as client:
+    async with browser_at(site, emulator, "a.example") as client:
         as_json = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "application/json"})
         as_page = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "text/html"})
     assert as_json.status_code == 503
@@ -149,7 +139,7 @@ async def test_the_consent_link_is_the_authorizers_on_behalf_of_the_platform(
     site: Any, emulator: WeChatEmulator
 ) -> None:
     await push_ticket(site, emulator)
-    async with browser(site, emulator, "b.example") as client:
+    async with browser_at(site, emulator, "b.example") as client:
         answer = await client.get(LOGIN, params={"scope": "snsapi_userinfo"}, headers=WECHAT_UA)
     assert answer.status_code == 302
     location = answer.headers["location"]
@@ -170,7 +160,7 @@ async def test_the_profile_with_snsapi_userinfo(site: Any, emulator: WeChatEmula
 
 async def consented(site: Any, emulator: WeChatEmulator, host: str) -> tuple[str, dict[str, str]]:
     """Walk the login and consent page at ``host``; the callback's query, and the cookies."""
-    async with browser(site, emulator, host) as client:
+    async with browser_at(site, emulator, host) as client:
         to_wechat = await client.get(LOGIN, headers=WECHAT_UA)
         to_callback = await client.get(to_wechat.headers["location"].split("#")[0])
         return urlsplit(to_callback.headers["location"]).query, dict(client.cookies)
@@ -179,7 +169,7 @@ async def consented(site: Any, emulator: WeChatEmulator, host: str) -> tuple[str
 async def callback_at(
     site: Any, emulator: WeChatEmulator, host: str, query: str, cookies: dict[str, str]
 ) -> httpx.Response:
-    async with browser(site, emulator, host) as client:
+    async with browser_at(site, emulator, host) as client:
         client.cookies.update(cookies)
         return await client.get(f"{CALLBACK}?{query}", headers={"accept": "application/json"})
 
@@ -214,7 +204,7 @@ async def test_a_code_of_one_authorizer_is_refused_at_the_other(
 
 async def test_a_host_without_an_authorizer_is_404(site: Any, emulator: WeChatEmulator) -> None:
     await push_ticket(site, emulator)
-    async with browser(site, emulator, "elsewhere.example") as client:
+    async with browser_at(site, emulator, "elsewhere.example") as client:
         for path in [LOGIN, f"{CALLBACK}?code=abc&state=x&appid=wx1"]:
             answer = await client.get(path, headers={"accept": "application/json"})
             assert answer.status_code == 404
@@ -225,12 +215,12 @@ async def test_a_host_without_an_authorizer_is_404(site: Any, emulator: WeChatEm
 async def test_a_forged_push_stores_nothing(site: Any, emulator: WeChatEmulator) -> None:
     push = emulator.ticket_push()
     push.params["msg_signature"] = "0" * 40
-    async with browser(site, emulator, "platform.example") as client:
+    async with browser_at(site, emulator, "platform.example") as client:
         answer = await push.send(f"http://platform.example{TICKET}", client=client)
     assert answer.status_code == 403
     assert answer.json()["error"] == "push_signature_invalid"
     assert await site.tickets.current() is None
-    async with browser(site, emulator, "a.example") as client:
+    async with browser_at(site, emulator, "a.example") as client:
         refused = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "application/json"})
     assert refused.status_code == 503
 

@@ -14,7 +14,8 @@ import pytest
 
 from asgi_wechat_oauth.backends.redis import RedisBackend
 from asgi_wechat_oauth.testing import WeChatEmulator
-from test_platform import CALLBACK, LOGIN, WECHAT_UA, browser, login, platform, push_ticket
+from support import browser_at
+from test_platform import CALLBACK, LOGIN, WECHAT_UA, login, platform, push_ticket
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -62,7 +63,7 @@ async def test_the_double_callback_across_two_workers_trades_once(
 ) -> None:
     await push_ticket(workers[1], emulator)
     emulator.latency = 0.05
-    async with browser(workers[0], emulator, "a.example") as client:
+    async with browser_at(workers[0], emulator, "a.example") as client:
         to_wechat = await client.get(LOGIN, headers=WECHAT_UA)
         to_callback = await client.get(to_wechat.headers["location"].split("#")[0])
         query = urlsplit(to_callback.headers["location"]).query
@@ -70,7 +71,7 @@ async def test_the_double_callback_across_two_workers_trades_once(
     answers: list[httpx.Response] = []
 
     async def at(worker: Any) -> None:
-        async with browser(worker, emulator, "a.example") as client:
+        async with browser_at(worker, emulator, "a.example") as client:
             client.cookies.update(cookies)
             answers.append(await client.get(f"{CALLBACK}?{query}"))
 
