@@ -94,13 +94,13 @@ async def test_an_apps_own_text_is_said_in_wechat_too(flow, consent):
 
 
 #: Reasons only programs meet: endpoints that answer JSON alone (the mini-program's login, the
-#: JS-SDK signature, a third-party platform's ticket push, which WeChat's servers send).
+#: JS-SDK signature, a third-party platform's ticket push, which WeChat's servers send). Not
+#: ``rate_limited``: a platform's component token can meet it during a browser's login.
 JSON_ONLY = frozenset(
     {
         "body_too_large",
         "invalid_body",
         "invalid_idempotency_key",
-        "rate_limited",
         "risky_user",
         "push_signature_invalid",
         "push_stale",

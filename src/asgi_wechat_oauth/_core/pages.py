@@ -136,6 +136,14 @@ DEFAULT_TEXTS: Texts = {
             "WeChat is busy right now. Please wait a moment, then log in again.",
         ),
     },
+    # WeChat's call quota (45009, 45011; a platform's component token): a minute, not "later".
+    "rate_limited": {
+        "zh": ("微信登录暂时受限", "微信暂时限制了这个网站的登录请求，请过一分钟再重新登录。"),
+        "en": (
+            "WeChat is limiting logins",
+            "WeChat is limiting this site's logins for now. Please try again in a minute.",
+        ),
+    },
     "upstream_unavailable": _NO_WECHAT,
     "upstream_bad_response": _NO_WECHAT,
     "upstream_error": _NO_WECHAT,
