@@ -31,6 +31,7 @@ CLASSES = {
     "WeChatOAuthConfig": "asgi_wechat_oauth:WeChatOAuthConfig",
     "WeComOAuthConfig": "asgi_wechat_oauth.wecom:WeComOAuthConfig",
     "MiniProgramConfig": "asgi_wechat_oauth.miniprogram:MiniProgramConfig",
+    "PlatformOAuthConfig": "asgi_wechat_oauth.platform:PlatformOAuthConfig",
     "MemoryBackend": "asgi_wechat_oauth.backends:MemoryBackend",
     "RedisBackend": "asgi_wechat_oauth.backends.redis:RedisBackend",
 }
@@ -185,7 +186,9 @@ def _field_row(cls: type, spec: dataclasses.Field[Any]) -> Row:
         variable = f"{prefix}REDIS_URL"  # from_env makes a RedisBackend of it
     else:
         variable = ""
-    if spec.default is not dataclasses.MISSING:
+    if spec.metadata.get("required"):
+        default = ""  # a credential: its empty default only lets another option stand in
+    elif spec.default is not dataclasses.MISSING:
         default = _expression(spec.default)
     elif spec.default_factory is not dataclasses.MISSING:
         default = _expression(spec.default_factory())
