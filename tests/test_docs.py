@@ -27,8 +27,7 @@ import yaml
 from _blocks import Block, markdown_blocks, run_block
 from _site import build
 from asgi_wechat_oauth import WeChatOAuthConfig
-from asgi_wechat_oauth.errors import WeChatOAuthError
-from asgi_wechat_oauth.errors import ErrorReason
+from asgi_wechat_oauth.errors import ErrorReason, WeChatOAuthError
 from asgi_wechat_oauth.miniprogram import MiniProgramConfig
 from asgi_wechat_oauth.platform import PlatformOAuthConfig
 from asgi_wechat_oauth.wecom import WeComOAuthConfig
