@@ -31,6 +31,7 @@ CLASSES = {
     "WeChatOAuthConfig": "asgi_wechat_oauth:WeChatOAuthConfig",
     "WeComOAuthConfig": "asgi_wechat_oauth.wecom:WeComOAuthConfig",
     "MiniProgramConfig": "asgi_wechat_oauth.miniprogram:MiniProgramConfig",
+    "PlatformOAuthConfig": "asgi_wechat_oauth.platform:PlatformOAuthConfig",
     "MemoryBackend": "asgi_wechat_oauth.backends:MemoryBackend",
     "RedisBackend": "asgi_wechat_oauth.backends.redis:RedisBackend",
 }
@@ -245,7 +246,11 @@ def _namespaces(owner: Any, name: str) -> list[dict[str, Any]]:
 
 
 #: Type aliases whose runtime value says less than their name: spelt as written for readers.
-SPELLED = {"OnError": "Callable[[Scope, WeChatOAuthError], ASGIApp | None]"}
+SPELLED = {
+    "OnError": "Callable[[Scope, WeChatOAuthError], ASGIApp | None]",
+    "Authorizer": "str | Callable[[Scope], str | None]",
+    "AppResolver": "Callable[[Scope], str | None]",
+}
 
 
 def _annotation(owner: Any, name: str, annotation: Any) -> str:

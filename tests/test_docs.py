@@ -27,8 +27,9 @@ import yaml
 from _blocks import Block, markdown_blocks, run_block
 from _site import build
 from asgi_wechat_oauth import WeChatOAuthConfig
-from asgi_wechat_oauth.errors import WeChatOAuthError
+from asgi_wechat_oauth.errors import ErrorReason, WeChatOAuthError
 from asgi_wechat_oauth.miniprogram import MiniProgramConfig
+from asgi_wechat_oauth.platform import PlatformOAuthConfig
 from asgi_wechat_oauth.wecom import WeComOAuthConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ PAGES = [
     "products/wecom.md",
     "products/tokens.md",
     "products/jssdk.md",
+    "products/platform.md",
     "backends.md",
     "deployment.md",
     "testing.md",
@@ -61,7 +63,9 @@ PAGES = [
     "observability.md",
     "reference.md",
 ]
-CONFIG_CLASSES = [WeChatOAuthConfig, WeComOAuthConfig, MiniProgramConfig]
+CONFIG_CLASSES = [WeChatOAuthConfig, WeComOAuthConfig, MiniProgramConfig, PlatformOAuthConfig]
+#: Each config's secret credential, the row the table must show as required.
+SECRET_FIELDS = {PlatformOAuthConfig: "component_secret"}
 
 
 def load_file(name: str, path: Path) -> ModuleType:
@@ -220,9 +224,11 @@ def test_the_marker_becomes_the_table_of_every_option(cls):
         for spec in dataclasses.fields(cls):
             (row,) = [row for row, name in zip(rows, names, strict=True) if name == spec.name]
             assert spec.metadata[key].replace("|", "\\|") in row
-        (secret,) = [row for row in rows if row.startswith("| `secret`<br>")]
+        name = SECRET_FIELDS.get(cls, "secret")
+        (secret,) = [row for row in rows if row.startswith(f"| `{name}`<br>")]
         required = "必填" if language == "zh" else "required"
-        assert secret.startswith(f"| `secret`<br>`{cls.env_prefix}SECRET` | `str` | {required} |")
+        variable = f"{cls.env_prefix}{name.upper()}"
+        assert secret.startswith(f"| `{name}`<br>`{variable}` | `str` | {required} |")
 
 
 def test_the_table_spells_types_and_defaults_as_written():
@@ -304,6 +310,7 @@ PUBLIC_MODULES = [
     "asgi_wechat_oauth.miniprogram",
     "asgi_wechat_oauth.wecom",
     "asgi_wechat_oauth.tokens",
+    "asgi_wechat_oauth.platform",
     "asgi_wechat_oauth.django",
     "asgi_wechat_oauth.litestar",
 ]
@@ -428,7 +435,7 @@ def test_each_page_has_the_same_option_tables_in_both_languages(page):
 
 def test_every_reason_is_named_in_both_languages():
     skip_while_stubs()
-    in_code = reasons_in_code()
+    in_code = reasons_in_code() | {reason.value for reason in ErrorReason}
     for language in LANGUAGES:
         missing = sorted(in_code - named(whole(language)))
         assert not missing, f"reasons not named in docs/{language}: {missing}"
@@ -507,6 +514,7 @@ def test_mkdocs_build_strict_passes():
         assert (site / "zh" / built / "index.html").exists(), page
     reference = (site / "zh" / "reference" / "index.html").read_text("utf-8")
     assert 'id="asgi_wechat_oauth.WeChatOAuthConfig"' in reference
+    assert 'id="asgi_wechat_oauth.platform.PlatformOAuthConfig"' in reference
     assert ":class:" not in reference  # the Sphinx roles became links or code
     assert (site / "assets" / "performance-zh.svg").exists()
     for html in site.rglob("*.html"):

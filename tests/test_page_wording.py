@@ -12,6 +12,7 @@ import pytest
 
 from asgi_wechat_oauth import ErrorPages
 from asgi_wechat_oauth._core.pages import DEFAULT_TEXTS
+from asgi_wechat_oauth.errors import ErrorReason
 from support import CALLBACK
 
 pytestmark = pytest.mark.anyio
@@ -90,6 +91,47 @@ async def test_an_apps_own_text_is_said_in_wechat_too(flow, consent):
     assert _title(zh.text) == "请重新扫码" and "本店的说明。" in zh.text
     en = await browser.get(callback, headers=_headers(WECHAT, "en-US"))
     assert "forwarded" in en.text  # a language the app did not give: the built-in WeChat text
+
+
+#: Reasons only programs meet: endpoints that answer JSON alone (the mini-program's login, the
+#: JS-SDK signature, a third-party platform's ticket push, which WeChat's servers send). Not
+#: ``rate_limited``: a platform's component token can meet it during a browser's login.
+JSON_ONLY = frozenset(
+    {
+        "body_too_large",
+        "invalid_body",
+        "invalid_idempotency_key",
+        "risky_user",
+        "push_signature_invalid",
+        "push_stale",
+        "push_unreadable",
+        "push_wrong_appid",
+        "missing_url",
+        "invalid_url",
+        "url_not_allowed",
+    }
+)
+
+
+def test_every_reason_a_browser_can_meet_has_its_own_words():
+    """A new reason a browser can meet gets its own title and text in both languages, not
+    the fallback's "something went wrong" (add it to DEFAULT_TEXTS, or to JSON_ONLY)."""
+    for reason in sorted({reason.value for reason in ErrorReason} - JSON_ONLY):
+        assert reason in DEFAULT_TEXTS, f"no page text for {reason}"
+        for language in ("zh", "en"):
+            title, body = DEFAULT_TEXTS[reason][language]
+            assert title.strip() and body.strip(), (reason, language)
+
+
+def test_a_platform_waiting_for_its_ticket_says_minutes_not_a_fault():
+    for reason in ("platform_ticket_pending", "platform_ticket_rejected"):
+        zh_title, zh_body = DEFAULT_TEXTS[reason]["zh"]
+        en_title, en_body = DEFAULT_TEXTS[reason]["en"]
+        assert "几分钟" in zh_body and "a few minutes" in en_body, reason
+        assert "微信登录" in zh_title and "WeChat login" in en_title, reason
+    pending = {DEFAULT_TEXTS["platform_ticket_pending"][lang][0] for lang in ("zh", "en")}
+    rejected = {DEFAULT_TEXTS["platform_ticket_rejected"][lang][0] for lang in ("zh", "en")}
+    assert not pending & rejected
 
 
 def test_each_spent_code_reason_has_a_title_of_its_own():

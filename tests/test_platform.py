@@ -96,11 +96,14 @@ async def test_before_the_first_ticket_a_login_is_503_with_one_warning(
 ) -> None:
     async with browser_at(site, emulator, "a.example") as client:
         as_json = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "application/json"})
-        as_page = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "text/html"})
+        as_page = await client.get(
+            LOGIN, headers={**WECHAT_UA, "accept": "text/html", "accept-language": "zh-CN"}
+        )
     assert as_json.status_code == 503
     assert as_json.json()["error"] == "platform_ticket_pending"
     assert as_page.status_code == 503
     assert as_page.headers["content-type"].startswith("text/html")
+    assert "<h1>微信登录还没准备好</h1>" in as_page.text  # minutes, not a fault of the user's
     warnings = [
         r for r in caplog.records if r.levelno >= logging.WARNING and "ticket" in r.getMessage()
     ]

@@ -15,12 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from string import Template
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from .asgi import Scope
-
-Language = Literal["zh", "en"]
-LANGUAGES: tuple[Language, ...] = ("zh", "en")
+# What a request prefers, importable from here as before.
+from .negotiation import LANGUAGES as LANGUAGES
+from .negotiation import Language as Language
+from .negotiation import _header as _header
+from .negotiation import _weights as _weights
+from .negotiation import in_app_browser as in_app_browser
+from .negotiation import preferred_language as preferred_language
+from .negotiation import wants_html as wants_html
 
 #: What a page says per ``reason`` and language: ``(title, body)``.
 Texts = Mapping[str, Mapping[str, tuple[str, str]]]
@@ -132,6 +136,14 @@ DEFAULT_TEXTS: Texts = {
             "WeChat is busy right now. Please wait a moment, then log in again.",
         ),
     },
+    # WeChat's call quota (45009, 45011; a platform's component token): a minute, not "later".
+    "rate_limited": {
+        "zh": ("微信登录暂时受限", "微信暂时限制了这个网站的登录请求，请过一分钟再重新登录。"),
+        "en": (
+            "WeChat is limiting logins",
+            "WeChat is limiting this site's logins for now. Please try again in a minute.",
+        ),
+    },
     "upstream_unavailable": _NO_WECHAT,
     "upstream_bad_response": _NO_WECHAT,
     "upstream_error": _NO_WECHAT,
@@ -196,6 +208,30 @@ DEFAULT_TEXTS: Texts = {
         ),
     },
     "app_mismatch": _BROKEN_LINK,
+    # A third-party platform waits for WeChat's ticket push (every 10 minutes): minutes, not
+    # seconds, and nothing the user did.
+    "platform_ticket_pending": {
+        "zh": (
+            "微信登录还没准备好",
+            "网站的微信登录正在开通，一般几分钟内就好。请过几分钟再重新登录。",
+        ),
+        "en": (
+            "WeChat login is not ready yet",
+            "The site's WeChat login is still being set up; this usually takes a few minutes. "
+            "Please try again in a few minutes.",
+        ),
+    },
+    "platform_ticket_rejected": {
+        "zh": (
+            "微信登录暂时不可用",
+            "网站正在和微信重新确认登录设置，一般几分钟内恢复。请过几分钟再重新登录。",
+        ),
+        "en": (
+            "WeChat login is briefly unavailable",
+            "The site is renewing its WeChat login with WeChat; this usually takes a few "
+            "minutes. Please try again in a few minutes.",
+        ),
+    },
     "login_loop": {
         "zh": (
             "无法保持登录",
@@ -389,69 +425,6 @@ def _check_template(template: str | None) -> None:
                 f"error_pages template may use ${', $'.join(sorted(TEMPLATE_FIELDS))} "
                 "(write $$ for a dollar sign)"
             )
-
-
-# --- content negotiation -------------------------------------------------------------------------
-
-
-def wants_html(scope: Scope) -> bool:
-    """Whether the request prefers a page: ``text/html`` named in ``Accept`` with a higher
-    weight than JSON gets (``*/*`` alone, as non-browser clients send, means JSON). ``HEAD``
-    never gets a page."""
-    if scope.get("method") == "HEAD":
-        return False
-    weights = _weights(_header(scope, b"accept"))
-    html_weight = weights.get("text/html", 0.0)
-    json_weight = next(
-        (weights[r] for r in ("application/json", "application/*", "*/*") if r in weights), 0.0
-    )
-    return html_weight > json_weight
-
-
-def in_app_browser(scope: Scope) -> bool:
-    """Whether the request comes from WeChat's browser, or WeCom's (``MicroMessenger`` in the
-    User-Agent of both): no cookie settings, no private mode, links opened from chats."""
-    return "micromessenger" in _header(scope, b"user-agent").lower()
-
-
-def preferred_language(scope: Scope) -> Language:
-    """``zh`` when ``Accept-Language`` weighs some ``zh`` (``zh-CN``, ``zh_CN``, ``zh-TW``, ...)
-    above every English or wildcard entry; English otherwise."""
-    best: Language = "en"
-    best_weight = 0.0
-    for tag, weight in _weights(_header(scope, b"accept-language")).items():
-        primary = tag.replace("_", "-").split("-", 1)[0]
-        language: Language | None = "zh" if primary == "zh" else None
-        if primary in ("en", "*"):
-            language = "en"
-        if language is not None and weight > best_weight:
-            best, best_weight = language, weight
-    return best
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    values = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
-    return ",".join(values)
-
-
-def _weights(header: str) -> dict[str, float]:
-    """``{value: q}`` of an ``Accept``-style header, lower-cased; the first mention wins."""
-    weights: dict[str, float] = {}
-    for item in header.split(",")[:64]:
-        value, *params = (part.strip() for part in item.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, number = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    weight = float(number)
-                except ValueError:
-                    weight = 0.0
-                if not 0.0 <= weight <= 1.0:  # NaN too
-                    weight = 0.0
-        if value:
-            weights.setdefault(value.lower(), weight)
-    return weights
 
 
 #: The built-in pages: Simplified Chinese or English, the default texts and look.
