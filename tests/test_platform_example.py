@@ -136,6 +136,9 @@ async def test_four_workers_one_component_token_no_login_lost(redis_server):
             "WECHAT_PLATFORM_REDIS_URL": redis_server.url,
             "WECHAT_PLATFORM_REDIS_PREFIX": f"platform-example-{uuid.uuid4().hex[:8]}",
             "WECHAT_PLATFORM_SESSION_SECRET": "s" * 32,
+            # What is asserted is that no login is lost, not how fast: room for a busy machine.
+            "WECHAT_PLATFORM_EXCHANGE_TIMEOUT": "20",
+            "WECHAT_PLATFORM_LEASE_TTL": "25",
         }
         args = uvicorn_args("examples.platform_app:app", port, "--workers", "4")
         with process(args, port, env) as app:
