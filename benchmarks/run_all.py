@@ -122,6 +122,22 @@ SCRIPTS = (
         "backend and with four middlewares sharing one redis-server (target: one each).",
     ),
     (
+        "bench_platform.py",
+        "8. A third-party platform's login",
+        "(a) In one process, on the in-process emulator with `MemoryBackend`: a login's double "
+        "callback (two requests with one code, the second while the first's exchange is in "
+        "flight) through `WeChatOAuthMiddleware` for one official account (the baseline), for "
+        "two accounts picked by host (`apps=`), and `PlatformOAuthMiddleware` on behalf of two "
+        "authorizers picked by host with a warm component token; the login and consent pages "
+        "walked untimed before each round, the variants alternating login by login; the time "
+        "inside the emulator's ASGI app measured apart. Ratios are medians of the rounds' "
+        "ratios (issue 29's target: <= 1.2x). (b) `examples/platform_app.py` under `uvicorn "
+        "--workers 4` sharing a redis-server, the emulator in its own process (50 ms per "
+        "answer) pushing the ticket, then 1,000 users at once, the two hosts in turn, each with "
+        "the double callback and `/me`; the emulator counts `api_component_token` calls "
+        "(target 1) and each code's exchanges.",
+    ),
+    (
         "profile_callback.py",
         "Profile",
         "cProfile over successful logins with MemoryBackend, then the pieces it points at, "

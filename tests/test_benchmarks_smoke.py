@@ -127,6 +127,14 @@ def test_memory_flood() -> None:
     assert any(line.startswith("target 4: ") for line in out.splitlines())
 
 
+@pytest.mark.redis
+def test_platform_login_and_one_component_token() -> None:
+    require_redis_server()
+    out = run_script("bench_platform.py")
+    assert_table_and_verdict(out)
+    assert "platform, authorizers by host" in out and "component tokens" in out
+
+
 def test_profile() -> None:
     out = run_script("profile_callback.py", "--logins", "100")
     assert "component (own time)" in out and "finding:" in out

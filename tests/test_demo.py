@@ -129,3 +129,6 @@ def test_emulator_command_prints_what_to_configure(
     assert "http://127.0.0.1:8999" in out
     assert served["app"].appid in out
     assert served["app"].secret in out
+    for platform in ["component_appid", "component_secret", "component_encoding_aes_key"]:
+        assert getattr(served["app"], platform) in out
+    assert "/_emulator/push_ticket?url=" in out

@@ -178,7 +178,16 @@ def run_emulator(args: argparse.Namespace) -> int:
         "authorize_base_url=...),\nor in the environment, for WeChatOAuthConfig.from_env() "
         "and the examples:\n"
         f"  export WECHAT_APPID={emulator.appid} WECHAT_SECRET={emulator.secret} "
-        f"WECHAT_API_BASE_URL={base_url} WECHAT_AUTHORIZE_BASE_URL={base_url}",
+        f"WECHAT_API_BASE_URL={base_url} WECHAT_AUTHORIZE_BASE_URL={base_url}\n"
+        "A third-party platform (PlatformOAuthMiddleware, WECHAT_PLATFORM_*):\n"
+        f"  component_appid:    {emulator.component_appid}\n"
+        f"  component_secret:   {emulator.component_secret}\n"
+        f"  token:              {emulator.component_token}\n"
+        f"  encoding_aes_key:   {emulator.component_encoding_aes_key}\n"
+        f"  authorizers:        {', '.join(emulator.authorizer_appids)}\n"
+        "  push a ticket to the platform's ticket_path, as WeChat does every 10 minutes:\n"
+        f"  curl -X POST '{base_url}/_emulator/push_ticket?url=http://127.0.0.1:8000"
+        "/wechat/platform/ticket'",
         flush=True,
     )
     # No access log: request lines carry codes and the secret, even the emulator's.

@@ -1,6 +1,10 @@
 """The WeChat emulator's control surface, for tests that run it in another process:
-``GET /_emulator/stats``, ``POST /_emulator/settings``, ``POST /_emulator/reset`` and
-``POST /_emulator/miniprogram_code`` do over HTTP what a test in the same process calls."""
+``GET /_emulator/stats``, ``POST /_emulator/settings``, ``POST /_emulator/reset``,
+``POST /_emulator/miniprogram_code`` and ``POST /_emulator/push_ticket?url=`` (a third-party
+platform's ticket push, in ``_platform``) do over HTTP what a test in the same process calls.
+The platform's counters are in ``stats``: ``calls["ticket_push"]``,
+``calls["api_component_token"]``, ``calls["component_access_token"]``, and its codes in
+``exchanges``."""
 
 from __future__ import annotations
 

@@ -133,6 +133,7 @@ class WeChatEmulator(AuthorizePages, SnsApi, PlatformApi, ControlSurface):
                 Route(
                     "/_emulator/miniprogram_code", self._miniprogram_code_route, methods=["POST"]
                 ),
+                Route("/_emulator/push_ticket", self._push_ticket_route, methods=["POST"]),
             ]
         )
 

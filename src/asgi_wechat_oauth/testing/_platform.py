@@ -21,20 +21,27 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from .._core.singleflight import flight_key
 from ..platform import MessageCrypto
 from ._base import EmulatorBase
+from ._control import BadSettings, bad_settings, known_names
 from ._faults import BEFORE_USE, Fault, answer_fault, answer_with, error
 from ._tokens import ServerTokens
 from ._users import Code, EmulatedUser, Token
 
 #: The namespace of a component code's backend key (web OAuth's have none, mini-programs' "mp").
 PLATFORM_NAMESPACE = "component"
+#: What ``POST /_emulator/push_ticket`` takes.
+PUSH_SETTINGS = {
+    "url": "the platform's event URL (its ticket_path), such as "
+    "http://127.0.0.1:8000/wechat/platform/ticket",
+}
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,26 @@ class PlatformApi(EmulatorBase):
         return PlatformPush(params, outer.encode(), message)
 
     # --- endpoints ---------------------------------------------------------------------------
+
+    async def _push_ticket_route(self, request: Request) -> Response:
+        """``POST /_emulator/push_ticket?url=...``: push a new ticket to the platform's event
+        URL (:meth:`push_ticket`), for a test that runs the emulator in another process; the
+        answer says what the platform answered (``status``, ``body``), 502 if it did not."""
+        params = request.query_params
+        try:
+            known_names(params, PUSH_SETTINGS)
+            url = params.get("url", "")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise BadSettings(f"url={url!r}: not an http(s) URL")
+        except BadSettings as exc:
+            return bad_settings(exc, PUSH_SETTINGS)
+        try:
+            answer = await self.push_ticket(url)
+        except httpx.HTTPError as exc:
+            message = f"the platform did not answer ({type(exc).__name__})"
+            return JSONResponse({"error": "push_failed", "message": message}, status_code=502)
+        return JSONResponse({"status": answer.status_code, "body": answer.text[:1000]})
 
     async def _api_component_token(self, request: Request) -> Response:
         """``POST cgi-bin/component/api_component_token``: a new component token for the
