@@ -12,7 +12,9 @@ import anyio
 import httpx
 import pytest
 
+from _servers import RedisServer
 from asgi_wechat_oauth.backends.redis import RedisBackend
+from asgi_wechat_oauth.errors import ServiceUnavailable
 from asgi_wechat_oauth.testing import WeChatEmulator
 from support import browser_at
 from test_platform import CALLBACK, LOGIN, WECHAT_UA, login, platform, push_ticket
@@ -97,3 +99,28 @@ async def test_the_ticket_outlives_a_restart(
         assert emulator.calls["ticket_push"] == 1
     finally:
         await after.aclose()
+
+
+async def test_a_redis_that_does_not_answer_is_not_taken_for_no_ticket(
+    emulator: WeChatEmulator, upstream: httpx.AsyncClient
+) -> None:
+    """A worker that has not seen the ticket yet, asking a Redis that does not answer, lets the
+    login go on (its callback answers for the backend) instead of telling the user the
+    platform waits for WeChat's ticket: the ticket is there, Redis just did not say so."""
+    server = RedisServer()
+    server.start()
+    prefix = f"platform-{uuid.uuid4().hex[:12]}"
+    first = platform(emulator, upstream, backend=RedisBackend(server.url, prefix=prefix))
+    cold = platform(emulator, upstream, backend=RedisBackend(server.url, prefix=prefix))
+    try:
+        await push_ticket(first, emulator)
+        server.stop()
+        with pytest.raises(ServiceUnavailable):
+            await cold.tickets.current()
+        async with browser_at(cold, emulator, "a.example") as client:
+            answer = await client.get(LOGIN, headers={**WECHAT_UA, "accept": "application/json"})
+        assert answer.status_code == 302, answer.text  # on to the consent page, not a 503
+    finally:
+        server.stop()
+        await first.aclose()
+        await cold.aclose()

@@ -158,7 +158,9 @@ class TokenStore(Protocol):
         """The outcome stored under ``key`` and the seconds the backend still keeps it, by the
         backend's own clock (Redis ``PTTL``, the memory backend's monotonic expiry), without
         taking a lease; ``None`` if nothing is stored. Freshness judged by that relative time
-        does not depend on the wall clocks of the workers agreeing."""
+        does not depend on the wall clocks of the workers agreeing. A backend that cannot tell
+        now (Redis not answering) raises :class:`~asgi_wechat_oauth.errors.ServiceUnavailable`
+        rather than guess ``None``."""
         ...
 
     async def reject(

@@ -134,8 +134,11 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
         self._sites = Sites(resolve, self._site_of)  # type: ignore[arg-type]
         self._ticket_paths = spellings(config.ticket_path)
         self._answer_at(config.callback_path, config.login_path, config.ticket_path)
-        #: Whether this process has seen a ticket (then a login needs no look-up for it).
+        #: Whether this process has seen a ticket (then a login needs no look-up for it), and
+        #: what the last look-up said, and the look-up in flight.
         self._ticket_seen = False
+        self._no_ticket = False
+        self._checking: anyio.Event | None = None
         self._pending_logged = False
 
     def __repr__(self) -> str:
@@ -202,27 +205,37 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
         await super()._serve(scope, receive, send)
 
     async def _has_ticket(self) -> bool:
-        """Whether a ticket has arrived (looked up until this process has seen one; the
-        component token's own fetch says if it later lapses). While waiting, each refused
-        login logs one line: a WARNING the first time, then at DEBUG."""
+        """Whether a ticket has arrived: looked up until this process has seen one (the
+        component token's own fetch says if it lapses later), once for all the logins that
+        ask at the same moment. A backend that cannot tell now lets the login go on (the
+        callback answers for it); a backend that says none refuses it. While waiting, each
+        refused login logs one line: a WARNING the first time, then at DEBUG."""
         if self._ticket_seen:
             return True
-        try:
-            self._ticket_seen = await self.tickets.current() is not None
-        except WeChatOAuthError:
-            return True  # the backend's failure is the callback's to report, as any
-        if not self._ticket_seen:
-            level = logging.DEBUG if self._pending_logged else logging.WARNING
-            self._pending_logged = True
+        checking = self._checking
+        if checking is not None:
+            await checking.wait()
+        else:
+            self._checking = anyio.Event()
+            try:
+                self._ticket_seen = await self.tickets.current() is not None
+                self._no_ticket = not self._ticket_seen
+            except WeChatOAuthError:
+                self._no_ticket = False
+            finally:
+                done, self._checking = self._checking, None
+                done.set()
+        if self._no_ticket:
             logger.log(
-                level,
+                logging.DEBUG if self._pending_logged else logging.WARNING,
                 "wechat_platform.ticket_pending component_appid=%s: the platform waits for "
                 "WeChat's component_verify_ticket push (every 10 minutes) at %s; logins get "
                 "503 until it arrives",
                 self.component_appid,
                 self.config.ticket_path,
             )
-        return self._ticket_seen
+            self._pending_logged = True
+        return not self._no_ticket
 
     def _parse(self, site: Site, query_string: bytes) -> CallbackParams:
         """The callback names its authorizer (``appid``): it must be this request's."""

@@ -12,7 +12,7 @@ from typing import NamedTuple, TypeVar
 from .._core.counters import Counters
 from .._core.singleflight import SingleFlight
 from ..backends import Backend, MemoryBackend, Outcome, TokenStore, check_lease
-from ..errors import WeChatOAuthError
+from ..errors import ServiceUnavailable, WeChatOAuthError
 from ._fetchers import FORCE_REFRESH_SPACING, TokenFetcher
 from ._grant import TokenGrant
 
@@ -168,7 +168,10 @@ class AccessTokenKeeper:
         """The stored token, fresh for as long as the backend still keeps it (its own clock),
         counted from before asking: never later than the backend's own expiry."""
         asked = time.monotonic()
-        found = await self._store.lookup(self._key)
+        try:
+            found = await self._store.lookup(self._key)
+        except ServiceUnavailable:
+            return None  # the claim that follows waits for the backend (a failover) itself
         if found is None or not isinstance(found[0], TokenGrant) or found[1] <= 0:
             return None
         return _Copy(found[0], asked + found[1])

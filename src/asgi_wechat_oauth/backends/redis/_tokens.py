@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..._core.contract import Mark, Outcome
-from ...errors import ServiceUnavailable
+from ...errors import ErrorReason, ServiceUnavailable
 from ._calls import RedisCalls, ms, require_asyncio
 from ._failures import Busy, Unavailable
 
@@ -20,18 +20,22 @@ class RedisTokenStore(RedisCalls):
     """The token-store half of :class:`RedisBackend`."""
 
     async def lookup(self, key: str) -> tuple[Outcome, float] | None:
-        """One round trip (the result and its ``PTTL``, read together)."""
+        """One round trip (the result and its ``PTTL``, read together). ``None`` only when
+        Redis said nothing is stored; when it did not answer (down, a timeout, this process's
+        queue full), :class:`ServiceUnavailable`: "not stored" would be a guess."""
         require_asyncio()
         local = await self._local.lookup(key)  # what this process kept while Redis was down
         if local is not None:
             return local
         try:
             if not await self._use_redis():
-                return None
+                raise Unavailable
             # Once: on no answer the keeper claims, which waits out a failover itself.
             answer = await self._call(self._scripts.lookup, self._keys(key)[1:2], [], budget=0)
-        except (Unavailable, Busy, ServiceUnavailable):
-            return None
+        except (Unavailable, Busy):
+            raise ServiceUnavailable(
+                ErrorReason.BACKEND_UNAVAILABLE, "The login service is unavailable; try again soon."
+            ) from None
         if answer[0] != 1:
             return None
         return self._load(key, answer[1]), max(int(answer[2]), 0) / 1000
