@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from .asgi import Scope
+from .handoff_texts import HANDOFF_TEXTS
 
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
@@ -198,6 +199,7 @@ DEFAULT_TEXTS: Texts = {
             "If it keeps happening, please contact the site.",
         ),
     },
+    **HANDOFF_TEXTS,
 }
 #: What a page says instead in WeChat's (or WeCom's) browser, where the default's advice does
 #: not apply: it has no cookie settings and no private mode. A reason an app's ``texts`` give

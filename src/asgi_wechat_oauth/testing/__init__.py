@@ -17,6 +17,7 @@ and ``wecom_login``.
 from ._browser import consent, double_callback, web_login, wecom_login
 from ._emulator import WeChatEmulator
 from ._faults import Fault
+from ._handoff import handoff_login
 from ._miniprogram import double_login, miniprogram_login
 from ._server import EmulatorServer
 from ._tokens import ServerTokens
@@ -34,6 +35,7 @@ __all__ = [
     "consent",
     "double_callback",
     "double_login",
+    "handoff_login",
     "miniprogram_login",
     "web_login",
     "wecom_login",

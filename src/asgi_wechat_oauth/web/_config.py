@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .._core.checks import boolean, one_of, option, required, text
+from .._core.checks import boolean, number, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import default
 from ..backends import Backend, MemoryBackend
@@ -25,6 +25,14 @@ from ._authorize import OFFICIAL_ACCOUNT_SCOPES, SCOPES
 WeChatScope = Literal["snsapi_base", "snsapi_userinfo", "snsapi_login"]
 #: What happens to identities of users in WeChat's snapshot-page mode.
 SnapshotPolicy = Literal["allow", "reject"]
+#: What a desktop browser gets when only the official account logs in (no website app).
+DesktopLogin = Literal["handoff", "phone"]
+
+
+def _handoff_ttl(name: str, value: object) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 10 <= value <= 3600:
+        return None
+    return f"{name} must be between 10 and 3600 seconds"
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -101,6 +109,32 @@ class WeChatOAuthConfig(OAuthOptions):
             "(its own `WeChatOAuthClient`). Never logged.",
             "doc_zh": "网站应用的 AppSecret：只用来兑换网站应用的 code（它有自己的 "
             "`WeChatOAuthClient`）。从不写进日志。",
+        },
+    )
+
+    desktop_login: DesktopLogin = field(
+        default="handoff",
+        metadata=option(text, one_of("handoff", "phone"))
+        | {
+            "doc": "With `login_path` and no website app, what a desktop browser gets: "
+            '`"handoff"`, a QR code to scan with WeChat, a confirmation on the phone, and the '
+            'computer is logged in (see Desktop login); `"phone"`, a QR code that moves the '
+            "login to the phone. Needs `verify_state` and a backend that can look records up "
+            '(both built-in ones); without them, `"phone"`.',
+            "doc_zh": '设置了 `login_path` 且没有网站应用时，电脑浏览器看到什么：`"handoff"`：'
+            '二维码，用微信扫码、在手机上确认后电脑就登录了（见“电脑登录”）；`"phone"`：'
+            "二维码把登录转到手机上完成。需要 `verify_state` 和能查询记录的后端（两个内置后端"
+            '都可以），否则按 `"phone"` 处理。',
+        },
+    )
+    handoff_ttl: float = field(
+        default=120.0,
+        metadata=option(number, _handoff_ttl)
+        | {
+            "doc": "Seconds a desktop login's QR code stays valid, from the page to the phone's "
+            "confirmation (10 to 3600). An expired page offers a fresh QR code.",
+            "doc_zh": "电脑登录的二维码有效秒数，从打开页面到手机确认（10 到 3600）。"
+            "过期后页面会提供新的二维码。",
         },
     )
 
