@@ -287,7 +287,7 @@ async def test_the_confirmation_names_the_site_the_browser_and_when(devices, emu
     )
     link = attribute(page.text, r'id="wechat-login-link" href="([^"]+)"')
     zh = await phone_scans(phone, emulator, link)
-    assert "app.test" in zh.text and "Edge（Windows）" in zh.text and "刚刚" in zh.text
+    assert "app.test" in zh.text and "Windows 上的 Edge 浏览器" in zh.text and "刚刚" in zh.text
     assert "确认登录" in zh.text and "取消" in zh.text
     # A refresh of the callback (a stored result) shows the same page, in English if asked.
     en = await phone.get(zh.request.url, headers={**PHONE, "accept-language": "en"})

@@ -167,6 +167,7 @@ REASONS = {
 FIXTURES = {
     "wechat_emulator",
     "wechat_emulator_server",
+    "wechat_handoff_login",
     "wechat_login",
     "wechat_miniprogram_login",
     "wecom_emulator",

@@ -21,7 +21,7 @@ import hmac
 import json
 import math
 import secrets
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .._core.asgi import Receive, Scope, Send
 from .._core.callback import form_pairs
@@ -146,8 +146,9 @@ class Handoffs:
 
     def phone_link(self, scope: Scope, query: LoginQuery, handoff: str) -> str:
         """The absolute login link of ``handoff`` (with the scope asked for), for the QR code."""
-        link = self.login.link(scope, LoginQuery(query.scope, None, False, "", ""))
-        return f"{link}{'&' if '?' in link else '?'}handoff={handoff}"
+        link = self.login.link(scope, LoginQuery(None, None, False, "", ""))
+        params = {"handoff": handoff, **({"scope": query.scope} if query.scope else {})}
+        return f"{link}?{urlencode(params)}"
 
     async def poll(self, scope: Scope) -> Answer:
         """202 ``{"status": "waiting"}``, or 200 ``{"status": "confirmed", "redirect": URL}``;

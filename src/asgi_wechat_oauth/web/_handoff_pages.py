@@ -30,8 +30,7 @@ _TEXTS: dict[Language, dict[str, str]] = {
         "again": "刷新二维码",
         "link": "扫不了码？把这个登录链接发到手机微信里打开",
         "confirm_title": "在电脑上登录？",
-        "confirm_body": "你正在用微信登录 $host，登录的是电脑上的 $browser"
-        "（二维码是 $ago打开的）。",
+        "confirm_body": "你正在用微信登录 $host。等待登录的电脑：$browser，$ago打开了二维码。",
         "warning": "只有当这台电脑就在你面前、登录页面是你自己打开的，才点确认。如果二维码是别人"
         "发给你的，请取消：确认之后，对方的电脑就会以你的身份登录。",
         "confirm": "确认登录",
@@ -40,8 +39,8 @@ _TEXTS: dict[Language, dict[str, str]] = {
         "done_body": "$host 已经在电脑上登录，回到电脑继续就行。这个页面可以关掉了。",
         "cancelled_title": "已取消",
         "cancelled_body": "电脑没有登录 $host。",
-        "browser": "$name（$os）",
-        "unknown": "浏览器",
+        "browser": "$os 上的 $name 浏览器",
+        "unknown": "一个浏览器",
         "just_now": "刚刚",
         "seconds": "$n 秒前",
         "minutes": "$n 分钟前",
@@ -57,8 +56,8 @@ _TEXTS: dict[Language, dict[str, str]] = {
         "again": "Get a new QR code",
         "link": "Cannot scan? Send this login link to WeChat on your phone and open it there",
         "confirm_title": "Log in on a computer?",
-        "confirm_body": "You are logging in to $host with WeChat, for $browser on a computer "
-        "(its QR code was opened $ago).",
+        "confirm_body": "You are logging in to $host with WeChat. The computer waiting to be "
+        "logged in: $browser, which opened the QR code $ago.",
         "warning": "Confirm only if that computer is in front of you and you opened the login "
         "page yourself. If someone sent you this QR code, cancel: confirming would log their "
         "computer in as you.",
@@ -115,7 +114,10 @@ p{margin-bottom:24px}
 .qr svg{display:block;width:220px;height:220px}
 .qr.gone{opacity:.15}
 #status{text-align:center;color:#191919;font-weight:600}
-a.link{background:none;color:#576b95;font-weight:400;font-size:14px;word-break:break-all}
+[hidden]{display:none!important}
+a.link{background:none;color:#576b95;font-weight:400;font-size:14px}
+.icon.ok{background:#07c160}
+.icon.off{background:#b2b2b2}
 .warn{padding:12px;border-radius:8px;background:#fff3e0;color:#8a4b00;font-size:15px}
 form{margin:0}
 button{display:block;box-sizing:border-box;width:100%;margin-bottom:12px;padding:12px;border:0;\
@@ -161,6 +163,7 @@ _CONFIRM = Template(
 _MESSAGE = Template(
     page_source(
         STYLE + _EXTRA_STYLE,
+        '<div class="icon $icon" aria-hidden="true">$mark</div>\n'
         '<h1 id="title">$title</h1>\n<p>$body</p>\n',
     )
 )
@@ -273,4 +276,5 @@ def render_message_page(what: str, host: str, language: Language) -> bytes:
         "title": texts[f"{what}_title"],
         "body": Template(texts[f"{what}_body"]).substitute(host=host),
     }
-    return _MESSAGE.substitute(_escaped(values)).encode()
+    icon, mark = ("ok", "\u2713") if what == "done" else ("off", "\u00d7")
+    return _MESSAGE.substitute(_escaped(values), icon=icon, mark=mark).encode()
