@@ -368,6 +368,40 @@ async def test_a_malformed_handoff_id_is_a_400_and_no_trip_to_wechat(devices, em
     assert sum(emulator.calls.values()) == 0
 
 
+async def test_a_phone_sent_through_login_again_stays_on_the_handoff(devices, emulator):
+    """An unusable code (here, made up) re-authorizes once: the new login is for the same
+    handoff, not a login of the phone itself."""
+    _, desktop, phone = await devices()
+    link, poll = await desktop_page(desktop)
+    to_wechat = await phone.get(link, headers=PHONE)
+    state = parse_qs(urlsplit(to_wechat.headers["location"]).query)["state"][0]
+    again = await phone.get(CALLBACK, params={"code": "madeUp0001", "state": state}, headers=PHONE)
+    assert again.status_code == 302
+    handoff = parse_qs(urlsplit(link).query)["handoff"][0]
+    assert parse_qs(urlsplit(again.headers["location"]).query)["handoff"] == [handoff]
+    confirm = await phone_scans(phone, emulator, again.headers["location"])
+    action, csrf = form_of(confirm)
+    await phone.post(action, data={"csrf": csrf, "answer": "confirm"}, headers=PHONE)
+    assert (await desktop.get(poll, headers=JSON)).status_code == 200
+
+
+async def test_under_a_root_path_every_link_keeps_the_prefix(make_app, emulator):
+    middleware, _ = await make_app(login_path=LOGIN, authorize_base_url="http://wechat.test")
+    transport = httpx.ASGITransport(app=middleware, root_path="/app")
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=APP_URL) as desktop,
+        httpx.AsyncClient(transport=transport, base_url=APP_URL) as phone,
+    ):
+        page = await desktop.get(f"/app{LOGIN}", headers=DESKTOP)
+        link = attribute(page.text, r'id="wechat-login-link" href="([^"]+)"')
+        poll = attribute(page.text, r'data-poll-url="([^"]+)"')
+        assert link.startswith(f"{APP_URL}/app{LOGIN}?handoff=")
+        assert poll.startswith(f"/app{LOGIN}?handoff_poll=")
+        answer = await handoff_login(desktop, phone, emulator, login_path=f"/app{LOGIN}")
+        assert answer.request.url.path == f"/app{CALLBACK}"
+        assert answer.json()["openid"] == emulator.user.openid
+
+
 # --- who gets the handoff, and who keeps the old page -------------------------------------------
 
 

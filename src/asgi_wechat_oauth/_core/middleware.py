@@ -278,6 +278,8 @@ class OAuthMiddleware(Middleware):
             query["retry"] = "1"
         if signed is not None and signed.next:
             query["next"] = signed.next
+        if signed is not None and signed.handoff:
+            query["handoff"] = signed.handoff  # a phone's login for a desktop stays one
         url = f"{scope.get('root_path', '')}{self.login_path}"
         return f"{url}?{urlencode(query)}" if query else url
 
