@@ -337,15 +337,19 @@ async def test_the_phone_may_cancel(devices, emulator):
     assert (await desktop.get(poll, headers=JSON)).status_code == 410
 
 
-async def test_another_wechat_user_cannot_take_a_scanned_handoff(devices, emulator, make_app):
+async def test_a_second_wechat_user_scanning_ends_the_handoff(devices, emulator):
     middleware, desktop, phone = await devices()
     link, poll = await desktop_page(desktop)
-    await phone_scans(phone, emulator, link)
+    action, csrf = form_of(await phone_scans(phone, emulator, link))
     emulator.user = EmulatedUser(openid="oSomeoneElse0000000000000001")
     other = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url=APP_URL)
     async with other:
         taken = await phone_scans(other, emulator, link)
     assert taken.status_code == 403 and "handoff_taken" in taken.text
+    # Contested: nobody is handed the desktop, whose page offers a new QR code.
+    assert (await desktop.get(poll, headers=JSON)).status_code == 410
+    late = await phone.post(action, data={"csrf": csrf, "answer": "confirm"}, headers=JSON)
+    assert late.status_code == 410
 
 
 async def test_the_link_outside_wechat_says_to_open_it_in_wechat(devices):

@@ -35,12 +35,12 @@ HANDOFF_TEXTS = {
     "handoff_taken": {
         "zh": (
             "二维码已经被别人扫过",
-            "另一个微信用户已经扫过这个二维码。请回到电脑上获取新的二维码。",
+            "另一个微信用户也扫了这个二维码，为安全起见，它已经作废。请回到电脑上获取新的二维码。",
         ),
         "en": (
             "Someone else scanned this QR code",
-            "Another WeChat user already scanned it. Go back to the computer and get a new "
-            "QR code.",
+            "Another WeChat user scanned it too, so it no longer logs anyone in. Go back to "
+            "the computer and get a new QR code.",
         ),
     },
 }

@@ -212,7 +212,7 @@ class HandoffStore:
     async def scan(self, handoff: str, identity: WeChatIdentity, phone: str) -> Waiting:
         """Record the phone's login (``phone``: its login cookie). The same user again (the
         duplicate callback, a refresh) finds it recorded; another user gets 403
-        ``handoff_taken``."""
+        ``handoff_taken``, and the handoff ends (unless already confirmed)."""
         waiting = await self.waiting(handoff)
         scanned = HandoffScanned(digest(phone), identity)
         key = self._key(handoff, "scan")
@@ -222,9 +222,15 @@ class HandoffStore:
             and found.identity.openid == identity.openid
             and found.phone == scanned.phone
         ):
+            # Two people scanned one QR code (one may have read it over the other's shoulder):
+            # neither is handed the desktop; its page offers a new QR code.
+            await self.backend.forget(
+                self._key(handoff, "start"), only_if=lambda o: isinstance(o, HandoffStarted)
+            )
             raise StateRejected(
                 ErrorReason.HANDOFF_TAKEN,
-                "Someone else already scanned this QR code: the computer's page shows a new one.",
+                "Someone else also scanned this QR code: it no longer logs anyone in. Get a new "
+                "one on the computer.",
             )
         return waiting
 
@@ -249,7 +255,8 @@ class HandoffStore:
 
     async def cancel(self, handoff: str, phone: str | None) -> None:
         """The phone that scanned declines: the handoff ends (the desktop's page offers a new
-        QR code). Once confirmed, it is too late to cancel (409-free: the page says so)."""
+        QR code). Once confirmed, it is too late: nothing changes (the page says the computer
+        is logged in)."""
         await self._scanned_by(handoff, phone)
         if await self.is_confirmed(handoff):
             return
