@@ -101,6 +101,7 @@ class HandoffRoutes(OAuthMiddleware):
         self, kind: str, handoffs: Handoffs, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """The desktop's poll and redemption, the phone's answer."""
+        answer: Answer | None = None
         try:
             if kind == "confirm":
                 answer = await handoffs.answered(scope, receive)
@@ -110,14 +111,15 @@ class HandoffRoutes(OAuthMiddleware):
                     answer = await handoffs.poll(scope)
                 else:
                     identity = await handoffs.redeem(scope)
-                    # As a direct login: the app's callback handler, the login counted.
-                    await self._deliver(scope, receive, send, identity)
-                    return
         except WeChatOAuthError as exc:
             self._failed("handoff_refused", exc, None)
             await self._respond_error(scope, receive, send, exc)
             return
-        await answer(send)
+        if answer is not None:
+            await answer(send)
+            return
+        # Redeemed, as a direct login: the app's callback handler, the login counted.
+        await self._deliver(scope, receive, send, identity)
 
     def _divert(
         self, scope: Scope, receive: Receive, identity: Any, verified: VerifiedState | None
