@@ -30,6 +30,7 @@ from _common import (
     median,
     paired_ratio,
     parser,
+    redis_rtt_ns,
     redis_wanted,
     rotate,
     run,
@@ -143,9 +144,10 @@ async def measure(backend: str, redis_url: str | None, rounds: int, n: int) -> d
                         await call(middleware, dict(scope))
                     times[name].append((time.perf_counter_ns() - start) / n)
             wechat_calls = sum(emulator.calls.values()) - calls_before
+            rtt = await redis_rtt_ns(redis_url) if redis_url is not None else None
         finally:
             await middleware.aclose()
-    return {"backend": backend, "times": times, "wechat_calls": wechat_calls}
+    return {"backend": backend, "times": times, "wechat_calls": wechat_calls, "rtt": rtt}
 
 
 def main() -> None:
@@ -157,7 +159,8 @@ def main() -> None:
         for backend in args.backends:
             if backend == "redis" and redis_url is None:
                 continue
-            results.append(run(lambda b=backend: measure(b, redis_url, rounds, n)))
+            url = redis_url if backend == "redis" else None
+            results.append(run(lambda b=backend, u=url: measure(b, u, rounds, n)))
     rows = []
     worst = 0.0
     calls = 0
@@ -171,6 +174,9 @@ def main() -> None:
             rows.append((result["backend"], name, fmt_ns(median(times[name])), f"{ratio:.2f}x"))
     print(table(["backend", "request", "per request", "vs pass-through"], rows))
     print(f"\n{rounds} rounds of {n} calls of each; WeChat calls during the polls: {calls}")
+    for result in results:
+        if result["rtt"] is not None:
+            print(f"Redis PING round trip from this process: {fmt_ns(result['rtt'])}")
     print(
         verdict(
             calls == 0,
