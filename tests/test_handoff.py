@@ -210,6 +210,21 @@ async def test_the_handoff_works_once(devices, emulator):
     assert again.status_code == 410 and again.json()["error"] == "handoff_used"
 
 
+async def test_two_redemptions_at_once_hand_over_one_login(devices, emulator):
+    import anyio
+
+    _, desktop, _, _, redirect = await confirmed(devices, emulator)
+    answers: list[httpx.Response] = []
+
+    async def redeem() -> None:
+        answers.append(await desktop.get(redirect, headers=DESKTOP))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(redeem)
+    assert sorted(a.status_code for a in answers) == [200, 410, 410, 410, 410]
+
+
 async def test_only_the_browser_that_started_it_is_handed_the_login(devices, emulator):
     middleware, desktop, phone, poll, redirect = await confirmed(devices, emulator)
     stranger = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url=APP_URL)

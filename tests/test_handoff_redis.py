@@ -6,9 +6,11 @@ redemption land on alternate workers (asyncio: the Redis client is asyncio-only)
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -19,6 +21,12 @@ from support import APP_URL
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
 LOGIN = "/wechat/login"
+
+
+def found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match is not None, text[:300]
+    return match.group(1).replace("&amp;", "&")
 
 
 class RoundRobin:
@@ -100,3 +108,52 @@ async def test_a_cancel_on_one_worker_ends_the_poll_on_the_other(make_app, emula
     ):
         answer = await handoff_login(desk, phone, emulator, confirm=False)
     assert answer.status_code == 410 and answer.json()["error"] == "handoff_expired"
+
+
+async def test_two_redemptions_at_once_on_two_workers_hand_over_one_login(
+    make_app, emulator, redis_server
+):
+    """The same confirmed handoff redeemed by the desktop on both workers at the same moment
+    (a double click, a retried navigation): one login reaches the app, the other is 410."""
+    prefix = f"handoff-{uuid.uuid4().hex}"
+    workers = []
+    for _ in range(2):
+        middleware, _ = await make_app(
+            login_path=LOGIN,
+            authorize_base_url="http://wechat.test",
+            backend=RedisBackend(redis_server.url, prefix=prefix),
+        )
+        workers.append(middleware)
+    first, second = (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=worker), base_url=APP_URL)
+        for worker in workers
+    )
+    html = {"accept": "text/html", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126"}
+    async with first, second:
+        page = await first.get(LOGIN, headers=html)
+        poll = found(r'data-poll-url="([^"]+)"', page.text)
+        second.cookies = first.cookies  # one desktop browser, two workers
+        # The phone, on the second worker, through the helper's steps.
+        phone = httpx.AsyncClient(transport=httpx.ASGITransport(app=workers[1]), base_url=APP_URL)
+        async with phone:
+            link = found(r'id="wechat-login-link" href="([^"]+)"', page.text)
+            wechat = {"user-agent": "Mozilla/5.0 Mobile MicroMessenger/8.0", "accept": "text/html"}
+            to_wechat = await phone.get(link, headers=wechat)
+            async with emulator.http_client() as provider:
+                consent = await provider.get(to_wechat.headers["location"].split("#")[0])
+            asked = await phone.get(consent.headers["location"], headers=wechat)
+            action = found(r'action="([^"]+)"', asked.text)
+            csrf = found(r'name="csrf" value="([^"]+)"', asked.text)
+            await phone.post(action, data={"csrf": csrf, "answer": "confirm"}, headers=wechat)
+        redirect = (await second.get(poll, headers={"accept": "application/json"})).json()
+        answers: list[httpx.Response] = []
+
+        async def redeem(client: httpx.AsyncClient) -> None:
+            answers.append(await client.get(redirect["redirect"], headers=html))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(redeem, first)
+            tg.start_soon(redeem, second)
+    assert sorted(answer.status_code for answer in answers) == [200, 410]
+    winner = next(answer for answer in answers if answer.status_code == 200)
+    assert winner.json()["openid"] == emulator.user.openid

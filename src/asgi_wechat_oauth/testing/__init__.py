@@ -1,5 +1,5 @@
 """Test helpers, public: WeChat and WeCom emulators, the WeChat browser's double callback,
-and a mini-program's retried login.
+a mini-program's retried login, and a desktop login handed over from a phone.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -10,8 +10,8 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
 
 or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
 plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
-``wechat_emulator_server``, ``wechat_login``, ``wechat_miniprogram_login``, ``wecom_emulator``
-and ``wecom_login``.
+``wechat_emulator_server``, ``wechat_login``, ``wechat_handoff_login``,
+``wechat_miniprogram_login``, ``wecom_emulator`` and ``wecom_login``.
 """
 
 from ._browser import consent, double_callback, web_login, wecom_login
