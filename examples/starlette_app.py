@@ -23,6 +23,10 @@ Environment (read by ``WeChatOAuthConfig.from_env``, which refuses unknown ``WEC
   with the official account. The login link then names no scope (set
   ``WECHAT_DEFAULT_SCOPE=snsapi_userinfo`` for the profile): a desktop browser cannot use an
   official-account scope.
+- ``WECHAT_DESKTOP_LOGIN=phone``: without a website app, desktop browsers get the page that
+  moves the login to the phone instead of logging the computer in through the phone (the
+  default, ``handoff``: docs/en/products/desktop-login.md); ``WECHAT_HANDOFF_TTL`` (120) is
+  how long its QR code stays valid.
 - ``WECHAT_SNAPSHOT_USERS=reject`` refuses WeChat's snapshot-mode users with a page asking them
   to open the full service (``snapshot_users``; the default, ``allow``, lets them in).
 - ``WECHAT_SESSION_SECRET``: signs the session cookie. Set it whenever the login flow is on with

@@ -57,6 +57,12 @@ def test_passthrough() -> None:
     assert "WeChatOAuthMiddleware" in out and "no-op BaseHTTPMiddleware" in out
 
 
+def test_handoff() -> None:
+    out = run_script("bench_handoff.py", "--backends", "memory")
+    assert_table_and_verdict(out)
+    assert "poll, waiting (202)" in out and "WeChat calls during the polls: 0" in out
+
+
 @pytest.mark.parametrize(
     ("script", "row"),
     [

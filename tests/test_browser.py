@@ -381,7 +381,8 @@ def test_real_desktop_browser_gets_the_qr_page_or_the_website_qr_login(chromium,
     ):
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            with _desktop_example(emulator_url, defaults) as app:
+            # The page that moves the login to the phone (the handoff's: test_browser_handoff.py).
+            with _desktop_example(emulator_url, defaults, WECHAT_DESKTOP_LOGIN="phone") as app:
                 page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
                 page.set_default_timeout(20_000)
                 page.on(

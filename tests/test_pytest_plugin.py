@@ -224,10 +224,20 @@ def test_login_through_the_fixtures(suite):
         def test_a_fresh_emulator_per_test(wechat_emulator):
             assert wechat_emulator.total_exchanges == 0
             assert wechat_emulator.url == "http://wechat.test"
+
+
+        async def test_a_desktop_logs_in_through_a_phone(wechat_emulator, wechat_handoff_login):
+            app = make_app(wechat_emulator, http_client=wechat_emulator.http_client())
+            async with client_for(app) as desktop, client_for(app) as phone:
+                response = await wechat_handoff_login(desktop, phone, next="/profile")
+            assert response.status_code == 200, response.text
+            assert response.json()["openid"] == wechat_emulator.user.openid
+            assert response.json()["next"] == "/profile"
+            assert wechat_emulator.total_exchanges == 1
         """
     )
     result = suite.runpytest("--strict-markers")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=9)
 
 
 def test_marker_options_apply(suite):

@@ -62,6 +62,17 @@ LONG_NEXTS = [
 MAX_VERSION = 10
 
 
+@pytest.fixture
+def flow(flow):
+    """The page that moves the login to the phone (``desktop_login="phone"``): its link holds
+    the ``next`` (the handoff's keeps it in the backend and its link holds only an id)."""
+
+    async def make(**options):
+        return await flow(desktop_login="phone", **options)
+
+    return make
+
+
 def test_the_cases_are_what_they_claim():
     assert 760 <= len(AUDIT_NEXT.encode()) <= 770
     assert len(LONGEST_ASCII.encode()) == len(LONGEST_CHINESE.encode()) == 2000

@@ -67,7 +67,8 @@ def test_the_section_has_its_snippets(readme):
         "test_miniprogram.py",
         "test_served.py",
         "test_wecom.py",
-        "block 4",
+        "test_desktop_login.py",
+        "block 5",
     }
 
 
@@ -76,11 +77,11 @@ def test_the_test_files_pass(pytester: pytest.Pytester, readme):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(**{Path(name).stem: code for name, code in tests.items()})
     result = pytester.runpytest_subprocess("--strict-markers", "-W", "error")
-    result.assert_outcomes(passed=(3 + 1 + 2) * 2 + 1)  # test_served.py runs on asyncio only
+    result.assert_outcomes(passed=(3 + 1 + 1 + 2) * 2 + 1)  # test_served.py: asyncio only
 
 
 def test_the_async_block_runs(readme, tmp_path):
-    code = snippets(readme)["block 4"]
+    code = snippets(readme)["block 5"]
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER],
         input=code,

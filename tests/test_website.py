@@ -299,11 +299,12 @@ def test_website_app_options_are_validated(options):
 
 
 # --- no website app: the QR page of the login link -----------------------------------------
+# (desktop_login="phone": the default desktop page is the handoff's, tests/test_handoff.py)
 
 
 @pytest.mark.parametrize("user_agent", ELSEWHERE)
 async def test_desktop_browser_gets_a_qr_code_of_the_login_link(flow, emulator, user_agent):
-    _, browser = await flow()
+    _, browser = await flow(desktop_login="phone")
     browser.headers["accept-language"] = "zh-CN,zh;q=0.9,en;q=0.8"
     response = await _as(browser, user_agent, HTML).get(LOGIN, params={"next": "/me?a=1&b=<"})
     assert response.status_code == 200
@@ -322,7 +323,7 @@ async def test_desktop_browser_gets_a_qr_code_of_the_login_link(flow, emulator, 
 
 
 async def test_the_qr_link_is_under_root_path_and_in_english(make_app):
-    middleware, _ = await make_app(login_path=LOGIN)
+    middleware, _ = await make_app(login_path=LOGIN, desktop_login="phone")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=middleware, root_path="/app"),
         base_url=APP_URL,
@@ -375,7 +376,7 @@ async def test_the_plain_install_draws_the_qr_code_and_tells_visitors_nothing_of
 ):
     """``segno`` is a core dependency: the page the title promises, every time, with a way
     back to the site under the ``root_path``; no note for the site's administrator."""
-    middleware, _ = await make_app(login_path=LOGIN)
+    middleware, _ = await make_app(login_path=LOGIN, desktop_login="phone")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=middleware, root_path="/shop"),
         base_url=APP_URL,

@@ -22,6 +22,7 @@ __all__ = [
     "CredentialsRejected",
     "ErrorReason",
     "ExchangeLost",
+    "HandoffExpired",
     "InvalidCallbackRequest",
     "InvalidConfig",
     "LoginDeclined",
@@ -55,6 +56,10 @@ class ErrorReason(str, enum.Enum):
     APP_MISMATCH = "app_mismatch"
     DUPLICATE_PARAMETER = "duplicate_parameter"
     EXCHANGE_LOST = "exchange_lost"
+    HANDOFF_EXPIRED = "handoff_expired"
+    HANDOFF_NOT_YOURS = "handoff_not_yours"
+    HANDOFF_TAKEN = "handoff_taken"
+    HANDOFF_USED = "handoff_used"
     INVALID_BODY = "invalid_body"
     INVALID_HOST = "invalid_host"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
@@ -171,6 +176,13 @@ class MethodNotAllowed(InvalidCallbackRequest):
     status_code = 405
 
 
+class HandoffExpired(InvalidCallbackRequest):
+    """A desktop login handed over from a phone is gone: expired, never issued here, or already
+    used (reasons ``handoff_expired``, ``handoff_used``). The desktop page offers a new QR code."""
+
+    status_code = 410
+
+
 class RequestTooLarge(InvalidCallbackRequest):
     """The request body is larger than the endpoint reads (refused before reading it all)."""
 
@@ -278,6 +290,7 @@ _ERROR_TYPES: dict[str, type[WeChatOAuthError]] = {
         WeChatOAuthError,
         InvalidCallbackRequest,
         MethodNotAllowed,
+        HandoffExpired,
         RequestTooLarge,
         StateRejected,
         PushRejected,

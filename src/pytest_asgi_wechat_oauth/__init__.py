@@ -14,6 +14,9 @@ import the emulator when a test asks for them, so a suite that does not use them
   login endpoint, the emulator's consent page and the WeChat browser's double callback.
 - ``wechat_platform_login``: ``await wechat_platform_login(client)`` pushes a ticket to a
   third-party platform's app and logs in through it on behalf of an authorizer.
+- ``wechat_handoff_login``: ``await wechat_handoff_login(desktop, phone, next="/profile")``
+  logs a desktop browser in through a phone (the desktop's QR page, the phone's login in
+  WeChat and its confirmation, the poll and the redirect), with two clients of the app.
 - ``wechat_miniprogram_login``: ``await wechat_miniprogram_login(client)`` posts a fresh
   ``wx.login()`` code to the app's mini-program login, twice, as a retrying client does.
 - ``wecom_emulator`` (``@pytest.mark.wecom_emulator(...)`` for its options) and ``wecom_login``:
@@ -158,6 +161,19 @@ def wechat_platform_login(request: pytest.FixtureRequest) -> Any:
     from asgi_wechat_oauth.testing import platform_login
 
     return _bound(platform_login, _test_emulator(request), name="wechat_platform_login")
+
+
+@pytest.fixture
+def wechat_handoff_login(request: pytest.FixtureRequest) -> Any:
+    """``await wechat_handoff_login(desktop, phone, login_path="/wechat/login", next=None,
+    scope=None, confirm=True, double=True)``: log a desktop browser in through a phone (the
+    desktop login the middleware offers when the site has no website app) against this test's
+    emulator (as ``wechat_login`` picks it), and return the desktop's answer to the redirect its
+    page follows: the app's callback handler. ``desktop`` and ``phone`` are two clients of the
+    app, each with its own cookies. See ``asgi_wechat_oauth.testing.handoff_login``."""
+    from asgi_wechat_oauth.testing import handoff_login
+
+    return _bound(handoff_login, _test_emulator(request), name="wechat_handoff_login")
 
 
 @pytest.fixture

@@ -161,6 +161,13 @@ class OAuthMiddleware(Middleware):
         check that the app really handled it)."""
         return send
 
+    def _divert(
+        self, scope: Scope, receive: Receive, identity: Any, verified: VerifiedState | None
+    ) -> Answer | None:
+        """The answer to a callback whose identity does not go to the app (a product's own
+        flow, such as a desktop's handoff), or None: the app gets it."""
+        return None
+
     def _parse(self, site: Site, query_string: bytes) -> CallbackParams:
         return parse_callback_query(query_string)
 
@@ -202,15 +209,11 @@ class OAuthMiddleware(Middleware):
         except WeChatOAuthError as exc:
             outcome = exc
         if not isinstance(outcome, WeChatOAuthError):
-            scope[self.scope_key] = outcome
-            if self._loops is not None:
-                counter, expiries = self._read_loops(scope, self.callback_path)
-                https = self._login.is_https(scope)
-                name = cookie_name(LOOP_COOKIE, https=https)
-                send = self._loops.counting(
-                    send, counter, outcome.state, name=name, https=https, also=expiries
-                )
-            await self._app(scope, receive, self._watch_answer(scope, send))
+            diverted = self._divert(scope, receive, outcome, verified)
+            if diverted is not None:  # the identity goes elsewhere (a desktop's handoff)
+                await diverted(send)
+                return
+            await self._deliver(scope, receive, send, outcome)
             return
         # What a state we signed says, verified or not: enough to start that login again.
         signed = outcome.signed if isinstance(outcome, UnverifiedState) else verified
@@ -229,6 +232,18 @@ class OAuthMiddleware(Middleware):
             return
         self._failed("callback_failed", outcome, key, nonce=nonce is not None)
         await self._respond_error(scope, receive, send, outcome, signed=signed)
+
+    async def _deliver(self, scope: Scope, receive: Receive, send: Send, identity: Any) -> None:
+        """Call the app with ``identity`` in the scope, counting the login (the loop guard)."""
+        scope[self.scope_key] = identity
+        if self._loops is not None:
+            counter, expiries = self._read_loops(scope, self.callback_path)
+            https = self._login.is_https(scope)
+            name = cookie_name(LOOP_COOKIE, https=https)
+            send = self._loops.counting(
+                send, counter, identity.state, name=name, https=https, also=expiries
+            )
+        await self._app(scope, receive, self._watch_answer(scope, send))
 
     def _state_without_code(
         self, site: Site, scope: Scope, nonce: str | None
@@ -281,6 +296,8 @@ class OAuthMiddleware(Middleware):
             query["retry"] = "1"
         if signed is not None and signed.next:
             query["next"] = signed.next
+        if signed is not None and signed.handoff:
+            query["handoff"] = signed.handoff  # a phone's login for a desktop stays one
         url = f"{scope.get('root_path', '')}{self.login_path}"
         return f"{url}?{urlencode(query)}" if query else url
 

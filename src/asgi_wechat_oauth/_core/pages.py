@@ -17,6 +17,8 @@ from string import Template
 from types import MappingProxyType
 from typing import ClassVar
 
+from .handoff_texts import HANDOFF_TEXTS
+
 # What a request prefers, importable from here as before.
 from .negotiation import LANGUAGES as LANGUAGES
 from .negotiation import Language as Language
@@ -246,6 +248,7 @@ DEFAULT_TEXTS: Texts = {
             "If it keeps happening, please contact the site.",
         ),
     },
+    **HANDOFF_TEXTS,
 }
 #: What a page says instead in WeChat's (or WeCom's) browser, where the default's advice does
 #: not apply: it has no cookie settings and no private mode. A reason an app's ``texts`` give

@@ -2,7 +2,9 @@
 
 The state carries when it was issued, the scope asked for, whether it comes from an automatic
 re-authorization, which of the site's apps it was issued for (the official account or the
-website app: the callback trades the code with that app, never a guessed one), and a hash
+website app: the callback trades the code with that app, never a guessed one), the desktop
+login it is for when a phone logs in to hand the login over (its 16-byte id follows the
+header), and a hash
 binding it to the login cookie; it is HMAC-signed. The cookie
 (HttpOnly, set by the login endpoint) holds a random nonce and the ``next`` path, so ``next``
 can be as long as a cookie allows instead of squeezing into WeChat's 128-byte state; the hash
@@ -32,6 +34,9 @@ _HEADER = struct.Struct(">BIBB16s")
 _SCOPES = ("snsapi_base", "snsapi_userinfo", "snsapi_login", "snsapi_privateinfo")
 _RETRIED = 1
 _WEBSITE_APP = 2
+_HANDOFF = 4
+#: A desktop handoff's id: 16 bytes, in links as 32 hex digits.
+HANDOFF_ID_BYTES = 16
 _MAC_SIZE = 12
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -50,6 +55,9 @@ class VerifiedState:
     #: Issued for the website app (``connect/qrconnect``), not the official account: its code
     #: is traded with the website app's credentials.
     website_app: bool = False
+    #: The desktop login (handoff id, 32 hex digits) this phone's login is for: the callback
+    #: records the identity there and asks the phone to confirm, instead of calling the app.
+    handoff: str | None = None
 
 
 class UnverifiedState(StateRejected):
@@ -101,6 +109,7 @@ class StateSigner:
         scope: str = "snsapi_base",
         retried: bool = False,
         website_app: bool = False,
+        handoff: str | None = None,
         issued_at: int | None = None,
     ) -> tuple[str, str]:
         """Return ``(state, cookie)``: the cookie's value holds the nonce and ``next``."""
@@ -112,13 +121,21 @@ class StateSigner:
         cookie = secrets.token_hex(16)
         if next_bytes:
             cookie += "." + base64.urlsafe_b64encode(next_bytes).decode().rstrip("=")
+        flags = (_RETRIED if retried else 0) | (_WEBSITE_APP if website_app else 0)
+        tail = b""
+        if handoff is not None:
+            tail = bytes.fromhex(handoff)
+            if len(tail) != HANDOFF_ID_BYTES:
+                raise ValueError("a handoff id is 16 bytes (32 hex digits)")
+            flags |= _HANDOFF
         body = _HEADER.pack(
             _VERSION,
             int(time.time()) if issued_at is None else issued_at,
             _SCOPES.index(scope),
-            (_RETRIED if retried else 0) | (_WEBSITE_APP if website_app else 0),
+            flags,
             _cookie_hash(cookie),
         )
+        body += tail
         return _b62encode(body + self._mac(body)), cookie
 
     def verify(self, state: str | None, cookie: str | None) -> VerifiedState:
@@ -133,12 +150,14 @@ class StateSigner:
         except ValueError:
             raw = b""
         body, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
-        if len(body) != _HEADER.size or not hmac.compare_digest(mac, self._mac(body)):
+        sizes = (_HEADER.size, _HEADER.size + HANDOFF_ID_BYTES)
+        if len(body) not in sizes or not hmac.compare_digest(mac, self._mac(body)):
             raise StateRejected(
                 ErrorReason.INVALID_STATE, "The login state is not valid; please log in again."
             )
-        version, issued_at, scope, flags, cookie_hash = _HEADER.unpack(body)
-        if version != _VERSION or scope >= len(_SCOPES):
+        version, issued_at, scope, flags, cookie_hash = _HEADER.unpack(body[: _HEADER.size])
+        tail = body[_HEADER.size :]
+        if version != _VERSION or scope >= len(_SCOPES) or bool(tail) != bool(flags & _HANDOFF):
             raise StateRejected(
                 ErrorReason.INVALID_STATE, "The login state is not valid; please log in again."
             )
@@ -149,6 +168,7 @@ class StateSigner:
             scope=_SCOPES[scope],
             retried=bool(flags & _RETRIED),
             website_app=bool(flags & _WEBSITE_APP),
+            handoff=tail.hex() if tail else None,
         )
         if not -60 <= time.time() - issued_at <= self.max_age:
             raise UnverifiedState("The login has expired; please log in again.", signed)

@@ -1,6 +1,6 @@
 """Test helpers, public: WeChat and WeCom emulators (WeChat's with a third-party platform's
-ticket pushes, :class:`PlatformPush`), the WeChat browser's double callback, and a
-mini-program's retried login.
+ticket pushes, :class:`PlatformPush`), the WeChat browser's double callback, a mini-program's
+retried login, and a desktop login handed over from a phone.
 
 Use the emulator in your own tests through ``httpx.ASGITransport``::
 
@@ -11,13 +11,14 @@ Use the emulator in your own tests through ``httpx.ASGITransport``::
 
 or run it as a server: ``python -m asgi_wechat_oauth emulator --port 8900``. With pytest, the
 plugin ``pytest_asgi_wechat_oauth`` (loaded by itself) gives the fixtures ``wechat_emulator``,
-``wechat_emulator_server``, ``wechat_login``, ``wechat_platform_login``,
+``wechat_emulator_server``, ``wechat_login``, ``wechat_platform_login``, ``wechat_handoff_login``,
 ``wechat_miniprogram_login``, ``wecom_emulator`` and ``wecom_login``.
 """
 
 from ._browser import consent, double_callback, platform_login, web_login, wecom_login
 from ._emulator import WeChatEmulator
 from ._faults import Fault
+from ._handoff import handoff_login
 from ._miniprogram import double_login, miniprogram_login
 from ._platform import PlatformPush
 from ._server import EmulatorServer
@@ -37,6 +38,7 @@ __all__ = [
     "consent",
     "double_callback",
     "double_login",
+    "handoff_login",
     "miniprogram_login",
     "platform_login",
     "web_login",

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from .._core.checks import app_secrets, boolean, is_path, one_of, option, required, text
+from .._core.checks import app_secrets, boolean, is_path, number, one_of, option, required, text
 from .._core.oauth_options import OAuthOptions, appid_problem
 from .._core.options import app_secret, default
 from .._core.sites import AppResolver
@@ -29,6 +29,14 @@ from ._jssdk import origins_problem, parse_origins
 WeChatScope = Literal["snsapi_base", "snsapi_userinfo", "snsapi_login"]
 #: What happens to identities of users in WeChat's snapshot-page mode.
 SnapshotPolicy = Literal["allow", "reject"]
+#: What a desktop browser gets when only the official account logs in (no website app).
+DesktopLogin = Literal["handoff", "phone"]
+
+
+def _handoff_ttl(name: str, value: object) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 10 <= value <= 3600:
+        return None
+    return f"{name} must be between 10 and 3600 seconds"
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -169,6 +177,31 @@ class WeChatOAuthConfig(OAuthOptions):
             "doc_zh": "`jssdk_path` 获取 `jsapi_ticket` 所用的公众号 access_token：传入你自己的 "
             "`AccessTokenKeeper`（由你负责关闭）。`None`：在 `backend` 上用 "
             "`StableTokenFetcher(appid, secret)` 建一个。",
+        },
+    )
+    desktop_login: DesktopLogin = field(
+        default="handoff",
+        metadata=option(text, one_of("handoff", "phone"))
+        | {
+            "doc": "With `login_path` and no website app, what a desktop browser gets: "
+            '`"handoff"`, a QR code to scan with WeChat, a confirmation on the phone, and the '
+            'computer is logged in (see Desktop login); `"phone"`, a QR code that moves the '
+            "login to the phone. Needs `verify_state` and a backend that can look records up "
+            '(both built-in ones); without them, `"phone"`.',
+            "doc_zh": '设置了 `login_path` 且没有网站应用时，电脑浏览器看到什么：`"handoff"`：'
+            '二维码，用微信扫码、在手机上确认后电脑就登录了（见“电脑登录”）；`"phone"`：'
+            "二维码把登录转到手机上完成。需要 `verify_state` 和能查询记录的后端（两个内置后端"
+            '都可以），否则按 `"phone"` 处理。',
+        },
+    )
+    handoff_ttl: float = field(
+        default=120.0,
+        metadata=option(number, _handoff_ttl)
+        | {
+            "doc": "Seconds a desktop login's QR code stays valid, from the page to the phone's "
+            "confirmation (10 to 3600). An expired page offers a fresh QR code.",
+            "doc_zh": "电脑登录的二维码有效秒数，从打开页面到手机确认（10 到 3600）。"
+            "过期后页面会提供新的二维码。",
         },
     )
 

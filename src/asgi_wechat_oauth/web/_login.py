@@ -120,12 +120,18 @@ class LoginEndpoint(_LoginEndpoint):
             default_scope=self.default_scope,
         )
 
-    def start(self, scope: Scope, query: LoginQuery, route: LoginRoute) -> LoginStart:
-        """Sign a state for ``route`` and build its authorize URL and cookie. Raises a 400
-        error for an unusable ``Host``."""
+    def start(
+        self, scope: Scope, query: LoginQuery, route: LoginRoute, handoff: str | None = None
+    ) -> LoginStart:
+        """Sign a state for ``route`` (for a desktop's ``handoff``, when given) and build its
+        authorize URL and cookie. Raises a 400 error for an unusable ``Host``."""
         redirect_uri = self.redirect_uri or self.own_url(scope, self.callback_path)
         state, value = self.signer.issue(
-            query.next, scope=route.scope, retried=query.retried, website_app=route.website_app
+            query.next,
+            scope=route.scope,
+            retried=query.retried,
+            website_app=route.website_app,
+            handoff=handoff,
         )
         location = authorize_url(
             route.appid,

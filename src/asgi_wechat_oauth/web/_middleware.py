@@ -30,20 +30,21 @@ from ..tokens import AccessTokenKeeper
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
 from ._browsers import LoginRoute
 from ._client import WeChatOAuthClient
-from ._config import SnapshotPolicy, WeChatOAuthConfig, WeChatScope
+from ._config import DesktopLogin, SnapshotPolicy, WeChatOAuthConfig, WeChatScope
+from ._handoff_routes import HandoffRoutes
 from ._identity import WeChatIdentity
 from ._jssdk import JsSdkEndpoint
 from ._kept import KeptNexts, bodiless_request
 from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, LoginQuery, wxlogin_params
-from ._qrpage import send_json, send_open_in_wechat, wants_json
+from ._qrpage import on_a_phone, send_json, send_open_in_wechat, wants_json
 from ._sns import SnsLogin
 from ._unhandled import watch_the_answer
 
 logger = logging.getLogger("asgi_wechat_oauth")
 
 
-class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
+class WeChatOAuthMiddleware(HandoffRoutes, SnsLogin, OAuthMiddleware):
     """Trade each WeChat OAuth code once, however many callbacks carry it.
 
     Requests to ``callback_path`` (GET or HEAD) have their ``code`` traded for an identity that
@@ -102,6 +103,8 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
         jssdk_path: str | None = None,
         jssdk_origins: tuple[str, ...] = (),
         token_keeper: AccessTokenKeeper | None = None,
+        desktop_login: DesktopLogin = "handoff",
+        handoff_ttl: float = 120.0,
     ) -> None:
         # The keywords are WeChatOAuthConfig's fields, spelled out so that type checkers (and
         # Starlette's ``Middleware(cls, **options)``) check them; the config validates them.
@@ -127,6 +130,8 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
         if config.apps and config.resolve_app is not None:
             sites = {appid: self._site_of(appid, secret) for appid, secret in config.apps.items()}
             self._sites = Sites(config.resolve_app, sites.get, limit=len(sites))
+        #: A desktop's login handed over from a phone (None: the QR page moves it to the phone).
+        self._handoffs = self._handoff_endpoints()
         #: ``jssdk_path``'s endpoint; ``jssdk.tickets`` keeps the jsapi_ticket.
         self.jssdk = JsSdkEndpoint.of(self) if config.jssdk_path else None
 
@@ -219,7 +224,20 @@ class WeChatOAuthMiddleware(SnsLogin, OAuthMiddleware):
             raise InvalidCallbackRequest(
                 ErrorReason.WXLOGIN_UNAVAILABLE, "WxLogin needs a website app (website_appid)."
             )
+        handoffs = self._handoffs
+        handoff = handoffs.phone_link_id(scope) if handoffs is not None else None
+        if handoff is not None:
+            return self._phone_login(scope, query, route, handoff)
         kept = KeptNexts(self.backend, site.appid or self.appid, self._signer.max_age)
+        if (
+            route is None
+            and handoffs is not None
+            and query.next_id is None
+            and wants_html(scope)
+            and not on_a_phone(scope)
+        ):
+            # A computer: the QR code of a login link bound to it, confirmed on the phone.
+            return self._guarded(scope, partial(handoffs.desktop_page, scope, query))
         if route is None:
             # Only the official account logs in, and this is not WeChat's browser.
             if wants_html(scope) or wants_json(scope):
