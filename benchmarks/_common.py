@@ -741,3 +741,14 @@ def counting_redis(url: str, *, blocking_pool: bool = True, max_connections: int
         )
     }
     return client
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server a benchmark started (killed if it does not stop in 15 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

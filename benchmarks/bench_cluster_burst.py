@@ -63,6 +63,7 @@ from _common import (  # noqa: E402 - the scripts' directory is put on the path 
     machine,
     percentile,
     raise_fd_limit,
+    stop_process,
     table,
     title,
     verdict,
@@ -90,16 +91,6 @@ EVENT = re.compile(r"wechat_oauth\.([a-z_]+)")
 
 
 # --- servers -------------------------------------------------------------------------------------
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def start_redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -138,7 +129,7 @@ class SingleRedis:
         return time.monotonic() - killed
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 def _cluster_port() -> int:
@@ -238,7 +229,7 @@ class Cluster:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            _stop(proc)
+            stop_process(proc)
         self.procs.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -261,7 +252,7 @@ def emulator(latency: float) -> Iterator[str]:
         httpx.post(f"{url}/_emulator/settings", params={"latency": latency}).raise_for_status()
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -307,7 +298,7 @@ def workers(count: int, env: dict[str, str]) -> Iterator[Workers]:
             time.sleep(min(0.5 * count, 3.0))  # every worker importing and listening
             yield served
         finally:
-            _stop(proc)
+            stop_process(proc)
             stderr.seek(0)
             served.log = stderr.read().decode(errors="replace")
 

@@ -63,6 +63,7 @@ from _common import (
     raise_fd_limit,
     redis_server,
     rotate,
+    stop_process,
     table,
     tally_logs,
     title,
@@ -315,16 +316,6 @@ async def login_costs(rounds: int, logins: int) -> dict[str, Cost]:
 # --- (b) four workers, one Redis, 1,000 logins ---------------------------------------------------
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Served:
     url: str
@@ -348,7 +339,7 @@ def uvicorn(app: str, *extra: str, env: dict[str, str] | None = None) -> Iterato
             wait_for_port(port, proc, timeout=120)
             yield served
         finally:
-            _stop(proc)
+            stop_process(proc)
             stderr.seek(0)
             served.log = stderr.read().decode(errors="replace")
 

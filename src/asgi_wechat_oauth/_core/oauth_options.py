@@ -214,6 +214,17 @@ class OAuthOptions(Options):
         },
     )
 
+    def own_path_problem(self, name: str) -> str | None:
+        """Path option ``name`` (the JS-SDK's, the ticket push's) must be none of the login's
+        own paths, with or without a trailing slash: one request cannot be both."""
+        path = getattr(self, name)
+        if not isinstance(path, str):
+            return None
+        for other in (self.callback_path, self.login_path):
+            if isinstance(other, str) and other.rstrip("/") == path.rstrip("/"):
+                return f"{name} must differ from callback_path and login_path"
+        return None
+
     @property
     def resolved_verify_state(self) -> bool:
         """``verify_state`` with its default applied: on when ``login_path`` is set."""

@@ -150,12 +150,9 @@ class PlatformOAuthConfig(OAuthOptions):
         ]
         if not (isinstance(self.authorizer, str) or callable(self.authorizer)):
             problems.append("authorizer must be an AppID or a function of the ASGI scope")
-        own = [self.callback_path, self.login_path]
-        if isinstance(self.ticket_path, str) and any(
-            isinstance(path, str) and path.rstrip("/") == self.ticket_path.rstrip("/")
-            for path in own
-        ):
-            problems.append("ticket_path must differ from callback_path and login_path")
+        problem = self.own_path_problem("ticket_path")
+        if problem:
+            problems.append(problem)
         if self.fixed_authorizer is not None and self.fixed_authorizer == self.component_appid:
             problems.append("authorizer is an official account's AppID, not the platform's own")
         return problems

@@ -282,10 +282,5 @@ class WeChatOAuthConfig(OAuthOptions):
         if self.jssdk_path is None:
             given = [name for name in ("jssdk_origins", "token_keeper") if getattr(self, name)]
             return [f"{name} needs jssdk_path" for name in given]
-        others = (self.callback_path, self.login_path)
-        if isinstance(self.jssdk_path, str) and any(
-            isinstance(path, str) and path.rstrip("/") == self.jssdk_path.rstrip("/")
-            for path in others
-        ):
-            return ["jssdk_path must differ from callback_path and login_path"]
-        return []
+        problem = self.own_path_problem("jssdk_path")
+        return [problem] if problem else []
