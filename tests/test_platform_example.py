@@ -148,7 +148,13 @@ async def test_four_workers_one_component_token_no_login_lost(redis_server):
                     waiting = await client.get(LOGIN, headers={**AS_JSON, "host": host})
                     assert waiting.status_code == 503, waiting.text
                     assert waiting.json()["error"] == "platform_ticket_pending"
-            control = httpx.AsyncClient(base_url=emulator.url, timeout=30)
+            # No keep-alive: the emulator may close an idle connection just as it is reused
+            # (a ReadError on a loaded machine), which is not what this test is about.
+            control = httpx.AsyncClient(
+                base_url=emulator.url,
+                timeout=30,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
             async with control:
                 pushed = await control.post(
                     "/_emulator/push_ticket", params={"url": app.url + TICKET}
