@@ -477,3 +477,24 @@ def test_the_state_says_which_handoff_and_cannot_lose_it():
     assert signer.verify(state, cookie).handoff == "ab" * 16
     plain, plain_cookie = signer.issue(None)
     assert signer.verify(plain, plain_cookie).handoff is None
+
+
+async def test_a_non_ascii_csrf_token_is_a_403_not_a_500(devices, emulator):
+    """``hmac.compare_digest`` raises TypeError for a str holding non-ASCII characters: a
+    hostile form (any cookie, ``csrf=%C3%A9``) must be refused, not crash the request."""
+    middleware, desktop, _ = await devices()
+    link, poll = await desktop_page(desktop)
+    handoff = parse_qs(urlsplit(link).query)["handoff"][0]
+    hostile = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url=APP_URL)
+    async with hostile:
+        answer = await hostile.post(
+            f"{CALLBACK}?handoff={handoff}",
+            content=b"csrf=%C3%A9&answer=confirm",
+            headers={
+                **JSON,
+                "content-type": "application/x-www-form-urlencoded",
+                "cookie": "wechat_oauth_nonce=anything",
+            },
+        )
+    assert answer.status_code == 403 and answer.json()["error"] == "handoff_not_yours"
+    assert (await desktop.get(poll, headers=JSON)).status_code == 202
