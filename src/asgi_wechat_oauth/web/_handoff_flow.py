@@ -203,8 +203,9 @@ class Handoffs:
         handoff = self._required_id(scope, "handoff")
         form = await _read_form(scope, receive)
         phone, _ = self.login.read_nonce(scope)
-        token = form.get("csrf", "")
-        if phone is None or not hmac.compare_digest(token, self._csrf(handoff, phone)):
+        # Bytes: compare_digest refuses a str holding non-ASCII (a hostile form's %C3%A9).
+        token = form.get("csrf", "").encode()
+        if phone is None or not hmac.compare_digest(token, self._csrf(handoff, phone).encode()):
             raise not_yours()
         answer = form.get("answer")
         if answer == "confirm":
