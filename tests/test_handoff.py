@@ -498,3 +498,27 @@ async def test_a_non_ascii_csrf_token_is_a_403_not_a_500(devices, emulator):
         )
     assert answer.status_code == 403 and answer.json()["error"] == "handoff_not_yours"
     assert (await desktop.get(poll, headers=JSON)).status_code == 202
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review finding, not fixed: every desktop page stores a record among the memory "
+    "backend's results, so anonymous GETs push out the results of real logins",
+)
+async def test_anonymous_desktop_pages_do_not_push_out_a_real_logins_result(devices, emulator):
+    """A late duplicate (a refresh of the callback URL) is answered from the stored result;
+    a flood of desktop pages, which anyone can ask for, must not push that result out."""
+    from asgi_wechat_oauth.backends import MemoryBackend
+
+    _, desktop, phone = await devices(backend=MemoryBackend(max_entries=20))
+    to_wechat = await phone.get(LOGIN, headers=PHONE)
+    async with emulator.http_client() as provider:
+        consent = await provider.get(to_wechat.headers["location"].split("#")[0])
+    callback = consent.headers["location"]
+    first = await phone.get(callback, headers=JSON)
+    assert first.status_code == 200 and first.json()["openid"] == emulator.user.openid
+    for _ in range(25):  # anyone's desktop page: no login, no cookie, no WeChat
+        assert (await desktop.get(LOGIN, headers=DESKTOP)).status_code == 200
+    again = await phone.get(callback, headers=JSON)
+    assert again.status_code == 200, again.text
+    assert sum(emulator.exchanges.values()) == 1
