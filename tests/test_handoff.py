@@ -522,3 +522,25 @@ async def test_anonymous_desktop_pages_do_not_push_out_a_real_logins_result(devi
     again = await phone.get(callback, headers=JSON)
     assert again.status_code == 200, again.text
     assert sum(emulator.exchanges.values()) == 1
+
+
+async def test_a_tossed_desktop_cookie_is_expired_by_the_desktop_page(devices, emulator):
+    """Over http a sibling subdomain can toss a ``wechat_oauth_handoff`` cookie for the parent
+    domain (at any path reaching the login or the callback): with two copies neither is
+    trusted, so every poll or redemption of that browser is refused. The desktop page must
+    expire the tossed copies, as the login endpoint does for its own cookie, or the browser
+    can never log in this way again."""
+    _, desktop, _ = await devices()
+    tossed = "wechat_oauth_handoff=" + "A" * 43
+    page = await desktop.get(
+        "http://www.app.test/wechat/login",
+        headers={**DESKTOP, "cookie": f"{tossed}; wechat_oauth_handoff={'B' * 43}"},
+    )
+    assert page.status_code == 200
+    expiries = [
+        value
+        for value in page.headers.get_list("set-cookie")
+        if "Domain=app.test" in value and "Max-Age=0" in value
+    ]
+    paths = {value.split("Path=")[1].split(";")[0] for value in expiries}
+    assert {"/", "/wechat/login", CALLBACK} <= paths, page.headers.get_list("set-cookie")
