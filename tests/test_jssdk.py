@@ -471,3 +471,20 @@ async def test_workers_sharing_redis_fetch_one_ticket(redis_server, make_app, em
     )
     assert_signed(emulator, await ask(late, PAGE), PAGE)
     assert emulator.calls["getticket"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review finding, not fixed (documented design): the request's own Host counts as "
+    "the site's origin even when redirect_uri names it, so a direct request with a forged Host "
+    "is signed a page on any origin",
+)
+async def test_a_forged_host_does_not_get_a_foreign_page_signed(make_app, emulator):
+    """Anyone can send ``Host: evil.test`` straight to the server (no browser involved) and
+    hand the signature to a page of theirs; the origin check then guards nothing. With
+    ``redirect_uri`` the site's public origin is known, and the Host need not be trusted."""
+    _, client = await make_app(
+        jssdk_path=JSSDK, redirect_uri="https://www.example.com/wechat/callback"
+    )
+    answer = await ask(client, "http://evil.test/phish", headers={"host": "evil.test"})
+    assert (answer.status_code, answer.json()["error"]) == (400, "url_not_allowed")

@@ -114,6 +114,16 @@ class Handoffs:
         value, _ = self.login.read_cookie(scope, DESKTOP_COOKIE, "/")
         return value if value is not None and DESKTOP_VALUE.fullmatch(value) else None
 
+    def _tossed_desktop_cookies(self, scope: Scope) -> list[str]:
+        """``Set-Cookie`` values that expire copies of the desktop's cookie tossed (on plain
+        http) by a sibling site at any path reaching the login, the poll or the redemption:
+        with two copies neither is trusted, and the browser could never be handed a login."""
+        expiries: dict[str, None] = {}
+        for path in (self.login.login_path, self.login.callback_path):
+            _, found = self.login.read_cookie(scope, DESKTOP_COOKIE, path)
+            expiries.update(dict.fromkeys(found))
+        return list(expiries)
+
     async def desktop_page(self, scope: Scope, query: LoginQuery) -> Answer:
         """A new handoff for this desktop browser (its cookie kept when it has one, so that
         two tabs both work) and the page that shows its QR code and polls."""
@@ -141,7 +151,11 @@ class Handoffs:
             max_age=math.ceil(self.store.ttl + CONFIRM_GRACE) + 60,
             https=https,
         )
-        headers = [(b"set-cookie", cookie.encode()), (b"vary", b"accept, accept-language")]
+        headers = [
+            *((b"set-cookie", expiry.encode()) for expiry in self._tossed_desktop_cookies(scope)),
+            (b"set-cookie", cookie.encode()),
+            (b"vary", b"accept, accept-language"),
+        ]
         return _answer(scope, 200, body, b"text/html; charset=utf-8", headers)
 
     def phone_link(self, scope: Scope, query: LoginQuery, handoff: str) -> str:
@@ -203,8 +217,9 @@ class Handoffs:
         handoff = self._required_id(scope, "handoff")
         form = await _read_form(scope, receive)
         phone, _ = self.login.read_nonce(scope)
-        token = form.get("csrf", "")
-        if phone is None or not hmac.compare_digest(token, self._csrf(handoff, phone)):
+        # Bytes: compare_digest refuses a str holding non-ASCII (a hostile form's %C3%A9).
+        token = form.get("csrf", "").encode()
+        if phone is None or not hmac.compare_digest(token, self._csrf(handoff, phone).encode()):
             raise not_yours()
         answer = form.get("answer")
         if answer == "confirm":
