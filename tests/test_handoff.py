@@ -500,11 +500,6 @@ async def test_a_non_ascii_csrf_token_is_a_403_not_a_500(devices, emulator):
     assert (await desktop.get(poll, headers=JSON)).status_code == 202
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding, not fixed: every desktop page stores a record among the memory "
-    "backend's results, so anonymous GETs push out the results of real logins",
-)
 async def test_anonymous_desktop_pages_do_not_push_out_a_real_logins_result(devices, emulator):
     """A late duplicate (a refresh of the callback URL) is answered from the stored result;
     a flood of desktop pages, which anyone can ask for, must not push that result out."""

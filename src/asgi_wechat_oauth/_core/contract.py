@@ -38,6 +38,9 @@ class Result(Protocol):
     process can store it."""
 
     kind: ClassVar[str]
+    # Optional: ``unbidden: ClassVar[bool] = True`` on a result any request can make without a
+    # code (a desktop's handoff, a QR link's ``next``): a bounded backend keeps such records
+    # apart, so that a flood of them cannot push out the results of real logins.
 
     def to_dict(self) -> dict[str, Any]: ...
 

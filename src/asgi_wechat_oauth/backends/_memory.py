@@ -95,7 +95,9 @@ class MemoryBackend:
     flood of codes cannot break dedupe for the logins already running). Errors kept for late
     duplicates (a code WeChat called invalid, used or expired) have a cache of their own,
     bounded by ``max_errors`` (default: a tenth of ``max_entries``), so that a flood of made-up
-    codes neither fills memory nor pushes out the results of real logins. The states whose
+    codes neither fills memory nor pushes out the results of real logins; so have the records
+    any request can make without a code (a ``Result`` whose class sets ``unbidden``: a desktop's
+    handoff, a QR link's ``next``), bounded the same. The states whose
     codes are counted (``note_code``) are bounded by ``max_entries`` too, least recently used
     dropped first.
     """
@@ -115,6 +117,7 @@ class MemoryBackend:
         self._flights: dict[bytes | str, _Flight] = {}
         self._results = _Outcomes(max_entries)
         self._errors = _Outcomes(max_errors)
+        self._unbidden = _Outcomes(max_errors)
         #: state group -> (the code keys counted under it, when the count expires)
         self._noted: OrderedDict[str, tuple[set[bytes | str], float]] = OrderedDict()
         #: key -> when its mark (reject) expires; key -> until when a taken mark spaces the next
@@ -132,12 +135,14 @@ class MemoryBackend:
     @property
     def stored(self) -> int:
         """Outcomes held for late duplicates (expired ones may linger until the next write)."""
-        return len(self._results) + len(self._errors)
+        return len(self._results) + len(self._errors) + len(self._unbidden)
 
     def is_empty(self) -> bool:
         """Whether nothing is in flight or stored: a test cheaper than any look-up (a Redis
         backend's local fallback is empty unless Redis was ever down)."""
-        return not (self._flights or self._results._items or self._errors._items)
+        return not (
+            self._flights or self._results._items or self._errors._items or self._unbidden._items
+        )
 
     def has_flight(self, key: str) -> bool:
         """Whether ``key`` is being traded in this process right now."""
@@ -158,8 +163,11 @@ class MemoryBackend:
 
     def _stored(self, k: bytes | str) -> Outcome | None:
         now = time.monotonic()
-        outcome = self._results.get(k, now)
-        return outcome if outcome is not None else self._errors.get(k, now)
+        for cache in (self._results, self._errors, self._unbidden):
+            outcome = cache.get(k, now)
+            if outcome is not None:
+                return outcome
+        return None
 
     async def claim(self, key: str) -> Claim:
         k = _compact(key)
@@ -180,14 +188,18 @@ class MemoryBackend:
         k = _compact(key)
         if ttl > 0 and self._stored(k) is None:
             now = time.monotonic()
-            cache = self._errors if isinstance(outcome, WeChatOAuthError) else self._results
-            cache.put(k, outcome, now + ttl, now)
+            self._cache_for(outcome).put(k, outcome, now + ttl, now)
         flight = self._flights.get(k)
         if flight is not None and flight.lease == lease:
             # Remove only our own flight: a newer one under the same key is not ours to end.
             del self._flights[k]
             flight.outcome = outcome
             flight.done.set()
+
+    def _cache_for(self, outcome: Outcome) -> _Outcomes:
+        if isinstance(outcome, WeChatOAuthError):
+            return self._errors
+        return self._unbidden if getattr(outcome, "unbidden", False) else self._results
 
     async def wait(self, key: str, *, timeout: float) -> Outcome | None:
         k = _compact(key)
@@ -210,8 +222,8 @@ class MemoryBackend:
         outcome = self._stored(k)
         if outcome is None or (only_if is not None and not only_if(outcome)):
             return False
-        self._results.drop(k)
-        self._errors.drop(k)
+        for cache in (self._results, self._errors, self._unbidden):
+            cache.drop(k)
         return True
 
     # --- TokenStore: what an access-token keeper needs besides ------------------------------
@@ -219,7 +231,11 @@ class MemoryBackend:
     async def lookup(self, key: str) -> tuple[Outcome, float] | None:
         now = time.monotonic()
         k = _compact(key)
-        entry = self._results.entry(k, now) or self._errors.entry(k, now)
+        entry = (
+            self._results.entry(k, now)
+            or self._errors.entry(k, now)
+            or self._unbidden.entry(k, now)
+        )
         return None if entry is None else (entry[0], entry[1] - now)
 
     async def reject(

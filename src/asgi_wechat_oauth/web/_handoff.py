@@ -62,6 +62,9 @@ class HandoffStarted:
     (``next``), and the browser the phone is told about (``browser``, a short description)."""
 
     kind: ClassVar[str] = "wechat_handoff"
+    #: Any desktop page makes one, without a code: kept apart from code results (see
+    #: ``MemoryBackend``), so that a flood of pages cannot push a real login's result out.
+    unbidden: ClassVar[bool] = True
     desktop: str
     next: str | None
     browser: str

@@ -40,6 +40,9 @@ class KeptNext:
     """A QR page's ``next``, as the backend stores it."""
 
     kind: ClassVar[str] = "wechat_kept_next"
+    #: Any desktop page makes one, without a code: kept apart from code results (see
+    #: ``MemoryBackend``), so that a flood of pages cannot push a real login's result out.
+    unbidden: ClassVar[bool] = True
     next: str
 
     def to_dict(self) -> dict[str, Any]:
