@@ -473,12 +473,6 @@ async def test_workers_sharing_redis_fetch_one_ticket(redis_server, make_app, em
     assert emulator.calls["getticket"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding, not fixed (documented design): the request's own Host counts as "
-    "the site's origin even when redirect_uri names it, so a direct request with a forged Host "
-    "is signed a page on any origin",
-)
 async def test_a_forged_host_does_not_get_a_foreign_page_signed(make_app, emulator):
     """Anyone can send ``Host: evil.test`` straight to the server (no browser involved) and
     hand the signature to a page of theirs; the origin check then guards nothing. With

@@ -100,7 +100,10 @@ class JsSdkEndpoint:
         self.appid = config.appid
         self._middleware = middleware
         allowed = {origin_of(origin) for origin in origins}
-        if config.redirect_uri:  # the site's own public origin, when configured
+        #: With ``redirect_uri`` the site's public origin is known: the request's ``Host``,
+        #: which anyone sending a request straight to the server can forge, is not trusted.
+        self._trust_host = not config.redirect_uri
+        if config.redirect_uri:
             allowed.add(origin_of(config.redirect_uri))
         self._origins = frozenset(origin for origin in allowed if origin)
         self._owned_keeper = token_keeper is None
@@ -194,7 +197,9 @@ class JsSdkEndpoint:
                 ErrorReason.INVALID_URL,
                 "The page URL must be a full http(s) URL, as location.href gives it.",
             )
-        if origin not in self._origins and origin != self._own_origin(scope):
+        if origin not in self._origins and not (
+            self._trust_host and origin == self._own_origin(scope)
+        ):
             raise InvalidCallbackRequest(
                 ErrorReason.URL_NOT_ALLOWED,
                 "The page URL is not on this site's origin (nor one of jssdk_origins).",
