@@ -138,6 +138,16 @@ SCRIPTS = (
         "(target 1) and each code's exchanges.",
     ),
     (
+        "bench_handoff.py",
+        "9. A desktop login's poll",
+        "In-process ASGI calls through one `WeChatOAuthMiddleware` with a login endpoint, in "
+        "front of a raw ASGI app: `/hello` passed through (the baseline), a poll while the "
+        "handoff waits (202: two backend look-ups) and a poll once confirmed (200 with the "
+        "redirect: one look-up); the handoff made for real first (the desktop's page, the "
+        "phone's login through the in-process emulator, its confirmation). Memory and a local "
+        "redis-server.",
+    ),
+    (
         "profile_callback.py",
         "Profile",
         "cProfile over successful logins with MemoryBackend, then the pieces it points at, "
@@ -151,6 +161,7 @@ BACKEND_SCRIPTS = (
     "bench_throughput.py",
     "bench_alternatives.py",
     "bench_jssdk.py",
+    "bench_handoff.py",
 )
 
 PROFILE_NOTES = """\
