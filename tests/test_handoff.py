@@ -24,7 +24,7 @@ from asgi_wechat_oauth.errors import InvalidConfig
 from asgi_wechat_oauth.testing import EmulatedUser, WeChatEmulator, handoff_login
 from asgi_wechat_oauth.testing._browser import DESKTOP_USER_AGENT, WECHAT_USER_AGENT
 from asgi_wechat_oauth.testing._handoff import HandoffPages
-from support import APP_URL, CALLBACK
+from support import APP_URL, CALLBACK, call_asgi, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -539,3 +539,14 @@ async def test_a_tossed_desktop_cookie_is_expired_by_the_desktop_page(devices, e
     ]
     paths = {value.split("Path=")[1].split(";")[0] for value in expiries}
     assert {"/", "/wechat/login", CALLBACK} <= paths, page.headers.get_list("set-cookie")
+
+
+async def test_a_next_in_raw_utf8_gets_the_desktop_page(devices, emulator):
+    """Browsers send a non-ASCII ``next`` as raw UTF-8 bytes too; the login reads it (the
+    earlier QR page did), and the handoff's own look at the query must not refuse it."""
+    middleware, _, _ = await devices()
+    headers = [(b"host", b"app.test"), *((k.encode(), v.encode()) for k, v in DESKTOP.items())]
+    scope = http_scope(LOGIN, "next=/caf\u00e9".encode(), headers=headers)
+    page = await call_asgi(middleware, scope)
+    assert page.status == 200, page.body[:300]
+    assert b'id="wechat-login-link"' in page.body

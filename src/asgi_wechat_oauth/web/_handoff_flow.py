@@ -88,9 +88,11 @@ class Handoffs:
 
     def _handoff_id(self, scope: Scope, name: str) -> str | None:
         query: bytes = scope["query_string"]
+        if name.encode() not in query:
+            return None
         values: list[str]
-        try:
-            pairs = parse_qsl(query.decode("ascii"), max_num_fields=16)
+        try:  # read as the login endpoint reads it: a ``next`` may come as raw UTF-8
+            pairs = parse_qsl(query.decode("utf-8"), errors="strict", max_num_fields=16)
             values = [value for key, value in pairs if key == name]
         except (UnicodeDecodeError, ValueError):
             values = ["?"]
