@@ -17,7 +17,7 @@ def wants_html(scope: Scope) -> bool:
     never gets a page."""
     if scope.get("method") == "HEAD":
         return False
-    weights = _weights(_header(scope, b"accept"))
+    weights = quality_weights(header_value(scope, b"accept"))
     html_weight = weights.get("text/html", 0.0)
     json_weight = next(
         (weights[r] for r in ("application/json", "application/*", "*/*") if r in weights), 0.0
@@ -28,7 +28,7 @@ def wants_html(scope: Scope) -> bool:
 def in_app_browser(scope: Scope) -> bool:
     """Whether the request comes from WeChat's browser, or WeCom's (``MicroMessenger`` in the
     User-Agent of both): no cookie settings, no private mode, links opened from chats."""
-    return "micromessenger" in _header(scope, b"user-agent").lower()
+    return "micromessenger" in header_value(scope, b"user-agent").lower()
 
 
 def preferred_language(scope: Scope) -> Language:
@@ -36,7 +36,7 @@ def preferred_language(scope: Scope) -> Language:
     above every English or wildcard entry; English otherwise."""
     best: Language = "en"
     best_weight = 0.0
-    for tag, weight in _weights(_header(scope, b"accept-language")).items():
+    for tag, weight in quality_weights(header_value(scope, b"accept-language")).items():
         primary = tag.replace("_", "-").split("-", 1)[0]
         language: Language | None = "zh" if primary == "zh" else None
         if primary in ("en", "*"):
@@ -46,12 +46,12 @@ def preferred_language(scope: Scope) -> Language:
     return best
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def header_value(scope: Scope, name: bytes) -> str:
     values = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
     return ",".join(values)
 
 
-def _weights(header: str) -> dict[str, float]:
+def quality_weights(header: str) -> dict[str, float]:
     """``{value: q}`` of an ``Accept``-style header, lower-cased; the first mention wins."""
     weights: dict[str, float] = {}
     for item in header.split(",")[:64]:

@@ -22,10 +22,10 @@ from .handoff_texts import HANDOFF_TEXTS
 # What a request prefers, importable from here as before.
 from .negotiation import LANGUAGES as LANGUAGES
 from .negotiation import Language as Language
-from .negotiation import _header as _header
-from .negotiation import _weights as _weights
+from .negotiation import header_value as header_value
 from .negotiation import in_app_browser as in_app_browser
 from .negotiation import preferred_language as preferred_language
+from .negotiation import quality_weights as quality_weights
 from .negotiation import wants_html as wants_html
 
 #: What a page says per ``reason`` and language: ``(title, body)``.

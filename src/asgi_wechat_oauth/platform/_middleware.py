@@ -18,8 +18,8 @@ from .._core.middleware import OAuthMiddleware, Trade
 from .._core.options import InvalidCodeAction, OnError
 from .._core.pages import DEFAULT_ERROR_PAGES, ErrorPages
 from .._core.paths import matches, spellings
-from .._core.sites import Site, Sites, signer_for
-from .._core.state import VerifiedState
+from .._core.sites import Site, Sites, one_app, signer_for
+from .._core.state import StateSigner, VerifiedState
 from ..backends import Backend
 from ..errors import ErrorReason, StateRejected, WeChatOAuthError
 from ..tokens import AccessTokenKeeper
@@ -130,7 +130,7 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
             timeout=config.exchange_timeout,
         )
         fixed = config.fixed_authorizer
-        resolve = config.authorizer if fixed is None else (lambda scope: fixed)
+        resolve = one_app(fixed) if fixed is not None else config.authorizer
         self._sites = Sites(resolve, self._site_of)  # type: ignore[arg-type]
         self._ticket_paths = spellings(config.ticket_path)
         self._answer_at(config.callback_path, config.login_path, config.ticket_path)
@@ -158,29 +158,21 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
             return None  # the platform itself has no consent page
         config = self.config
         signer = signer_for(config.state_key, authorizer, max_age=config.state_max_age)
-        login = PlatformLoginEndpoint(
-            authorizer=authorizer,
-            component_appid=config.component_appid,
-            authorize_base_url=config.authorize_base_url,
-            connect_redirect=config.connect_redirect,
-            signer=signer,
-            callback_path=config.callback_path,
-            redirect_uri=config.redirect_uri,
-            default_scope=config.default_scope,
-            trust_forwarded=config.trust_forwarded,
-            cookie_name=config.nonce_cookie,
-        )
+        login = self._login_endpoint(authorizer, signer)
         return Site(authorizer, signer, login, f"component:{authorizer}:".encode())
 
-    def _login_endpoint(self) -> PlatformLoginEndpoint:
-        # What the callback reads the login cookie with; each authorizer's own starts logins.
+    def _login_endpoint(
+        self, authorizer: str | None = None, signer: StateSigner | None = None
+    ) -> PlatformLoginEndpoint:
+        """An authorizer's login endpoint; without one, what the callback reads the login
+        cookie with (each authorizer's own starts the logins)."""
         config = self.config
         return PlatformLoginEndpoint(
-            authorizer=config.component_appid,
+            authorizer=authorizer or config.component_appid,
             component_appid=config.component_appid,
             authorize_base_url=config.authorize_base_url,
             connect_redirect=config.connect_redirect,
-            signer=self._signer,
+            signer=signer or self._signer,
             callback_path=config.callback_path,
             redirect_uri=config.redirect_uri,
             default_scope=config.default_scope,

@@ -27,7 +27,7 @@ from .._core.asgi import Receive, Scope, Send
 from .._core.callback import form_pairs
 from .._core.cookies import cookie_name, set_cookie
 from .._core.middleware import Answer
-from .._core.pages import _header, preferred_language
+from .._core.negotiation import header_value, preferred_language
 from .._core.paths import matches
 from .._core.state import StateSigner
 from ..errors import ErrorReason, InvalidCallbackRequest, RequestTooLarge
@@ -130,7 +130,7 @@ class Handoffs:
         """A new handoff for this desktop browser (its cookie kept when it has one, so that
         two tabs both work) and the page that shows its QR code and polls."""
         desktop = self._desktop_cookie(scope) or secrets.token_urlsafe(32)
-        browser = describe_browser(_header(scope, b"user-agent"))
+        browser = describe_browser(header_value(scope, b"user-agent"))
         handoff = await self.store.start(desktop, query.next, browser)
         link = self.phone_link(scope, query, handoff)
         root = scope.get("root_path", "")
@@ -243,10 +243,10 @@ _VARY = [(b"vary", b"accept-language")]
 
 async def _read_form(scope: Scope, receive: Receive) -> dict[str, str]:
     """The POSTed form (at most :data:`MAX_FORM_BYTES`), each name once."""
-    media_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+    media_type = header_value(scope, b"content-type").split(";")[0].strip().lower()
     if media_type != _FORM:
         raise InvalidCallbackRequest(ErrorReason.INVALID_BODY, "The answer must be a form.")
-    length = _header(scope, b"content-length")
+    length = header_value(scope, b"content-length")
     if length.isdecimal() and int(length) > MAX_FORM_BYTES:
         raise _too_large()  # refused before reading
     body = b""

@@ -22,10 +22,10 @@ from .._core.pages import (
     _HTML_LANG,
     STYLE,
     Language,
-    _header,
-    _weights,
+    header_value,
     page_source,
     preferred_language,
+    quality_weights,
     wants_html,
 )
 
@@ -160,13 +160,13 @@ def render_qr_page(
 def on_a_phone(scope: Scope) -> bool:
     """Whether the browser runs on a phone (``Mobi`` in the User-Agent, as every phone browser
     says; an iPad's or another tablet's screen can be scanned by a phone)."""
-    agent = _header(scope, b"user-agent")
+    agent = header_value(scope, b"user-agent")
     return "Mobi" in agent and "iPad" not in agent
 
 
 def wants_json(scope: Scope) -> bool:
     """Whether ``Accept`` names JSON itself (not just ``*/*``)."""
-    weights = _weights(_header(scope, b"accept"))
+    weights = quality_weights(header_value(scope, b"accept"))
     return max(weights.get("application/json", 0.0), weights.get("application/*", 0.0)) > 0
 
 
