@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+import anyio
+
 from ..errors import WeChatOAuthError
 
 
@@ -179,6 +181,30 @@ class TokenStore(Protocol):
         finds it). ``"spaced"`` if another mark of ``key`` was taken less than ``spacing``
         seconds ago, across workers (a limit such as WeChat's one forced refresh per 30 s)."""
         ...
+
+
+async def store_once(
+    backend: Backend, key: str, outcome: Outcome, *, ttl: float, wait: float, attempts: int = 3
+) -> Outcome | None:
+    """Store ``outcome`` under ``key`` unless something is stored there already, through the
+    contract every backend has (claim, complete): ``None`` when this call stored it, else what
+    is stored (waited for, up to ``wait`` seconds a time, while another writer holds the
+    lease). For records other than a code's outcome (a QR link's ``next``, a desktop's
+    handoff, a platform's ticket). ``TimeoutError`` when the key never settles."""
+    for _ in range(attempts):
+        # Shielded: a lease taken must be completed, or it would block the key (and, in the
+        # memory backend, count as a login in progress) for good. Every call is bounded.
+        with anyio.CancelScope(shield=True):
+            claim = await backend.claim(key)
+            if claim.lease is not None:
+                await backend.complete(key, claim.lease, outcome, ttl=ttl)
+                return None
+        if claim.outcome is not None:
+            return claim.outcome
+        found = await backend.wait(key, timeout=wait)
+        if found is not None:
+            return found
+    raise TimeoutError(f"{key} never settled")
 
 
 #: A leader's work is ended this long after its own timeout at the latest (the single flight's

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import anyio
 
-from .._core.contract import register_result
+from .._core.contract import register_result, store_once
 from ..backends import Backend, Outcome, TokenStore
 from ..errors import ErrorReason, ServiceUnavailable, WeChatOAuthError
 
@@ -113,19 +113,21 @@ class TicketStore:
             return not isinstance(outcome, VerifyTicket) or outcome.created_at <= created_at
 
         for _ in range(_ATTEMPTS):
-            with anyio.CancelScope(shield=True):  # a lease taken must be completed
+            with anyio.CancelScope(shield=True):  # a forget is not left half done
                 found = await self._store.lookup(self.key)
                 if found is not None and not older(found[0]):
                     return False
                 if found is not None:
                     await self.backend.forget(self.key, only_if=older)
-                claim = await self.backend.claim(self.key)
-                if claim.lease is not None:
-                    await self.backend.complete(self.key, claim.lease, new, ttl=self.ttl)
-                    self._copy = (new, time.monotonic() + self.ttl)
-                    return True
-                if claim.outcome is None:  # another worker is storing one now
-                    await self.backend.wait(self.key, timeout=_WAIT)
+            try:
+                stored = await store_once(self.backend, self.key, new, ttl=self.ttl, wait=_WAIT)
+            except TimeoutError:
+                continue  # another worker was storing one: look again
+            if stored is None:
+                self._copy = (new, time.monotonic() + self.ttl)
+                return True
+            if not older(stored):
+                return False
         raise ServiceUnavailable(
             ErrorReason.OVERLOADED, "The ticket could not be stored now; WeChat pushes it again."
         )

@@ -29,9 +29,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import anyio
-
-from .._core.contract import Backend, Outcome, TokenStore, register_result
+from .._core.contract import Backend, Outcome, TokenStore, register_result, store_once
 from ..errors import ErrorReason, HandoffExpired, StateRejected
 from ._identity import WeChatIdentity
 
@@ -184,19 +182,10 @@ class HandoffStore:
         """Store ``outcome`` under ``key`` unless something is stored there already: ``None``
         when this call stored it, else what is stored (written by whoever took the lease first,
         waited for when still being written)."""
-        for _ in range(3):
-            # Shielded: a lease taken must be completed, or it would block the key.
-            with anyio.CancelScope(shield=True):
-                claim = await self.backend.claim(key)
-                if claim.lease is not None:
-                    await self.backend.complete(key, claim.lease, outcome, ttl=ttl)
-                    return None
-            if claim.outcome is not None:
-                return claim.outcome
-            found = await self.backend.wait(key, timeout=_WAIT)
-            if found is not None:
-                return found
-        raise expired()  # never settled: treated as gone, and a new QR code starts over
+        try:
+            return await store_once(self.backend, key, outcome, ttl=ttl, wait=_WAIT)
+        except TimeoutError:
+            raise expired() from None  # never settled: gone, and a new QR code starts over
 
     async def start(self, desktop: str, next_path: str | None, browser: str) -> str:
         """A new handoff for the desktop whose cookie is ``desktop``: its id."""

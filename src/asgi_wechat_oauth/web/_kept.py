@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import anyio
 
 from .._core.asgi import Message, Receive
-from .._core.contract import register_result
+from .._core.contract import register_result, store_once
 from .._core.login import validate_next
 from ..backends import Backend
 from ..errors import ErrorReason, InvalidCallbackRequest, WeChatOAuthError
@@ -82,17 +82,15 @@ class KeptNexts:
         next_id = secrets.token_urlsafe(16)
         key = self._key(next_id)
         try:
-            # Shielded: a lease taken must be completed, or it would block the key (and, in
-            # the memory backend, count as a login in progress) for good. Every call is bounded.
-            with anyio.CancelScope(shield=True):
-                claim = await self.backend.claim(key)
-                if claim.lease is None:  # a fresh random key is never known: nothing to trust
-                    return link
-                await self.backend.complete(key, claim.lease, KeptNext(next_path), ttl=self.ttl)
-        except WeChatOAuthError as exc:
-            logger.warning("wechat_oauth.qr_next_not_kept reason=%s", exc.reason)
+            # attempts=1: a fresh random key is never known; anything found is not ours.
+            found = await store_once(
+                self.backend, key, KeptNext(next_path), ttl=self.ttl, wait=0, attempts=1
+            )
+        except (WeChatOAuthError, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, WeChatOAuthError) else "not_settled"
+            logger.warning("wechat_oauth.qr_next_not_kept reason=%s", reason)
             return link
-        return named(next_id)
+        return link if found is not None else named(next_id)
 
     async def find(self, next_id: str) -> str:
         """The ``next`` kept under ``next_id``, checked again as any ``next`` is. Raises 400
