@@ -43,6 +43,41 @@ def configuration_error(service: str, errcode: int, meaning: str) -> Credentials
     )
 
 
+#: A server API's answer to too many calls (per minute, per day).
+RATE_LIMITED_ERRCODES = frozenset({45009, 45011})
+
+
+def server_api_error(
+    service: str,
+    endpoint: str,
+    errcode: int,
+    meanings: Mapping[int, str],
+    *,
+    unknown_is_configuration: bool = False,
+) -> WeChatOAuthError:
+    """The error of a server API's ``errcode`` (a token or ticket endpoint): -1 busy (a
+    retry may help), a rate limit, a configuration errcode ``meanings`` explains (500
+    ``configuration_error``, saying what to fix); any other errcode is the endpoint's own
+    ``upstream_error``, or a configuration error when ``unknown_is_configuration``."""
+    if errcode == -1:
+        return UpstreamError(
+            ErrorReason.UPSTREAM_BUSY, f"{service} is busy; try again.", errcode=-1
+        )
+    if errcode in RATE_LIMITED_ERRCODES:
+        return UpstreamError(
+            ErrorReason.RATE_LIMITED, f"{service} rate-limited {endpoint}.", errcode=errcode
+        )
+    if errcode in meanings or unknown_is_configuration:
+        return configuration_error(
+            service, errcode, meanings.get(errcode, "see the error code list")
+        )
+    return UpstreamError(
+        ErrorReason.UPSTREAM_ERROR,
+        f"{service} answered errcode {errcode} at {endpoint}.",
+        errcode=errcode,
+    )
+
+
 def error_from_errcode(errcode: int, extra: ErrcodeTable | None = None) -> WeChatOAuthError:
     """Map a WeChat ``errcode`` to the error the middleware answers with. ``extra`` holds the
     errcodes only one product's endpoint answers; it is looked up first."""

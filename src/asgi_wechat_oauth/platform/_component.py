@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.errcodes import configuration_error
+from .._core.errcodes import server_api_error
 from .._core.upstream import UpstreamClient, once_more_if_busy
 from ..errors import ErrorReason, ServiceUnavailable, UpstreamError, WeChatOAuthError
 from ..tokens import TokenGrant
@@ -39,7 +39,6 @@ _MEANINGS = {
     61011: "invalid component: the appid is not a third-party platform",
     40164: "this server's IP is not on the platform's IP allowlist",
 }
-_RATE_LIMITED = frozenset({45009, 45011})
 
 
 def ticket_pending() -> ServiceUnavailable:
@@ -94,16 +93,6 @@ class ComponentTokenFetcher(UpstreamClient):
         self.key_material = f"access_token:component:{component_appid}:{digest}".encode()
 
     def error_for(self, errcode: int) -> WeChatOAuthError:
-        if errcode == -1:
-            return UpstreamError(
-                ErrorReason.UPSTREAM_BUSY, "WeChat is busy; try again.", errcode=-1
-            )
-        if errcode in _RATE_LIMITED:
-            return UpstreamError(
-                ErrorReason.RATE_LIMITED,
-                "WeChat rate-limited the component token endpoint.",
-                errcode=errcode,
-            )
         if errcode in TICKET_ERRCODES:
             state = "expired" if errcode == 61005 else "invalid"
             return ServiceUnavailable(
@@ -112,13 +101,7 @@ class ComponentTokenFetcher(UpstreamClient):
                 f"{errcode}); waiting for its next push, which arrives every 10 minutes.",
                 errcode=errcode,
             )
-        if errcode in _MEANINGS:
-            return configuration_error("WeChat", errcode, _MEANINGS[errcode])
-        return UpstreamError(
-            ErrorReason.UPSTREAM_ERROR,
-            f"WeChat's component token endpoint answered errcode {errcode}.",
-            errcode=errcode,
-        )
+        return server_api_error("WeChat", "the component token endpoint", errcode, _MEANINGS)
 
     async def fetch(self, *, force_refresh: bool, margin: float) -> TokenGrant:
         ticket = await self.tickets.current()

@@ -12,7 +12,7 @@ from typing import Protocol
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL, WECOM_API_BASE_URL, WECOM_CONFIG_ERRCODES
-from .._core.errcodes import configuration_error
+from .._core.errcodes import server_api_error
 from .._core.upstream import UpstreamClient, once_more_if_busy
 from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ._grant import TokenGrant
@@ -26,7 +26,6 @@ _WECHAT_MEANINGS = {
     89503: "this server's IP needs the administrator's confirmation",
 }
 #: Rate limits: transient, not configuration.
-_RATE_LIMITED = frozenset({45009, 45011})
 #: WeChat forces a new stable token at most once in 30 s (a forced call sooner does not
 #: refresh) and 20 times a day: the spacing a fetcher that forces refreshes declares.
 FORCE_REFRESH_SPACING = 30.0
@@ -75,18 +74,13 @@ class _Fetcher(UpstreamClient):
         return f"{type(self).__name__}(appid={self.appid!r})"
 
     def error_for(self, errcode: int) -> WeChatOAuthError:
-        if errcode == -1:
-            return UpstreamError(
-                ErrorReason.UPSTREAM_BUSY, f"{self.service} is busy; try again.", errcode=-1
-            )
-        if errcode in _RATE_LIMITED:
-            return UpstreamError(
-                ErrorReason.RATE_LIMITED,
-                f"{self.service} rate-limited the token endpoint.",
-                errcode=errcode,
-            )
-        meaning = self.meanings.get(errcode, "see the error code list")
-        return configuration_error(self.service, errcode, meaning)
+        return server_api_error(
+            self.service,
+            "the token endpoint",
+            errcode,
+            self.meanings,
+            unknown_is_configuration=True,
+        )
 
     async def fetch(self, *, force_refresh: bool, margin: float) -> TokenGrant:
         data = await once_more_if_busy(lambda: self._request(force_refresh))

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from .._core.apiclient import DEFAULT_API_BASE_URL
-from .._core.errcodes import configuration_error
+from .._core.errcodes import server_api_error
 from .._core.upstream import once_more_if_busy, request_json
 from ..errors import ErrorReason, UpstreamError, WeChatOAuthError
 from ._grant import TokenGrant
@@ -28,7 +28,6 @@ _MEANINGS = {
     48001: "the account is not authorized for the JS-SDK ticket (check its verification)",
     89503: "this server's IP needs the administrator's confirmation",
 }
-_RATE_LIMITED = frozenset({45009, 45011})
 
 
 class JsapiTicketFetcher:
@@ -109,17 +108,8 @@ class JsapiTicketFetcher:
 
 
 def _error_for(errcode: int) -> WeChatOAuthError:
-    if errcode == -1:
-        return UpstreamError(ErrorReason.UPSTREAM_BUSY, "WeChat is busy; try again.", errcode=-1)
-    if errcode in _RATE_LIMITED:
-        return UpstreamError(
-            ErrorReason.RATE_LIMITED, "WeChat rate-limited getticket.", errcode=errcode
-        )
-    if errcode in _MEANINGS:
-        return configuration_error("WeChat", errcode, _MEANINGS[errcode])
     # 40001/40014/42001 (the access token) are retried once by the token keeper.
-    message = f"WeChat refused getticket (errcode {errcode})."
-    return UpstreamError(ErrorReason.UPSTREAM_ERROR, message, errcode=errcode)
+    return server_api_error("WeChat", "getticket", errcode, _MEANINGS)
 
 
 #: Random ``nonceStr``s (16 hex digits) cut from ``os.urandom`` bytes 512 at a time: one
