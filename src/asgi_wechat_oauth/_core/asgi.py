@@ -6,6 +6,8 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from ..errors import ErrorReason, RequestTooLarge
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -50,3 +52,28 @@ async def send_json(
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def read_body(scope: Scope, receive: Receive, *, limit: int, what: str) -> bytes | None:
+    """The whole request body, or ``None`` if the client went away; a 413 ``body_too_large``
+    past ``limit`` bytes (by ``Content-Length`` before reading anything, else while reading):
+    a body is never read whole before it is bounded. ``what`` names it in the message."""
+    too_large = RequestTooLarge(ErrorReason.BODY_TOO_LARGE, f"{what} is larger than {limit} bytes.")
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"content-length":
+            declared = bytes(value).decode("latin-1")
+            if declared.isdecimal() and int(declared) > limit:
+                raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from .._core.asgi import Message, Receive, Scope
+from .._core.asgi import read_body as read_request_body
 from .._core.callback import check_code, form_pairs
-from ..errors import ErrorReason, InvalidCallbackRequest, RequestTooLarge
+from ..errors import ErrorReason, InvalidCallbackRequest
 
 #: A login body is ``{"code": "..."}`` and perhaps a few fields of the app's own.
 MAX_BODY_BYTES = 4096
@@ -17,19 +18,7 @@ MAX_BODY_BYTES = 4096
 async def read_body(scope: Scope, receive: Receive) -> bytes | None:
     """The whole body, or ``None`` if the client went away; :class:`RequestTooLarge` past
     :data:`MAX_BODY_BYTES` (by ``Content-Length`` before reading, or while reading)."""
-    length = _header(scope, b"content-length")
-    if length is not None and length.isdecimal() and int(length) > MAX_BODY_BYTES:
-        raise _too_large()
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += bytes(message.get("body", b""))
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-        if not message.get("more_body", False):
-            return body
+    return await read_request_body(scope, receive, limit=MAX_BODY_BYTES, what="The body")
 
 
 def parse_body(scope: Scope, body: bytes) -> tuple[str, dict[str, Any]]:
@@ -115,10 +104,4 @@ def _invalid_body() -> InvalidCallbackRequest:
         ErrorReason.INVALID_BODY,
         'The body must be JSON ({"code": ...}, application/json) or a form '
         "(code=..., application/x-www-form-urlencoded).",
-    )
-
-
-def _too_large() -> RequestTooLarge:
-    return RequestTooLarge(
-        ErrorReason.BODY_TOO_LARGE, f"The body is larger than {MAX_BODY_BYTES} bytes."
     )

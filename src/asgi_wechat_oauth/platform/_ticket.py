@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .._core.asgi import Receive, Scope, Send
+from .._core.asgi import Receive, Scope, Send, read_body
 from .._core.callback import form_pairs
 from .._core.endpoints import send_error
 from ..errors import (
@@ -150,7 +150,7 @@ class TicketEndpoint:
                 ErrorReason.METHOD_NOT_ALLOWED, "The platform's event URL accepts POST only."
             )
         query = _query(scope)
-        body = await _read_body(scope, receive)
+        body = await read_body(scope, receive, limit=MAX_XML_BYTES, what="The push's body")
         if body is None:
             return None
         outer = parse_flat_xml(body)
@@ -259,29 +259,6 @@ def _query(scope: Scope) -> dict[str, str]:
     return query
 
 
-async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
-    """The body, at most :data:`MAX_XML_BYTES` (by ``Content-Length`` before reading, then
-    while reading); ``None`` if the client went away."""
-    for key, value in scope.get("headers", ()):
-        if key.lower() == b"content-length":
-            declared = bytes(value).decode("latin-1")
-            if declared.isdecimal() and int(declared) > MAX_XML_BYTES:
-                raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > MAX_XML_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 def _level(error: WeChatOAuthError) -> int:
     if error.reason in (ErrorReason.PUSH_WRONG_APPID, ErrorReason.PUSH_STALE):
         return logging.ERROR  # WeChat's own push refused: a setting or the clock to fix
@@ -296,12 +273,6 @@ def _loggable(value: str | None) -> str:
     if value is None:
         return "-"
     return value if _LOGGABLE.fullmatch(value) else "<malformed>"
-
-
-def _too_large() -> RequestTooLarge:
-    return RequestTooLarge(
-        ErrorReason.BODY_TOO_LARGE, f"The push's body is larger than {MAX_XML_BYTES} bytes."
-    )
 
 
 def _unreadable(what: str) -> InvalidCallbackRequest:

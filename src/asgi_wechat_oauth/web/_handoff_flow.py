@@ -23,14 +23,14 @@ import math
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .._core.asgi import Receive, Scope, Send
+from .._core.asgi import Receive, Scope, Send, read_body
 from .._core.callback import form_pairs
 from .._core.cookies import cookie_name, set_cookie
 from .._core.middleware import Answer
 from .._core.negotiation import header_value, preferred_language
 from .._core.paths import matches
 from .._core.state import StateSigner
-from ..errors import ErrorReason, InvalidCallbackRequest, RequestTooLarge
+from ..errors import ErrorReason, InvalidCallbackRequest
 from ._handoff import (
     CONFIRM_GRACE,
     DESKTOP_COOKIE,
@@ -246,30 +246,14 @@ async def _read_form(scope: Scope, receive: Receive) -> dict[str, str]:
     media_type = header_value(scope, b"content-type").split(";")[0].strip().lower()
     if media_type != _FORM:
         raise InvalidCallbackRequest(ErrorReason.INVALID_BODY, "The answer must be a form.")
-    length = header_value(scope, b"content-length")
-    if length.isdecimal() and int(length) > MAX_FORM_BYTES:
-        raise _too_large()  # refused before reading
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body += bytes(message.get("body", b""))
-        if len(body) > MAX_FORM_BYTES:
-            raise _too_large()
-        if not message.get("more_body", False):
-            break
+    body = await read_body(scope, receive, limit=MAX_FORM_BYTES, what="The form")
     try:
-        pairs = form_pairs(body)
+        pairs = form_pairs(body or b"")  # the client gone: nobody reads the answer
     except ValueError:
         pairs = None
     if pairs is None or len(pairs) != len({name for name, _ in pairs}):
         raise InvalidCallbackRequest(ErrorReason.INVALID_BODY, "The form could not be read.")
     return dict(pairs)
-
-
-def _too_large() -> RequestTooLarge:
-    return RequestTooLarge(ErrorReason.BODY_TOO_LARGE, "The form is too large.")
 
 
 def _json(scope: Scope, status: int, data: dict[str, str]) -> Answer:
