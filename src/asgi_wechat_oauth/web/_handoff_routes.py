@@ -74,14 +74,20 @@ class HandoffRoutes(OAuthMiddleware):
 
         return self._guarded(scope, start)
 
-    def _guarded(self, scope: Scope, build: Callable[[], Awaitable[Answer]]) -> Answer:
-        """An answer built by ``build`` (backend work first), or the error it raised."""
+    def _guarded(
+        self,
+        scope: Scope,
+        build: Callable[[], Awaitable[Answer]],
+        event: str = "handoff_refused",
+    ) -> Answer:
+        """An answer built by ``build`` (backend work first), or the error it raised, counted
+        and logged as ``event``."""
 
         async def answer(send: Send) -> None:
             try:
                 built = await build()
             except WeChatOAuthError as exc:
-                self._failed("handoff_refused", exc, None)
+                self._failed(event, exc, None)
                 await self._respond_error(scope, bodiless_request(), send, exc)
                 return
             await built(send)

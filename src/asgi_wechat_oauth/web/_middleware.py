@@ -24,7 +24,6 @@ from ..errors import (
     ErrorReason,
     InvalidCallbackRequest,
     StateRejected,
-    WeChatOAuthError,
 )
 from ..tokens import AccessTokenKeeper
 from ._authorize import DEFAULT_AUTHORIZE_BASE_URL, QR_LOGIN_SCOPE
@@ -34,7 +33,7 @@ from ._config import DesktopLogin, SnapshotPolicy, WeChatOAuthConfig, WeChatScop
 from ._handoff_routes import HandoffRoutes
 from ._identity import WeChatIdentity
 from ._jssdk import JsSdkEndpoint
-from ._kept import KeptNexts, bodiless_request
+from ._kept import KeptNexts
 from ._links import LOGIN_PATH_KEY
 from ._login import LoginEndpoint, LoginQuery, wxlogin_params
 from ._qrpage import on_a_phone, send_json, send_open_in_wechat, wants_json
@@ -268,19 +267,12 @@ class WeChatOAuthMiddleware(HandoffRoutes, SnsLogin, OAuthMiddleware):
             return answer(query, route)
         next_id, found = query.next_id, route
 
-        async def with_kept_next(send: Send) -> None:
+        async def with_kept_next() -> Answer:
             # A QR page's link: its next is read from the backend, then the login starts.
-            try:
-                next_path = await kept.find(next_id)
-                resolved = answer(dataclasses.replace(query, next=next_path, next_id=None), found)
-            except WeChatOAuthError as exc:  # refused as _redirect_to_login refuses a login
-                self.counters.errors[exc.reason] += 1
-                logger.info("%s.login_refused reason=%s", self.log_prefix, exc.reason)
-                await self._respond_error(scope, bodiless_request(), send, exc)
-                return
-            await resolved(send)
+            next_path = await kept.find(next_id)
+            return answer(dataclasses.replace(query, next=next_path, next_id=None), found)
 
-        return with_kept_next
+        return self._guarded(scope, with_kept_next, "login_refused")
 
     def _watch_answer(self, scope: Scope, send: Send) -> Send:
         return watch_the_answer(scope, send, self.callback_path, self._callback_paths)
