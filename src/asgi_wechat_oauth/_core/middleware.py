@@ -60,6 +60,8 @@ class OAuthMiddleware(Middleware):
 
     #: A scope key that tells the app's helpers where the login endpoint is (or None).
     login_path_key: ClassVar[str | None] = None
+    #: The product's other path options (the JS-SDK's, the ticket push's): answered too.
+    extra_paths: ClassVar[tuple[str, ...]] = ()
 
     config: OAuthOptions
     callback_path: str
@@ -108,7 +110,8 @@ class OAuthMiddleware(Middleware):
     def _set_paths(self, callback_path: str, login_path: str | None) -> None:
         self._callback_paths = spellings(callback_path)
         self._login_paths = spellings(login_path)
-        self._answer_at(callback_path, login_path)
+        extra = (getattr(self.config, option) for option in self.extra_paths)
+        self._answer_at(callback_path, login_path, *extra)
         key = self.login_path_key
         self._login_mark = (key, login_path) if login_path and key else None
         self.app = self._app  # passed on with the mark, or without

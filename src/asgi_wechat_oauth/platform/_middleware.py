@@ -58,6 +58,7 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
     provider = "WeChat"
     log_prefix = "wechat_platform"
     login_path_key = LOGIN_PATH_KEY
+    extra_paths = ("ticket_path",)
     allow = b"GET, HEAD"
     config: PlatformOAuthConfig
     client: ComponentOAuthClient
@@ -133,7 +134,6 @@ class PlatformOAuthMiddleware(SnsLogin, OAuthMiddleware):
         resolve = one_app(fixed) if fixed is not None else config.authorizer
         self._sites = Sites(resolve, self._site_of)  # type: ignore[arg-type]
         self._ticket_paths = spellings(config.ticket_path)
-        self._answer_at(config.callback_path, config.login_path, config.ticket_path)
         #: Whether this process has seen a ticket (then a login needs no look-up for it), and
         #: what the last look-up said, and the look-up in flight.
         self._ticket_seen = False

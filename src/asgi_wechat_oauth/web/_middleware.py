@@ -59,6 +59,7 @@ class WeChatOAuthMiddleware(HandoffRoutes, SnsLogin, OAuthMiddleware):
     provider = "WeChat"
     log_prefix = "wechat_oauth"
     login_path_key = LOGIN_PATH_KEY
+    extra_paths = ("jssdk_path",)
     config: WeChatOAuthConfig
     client: WeChatOAuthClient
     _login: LoginEndpoint
@@ -133,11 +134,6 @@ class WeChatOAuthMiddleware(HandoffRoutes, SnsLogin, OAuthMiddleware):
         self._handoffs = self._handoff_endpoints()
         #: ``jssdk_path``'s endpoint; ``jssdk.tickets`` keeps the jsapi_ticket.
         self.jssdk = JsSdkEndpoint.of(self) if config.jssdk_path else None
-
-    def _set_paths(self, callback_path: str, login_path: str | None) -> None:
-        super()._set_paths(callback_path, login_path)
-        if self.config.jssdk_path:
-            self._answer_at(callback_path, login_path, self.config.jssdk_path)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         jssdk = self.jssdk
