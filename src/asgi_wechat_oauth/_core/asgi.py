@@ -39,18 +39,26 @@ async def send_json(
     """Send ``payload`` as a complete JSON response that no cache keeps (only its headers when
     answering a ``HEAD`` request)."""
     body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                *headers,
-            ],
-        }
-    )
+    await send_body(send, status, body, b"application/json", *headers, head=head)
+
+
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    *headers: tuple[bytes, bytes],
+    head: bool = False,
+) -> None:
+    """Send ``body`` as a complete response that no cache keeps (only its headers when
+    answering a ``HEAD`` request)."""
+    start = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 

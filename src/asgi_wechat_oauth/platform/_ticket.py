@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .._core.asgi import Receive, Scope, Send, read_body
+from .._core.asgi import Receive, Scope, Send, read_body, send_body
 from .._core.callback import form_pairs
 from .._core.endpoints import send_error
 from ..errors import (
@@ -128,18 +128,7 @@ class TicketEndpoint:
             return
         if event is None:  # the client went away: nobody to answer
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(_SUCCESS)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _SUCCESS})
+        await send_body(send, 200, _SUCCESS, b"text/plain; charset=utf-8")
 
     async def handle(self, scope: Scope, receive: Receive) -> PushEvent | None:
         """Check, decrypt and act on the push (store a ticket); the event, or ``None`` if the

@@ -23,7 +23,7 @@ import math
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .._core.asgi import Receive, Scope, Send, read_body
+from .._core.asgi import Receive, Scope, Send, read_body, send_body
 from .._core.callback import form_pairs
 from .._core.cookies import cookie_name, set_cookie
 from .._core.middleware import Answer
@@ -267,17 +267,9 @@ def _answer(
     content_type: bytes,
     headers: list[tuple[bytes, bytes]],
 ) -> Answer:
-    start = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *headers,
-    ]
+    head = scope["method"] == "HEAD"
 
     async def send_it(send: Send) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": start})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        await send_body(send, status, body, content_type, *headers, head=head)
 
     return send_it

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from .._core.asgi import Receive, Scope, Send
+from .._core.asgi import Receive, Scope, Send, send_body
 from .._core.endpoints import send_error
 from .._core.paths import spellings
 from ..errors import (
@@ -43,11 +43,6 @@ _AUTHORITY = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
 )
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-    (b"x-content-type-options", b"nosniff"),
-]
 
 
 def origin_of(url: str) -> str | None:
@@ -157,10 +152,8 @@ class JsSdkEndpoint:
             await send_error(scope, send, exc, allow=b"GET")
             return
         body = json.dumps(config).encode()
-        headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
-        headers += self._cors(scope)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        nosniff = (b"x-content-type-options", b"nosniff")
+        await send_body(send, 200, body, b"application/json", nosniff, *self._cors(scope))
 
     async def aclose(self) -> None:
         """Close the ticket's keeper, and the token's when this endpoint made it."""

@@ -17,7 +17,7 @@ from string import Template
 
 import segno
 
-from .._core.asgi import Scope, Send
+from .._core.asgi import Scope, Send, send_body
 from .._core.pages import (
     _HTML_LANG,
     STYLE,
@@ -197,11 +197,4 @@ async def send_json(
 async def _send(
     scope: Scope, send: Send, body: bytes, content_type: bytes, *headers: tuple[bytes, bytes]
 ) -> None:
-    start = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": start})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    await send_body(send, 200, body, content_type, *headers, head=scope["method"] == "HEAD")
