@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .._core.counters import Counters
+from .._core.oauth_options import OAuthOptions
 from ..backends import Backend
 from ..errors import InvalidConfig
 
@@ -110,3 +111,12 @@ def _explain(kind: type, given: Mapping[str, Any], exc: TypeError) -> str:
         hint = f" (did you mean {close[0]}?)" if close else ""
         lines.append(f"unknown option {name}{hint}")
     return "; ".join(lines)
+
+
+def oauth_summary(config: OAuthOptions) -> dict[str, object]:
+    """What ``check`` prints of a product with a callback and a login page: every option,
+    and ``verify_state`` and ``on_invalid_code`` as their defaults resolve them."""
+    shown = config.summary()
+    shown["verify_state"] = config.resolved_verify_state
+    shown["on_invalid_code"] = config.resolved_on_invalid_code
+    return shown

@@ -15,7 +15,7 @@ from ..platform import (
     TicketStore,
 )
 from ..tokens import AccessTokenKeeper
-from ._base import Product, Verdict
+from ._base import Product, Verdict, oauth_summary
 
 
 class Platform(Product[PlatformOAuthConfig]):
@@ -35,10 +35,7 @@ class Platform(Product[PlatformOAuthConfig]):
         return found.config
 
     def summary(self, config: PlatformOAuthConfig) -> dict[str, object]:
-        shown = config.summary()
-        shown["verify_state"] = config.resolved_verify_state
-        shown["on_invalid_code"] = config.resolved_on_invalid_code
-        return shown
+        return oauth_summary(config)
 
     def warnings(self, config: PlatformOAuthConfig) -> list[str]:
         if config.login_path is None:

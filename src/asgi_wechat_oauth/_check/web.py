@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from .._core.oauth_options import appid_form_warning
 from ..web import WeChatOAuthClient, WeChatOAuthConfig, WeChatOAuthMiddleware
-from ._base import Product, Verdict
+from ._base import Product, Verdict, oauth_summary
 from ._online import NO_ANSWER, PROBE_CODE, made_up_code
 
 _WRONG = {
@@ -31,10 +31,7 @@ class Web(Product[WeChatOAuthConfig]):
         return found.config
 
     def summary(self, config: WeChatOAuthConfig) -> dict[str, object]:
-        shown = config.summary()
-        shown["verify_state"] = config.resolved_verify_state
-        shown["on_invalid_code"] = config.resolved_on_invalid_code
-        return shown
+        return oauth_summary(config)
 
     def warnings(self, config: WeChatOAuthConfig) -> list[str]:
         found = (

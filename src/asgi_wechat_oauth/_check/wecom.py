@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from .._core.counters import Counters
 from ..wecom import WeComOAuthClient, WeComOAuthConfig, WeComOAuthMiddleware
-from ._base import Product, Verdict
+from ._base import Product, Verdict, oauth_summary
 from ._online import PROBE_CODE, made_up_code
 
 _WRONG = {
@@ -33,10 +33,7 @@ class WeCom(Product[WeComOAuthConfig]):
         return config
 
     def summary(self, config: WeComOAuthConfig) -> dict[str, object]:
-        shown = config.summary()
-        shown["verify_state"] = config.resolved_verify_state
-        shown["on_invalid_code"] = config.resolved_on_invalid_code
-        return shown
+        return oauth_summary(config)
 
     async def probe(self, config: WeComOAuthConfig) -> list[Verdict]:
         """The corp token fetched with corpid and secret, then used at ``auth/getuserinfo``
